@@ -1,0 +1,40 @@
+# Footfall's two everyday commands live in the README; this file holds their details.
+VENV ?= .venv
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the test suite drives for real (a headless browser and its driver).
+TEST_DEB := chromium chromium-driver
+BENCH_DEB := wrk
+
+.PHONY: test bench demo deb-test deb-bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev,central]'
+	touch $@
+
+deb-test:
+	@missing=$$(for p in $(TEST_DEB); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+deb-bench:
+	@missing=$$(for p in $(BENCH_DEB); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test: $(VENV)/.installed deb-test
+	$(VENV)/bin/python -m pytest
+
+bench: $(VENV)/.installed deb-bench
+	$(VENV)/bin/python tests/perf/bench_portal.py
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/footfall demo
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache tests/artifacts

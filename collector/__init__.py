@@ -1,0 +1,1 @@
+"""Collector: turns the guest LAN's packets into devices and visits (see DESIGN.md)."""

@@ -1,0 +1,196 @@
+"""Visitor pages on the portal's own host. Thin: parse, call one domain function, render."""
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+from flask import Response, abort, current_app, g, redirect, render_template, request, url_for
+
+from portal import consent
+from portal.captive import bp
+from portal.captive.probes import safe_continue
+from portal.i18n import LANGUAGES, negotiate, translate
+from portal.models import utcnow
+from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
+from portal.visitors import Client, SignInForm
+
+PARAM_MAX = 2048
+# Control characters (CR and LF included) and U+FFFD, which is what undecodable bytes become.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ufffd]")
+_LANG_COOKIE = "ff_lang"
+
+
+def runtime():
+    return current_app.extensions["footfall"]
+
+
+def client() -> Client:
+    ip = request.remote_addr or ""
+    return Client(ip=ip, mac=runtime().gateway.client_mac(ip) if ip else None)
+
+
+class BadParameters(Exception):
+    """A parameter holds characters no field accepts, or is too long."""
+
+
+@bp.before_app_request
+def check_parameters():
+    """Reject, before any view runs, parameters no honest browser sends (CRLF, NUL, broken UTF-8)."""
+    for source in (request.args, request.form):
+        for key, values in source.lists():
+            for text in (key, *values):
+                if len(text) > PARAM_MAX or _FORBIDDEN.search(text):
+                    raise BadParameters()
+    requested = request.args.get("lang")
+    g.lang = negotiate(requested, request.cookies.get(_LANG_COOKIE), request.accept_languages,
+                       runtime().settings.default_language)
+    g.remember_lang = requested in LANGUAGES
+
+
+@bp.after_app_request
+def remember_language(response: Response) -> Response:
+    if getattr(g, "remember_lang", False):
+        response.set_cookie(_LANG_COOKIE, g.lang, max_age=365 * 86400, httponly=True, samesite="Lax",
+                            secure=runtime().settings.portal_url.startswith("https://"))
+    return response
+
+
+@bp.app_context_processor
+def template_helpers():
+    lang = getattr(g, "lang", runtime().settings.default_language)
+    return {"t": lambda key: translate(key, lang), "lang": lang,
+            "other_lang": "en" if lang == "vi" else "vi",
+            "store_name": runtime().settings.store_name, "local_time": local_time}
+
+
+def local_time(value: datetime.datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.replace(tzinfo=datetime.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def continue_param() -> str | None:
+    return safe_continue(request.values.get("continue"))
+
+
+def limited() -> bool:
+    c = client()
+    keys = [f"ip:{c.ip}"] + ([f"mac:{c.mac}"] if c.mac else [])
+    return not runtime().limiter.allow(*keys)
+
+
+def rate_limited_page():
+    return render_template("captive/error.html", message="err_rate_limited", code=429), 429
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+@bp.get("/")
+def splash():
+    rt = runtime()
+    c = client()
+    nxt = continue_param()
+    if rt.visitors.online_until(c.ip) is not None:
+        return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+    lead = rt.visitors.recognised(c) if request.args.get("form") != "1" else None
+    if lead is not None:
+        return render_template("captive/welcome.html", name=rt.visitors.greeting_name(lead), next=nxt)
+    return render_splash(SignInForm(language=g.lang), {}, nxt)
+
+
+def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, status: int = 200):
+    policies = consent.current_set(g.lang)
+    return render_template("captive/splash.html", form=form, errors=errors, next=nxt, policies=policies,
+                           required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES), status
+
+
+@bp.post("/connect")
+def connect():
+    if limited():
+        return rate_limited_page()
+    f = request.form
+    form = SignInForm(
+        email=f.get("email", ""), phone=f.get("phone", ""), name=f.get("name", ""), language=g.lang,
+        terms=f.get("terms") == "yes",
+        marketing=frozenset(p for p in f.getlist("marketing")),
+    )
+    outcome = runtime().visitors.sign_in(form, client())
+    nxt = continue_param()
+    if not outcome.ok:
+        return render_splash(form, outcome.errors, nxt, status=422 if "form" not in outcome.errors else 503)
+    return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+
+
+@bp.post("/welcome-back")
+def welcome_back():
+    if limited():
+        return rate_limited_page()
+    nxt = continue_param()
+    outcome = runtime().visitors.reconnect(client())
+    if not outcome.ok:
+        return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=409), 409
+    return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+
+
+@bp.get("/online")
+def online():
+    until = runtime().visitors.online_until(client().ip)
+    if until is None:
+        return redirect(url_for("captive.splash"), code=303)
+    return render_template("captive/online.html", until=until, next=continue_param())
+
+
+@bp.get("/privacy")
+def privacy():
+    notice = consent.current(NOTICE, g.lang)
+    sections = []
+    for block in notice.text.split("\n\n"):
+        heading, _, body = block.partition("\n") if block.startswith("## ") else ("", "", block)
+        sections.append((heading[3:], body))
+    return render_template("captive/privacy.html", notice=notice, sections=sections,
+                           statements=consent.current_set(g.lang), purposes=PURPOSES)
+
+
+@bp.get("/my-data")
+def my_data():
+    data = runtime().visitors.my_data(client())
+    return render_template("captive/my_data.html", data=data, marketing=MARKETING_PURPOSES,
+                           purposes=PURPOSES, done=request.args.get("done"))
+
+
+@bp.post("/my-data/withdraw")
+def withdraw():
+    if limited():
+        return rate_limited_page()
+    purpose = request.form.get("purpose", "")
+    outcome = runtime().visitors.withdraw(client(), purpose)
+    if not outcome.ok:
+        return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=400), 400
+    return redirect(url_for("captive.my_data", done="withdrawn"), code=303)
+
+
+@bp.post("/my-data/erase")
+def erase():
+    if limited():
+        return rate_limited_page()
+    if request.form.get("confirm") != "yes":
+        abort(400)
+    outcome = runtime().visitors.erase(client())
+    if not outcome.ok:
+        return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=400), 400
+    return redirect(url_for("captive.my_data", done="erased"), code=303)
+
+
+@bp.get("/api/captive")
+def captive_api():
+    """RFC 8908: what a captive-portal-aware OS asks before it opens the sign-in sheet."""
+    rt = runtime()
+    until = rt.visitors.online_until(client().ip)
+    body = {"captive": until is None, "user-portal-url": rt.portal_url + "/",
+            "venue-info-url": rt.portal_url + "/privacy"}
+    if until is not None:
+        body["seconds-remaining"] = max(0, int((until - utcnow()).total_seconds()))
+        body["can-extend-session"] = True
+    return Response(json.dumps(body), mimetype="application/captive+json",
+                    headers={"Cache-Control": "private, no-store"})

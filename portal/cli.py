@@ -1,0 +1,119 @@
+"""The `footfall` command: a thin layer over the app factory and the domain."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from portal.config import ConfigError, database_path, load_settings, markdown_table
+
+
+def _settings(config: str | None, **overrides):
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Footfall: captive-portal WiFi marketing appliance."""
+
+
+def _serve(settings, host: str, port: int, announce) -> None:
+    """Serve the portal with waitress: one process, a thread pool, bounded request sizes."""
+    from waitress import create_server
+
+    from portal import create_app
+
+    holder = {}
+
+    def dispatch(environ, start_response):
+        return holder["app"](environ, start_response)
+
+    server = create_server(dispatch, host=host, port=port, threads=settings.threads,
+                           max_request_header_size=settings.max_header_bytes,
+                           max_request_body_size=settings.max_body_bytes,
+                           clear_untrusted_proxy_headers=True, ident="footfall")
+    real_port = server.effective_port
+    settings = announce(settings, real_port)
+    holder["app"] = create_app(settings)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1; 0 picks a free one.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=".demo", show_default=True,
+              help="Where the demo keeps its SQLite file and keys.")
+def demo(port: int, data_dir: str) -> None:
+    """Run the portal on localhost with the null gateway and an embedded SQLite file (no root)."""
+    import socket
+
+    settings = _settings(None, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1")
+    if port:
+        probe = socket.socket()
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            click.echo(f"port {port} is busy; picking a free one", err=True)
+            port = 0
+        finally:
+            probe.close()
+
+    def announce(s, real_port):
+        url = f"http://127.0.0.1:{real_port}"
+        s = _settings(None, **{**s.__dict__, "portal_url": url, "portal_hosts": f"localhost:{real_port}"})
+        click.echo(f"Footfall demo: open {url}/")
+        click.echo(f"  data in {database_path(s)} (null gateway: nothing on this machine's network changes)")
+        click.echo(f"  a phone's probe, as the gateway would pass it: "
+                   f"curl -i -H 'Host: captive.apple.com' {url}/hotspot-detect.html")
+        click.echo("  Ctrl+C stops it.")
+        sys.stdout.flush()
+        return s
+
+    _serve(settings, "127.0.0.1", port, announce)
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def portal(config: str | None) -> None:
+    """Run the captive portal as configured (settings file and FOOTFALL_* variables)."""
+    settings = _settings(config)
+
+    def announce(s, real_port):
+        click.echo(f"Footfall portal listening on {s.listen_host}:{real_port}, visitors sent to {s.portal_url}/")
+        sys.stdout.flush()
+        return s
+
+    _serve(settings, settings.listen_host, settings.listen_port, announce)
+
+
+@main.command("init-db")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def init_db_command(config: str | None) -> None:
+    """Create the database or bring its schema up to date."""
+    from portal.db import init_db, migrate_db
+
+    settings = _settings(config)
+    init_db(database_path(settings), migrate=False)
+    applied = migrate_db()
+    click.echo(f"{database_path(settings)}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the table the README carries.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def settings_command(markdown: bool, config: str | None) -> None:
+    """Show every setting (name, value in force, meaning)."""
+    if markdown:
+        click.echo(markdown_table())
+        return
+    settings = _settings(config)
+    for name, value in settings.__dict__.items():
+        click.echo(f"{name} = {value!r}")

@@ -1,0 +1,147 @@
+"""Settings, declared once: name, default, help. Read from a TOML file, then FOOTFALL_* variables."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "FOOTFALL_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "/var/lib/footfall", "Directory for the SQLite file, the key file and backups (created 0700)."),
+    Setting("database", "", "SQLite file path; empty means `<data_dir>/footfall.db`."),
+    Setting("key_file", "", "Key file (AES-GCM, blind index, cookie secret), created 0600; empty means `<data_dir>/keys.json`."),
+    Setting("store_id", "store-1", "This store's identifier, recorded with every consent and sent to the central store."),
+    Setting("store_name", "Footfall WiFi", "Store name shown to visitors."),
+    Setting("portal_url", "http://192.168.4.1:8080", "Address visitors' browsers reach the portal at; probes are redirected here."),
+    Setting("portal_hosts", "", "Extra host names (comma-separated, with port if any) served as the portal itself."),
+    Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
+    Setting("listen_port", 8080, "Port the portal's web server binds to."),
+    Setting("threads", 8, "Worker threads of the portal's web server."),
+    Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests)."),
+    Setting("session_minutes", 240, "How long a visitor stays online after signing in."),
+    Setting("default_region", "VN", "Region for phone numbers written without a country code (ISO 3166 code)."),
+    Setting("default_language", "vi", "Language when the browser states no preference we support (`vi` or `en`)."),
+    Setting("privacy_contact", "privacy@example.com", "Contact for data-protection requests, shown in the privacy notice."),
+    Setting("controller_name", "", "Legal name of the data controller shown in the privacy notice; empty means the store name."),
+    Setting("retention_days", 365, "Days a lead and its visits are kept after the last visit."),
+    Setting("rate_limit_count", 10, "Form submissions allowed per device and per IP within the window."),
+    Setting("rate_limit_window", 600, "Rate-limit window in seconds."),
+    Setting("max_body_bytes", 16384, "Largest request body the portal accepts."),
+    Setting("max_header_bytes", 8192, "Largest request head (request line and headers) the portal's server accepts."),
+    Setting("visit_gap_minutes", 15, "A visit ends after this long without a sighting of the device."),
+    Setting("min_dwell_minutes", 5, "Shorter runs of sightings are passers-by, not visits."),
+    Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+Settings = dataclasses.make_dataclass(
+    "Settings", [(s.name, s.kind, dataclasses.field(default=s.default)) for s in SETTINGS], frozen=True
+)
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    kind = setting.kind
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+        elif kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        elif kind is str:
+            return text
+    raise ConfigError(f"setting {setting.name}: expected {kind.__name__}, got {value!r}")
+
+
+def load_settings(
+    path: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> "Settings":
+    """Defaults, then the TOML file (path or FOOTFALL_CONFIG), then FOOTFALL_* variables, then overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        for key, value in data.items():
+            if key not in _BY_NAME:
+                raise ConfigError(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(_BY_NAME[key], value)
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.name] = _coerce(setting, environ[setting.env])
+    for key, value in overrides.items():
+        if key not in _BY_NAME:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(_BY_NAME[key], value)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: "Settings") -> None:
+    if settings.default_language not in ("vi", "en"):
+        raise ConfigError("default_language must be 'vi' or 'en'")
+    if settings.gateway not in ("null",):
+        raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
+    for name in ("session_minutes", "rate_limit_count", "rate_limit_window", "max_body_bytes",
+                 "max_header_bytes", "threads", "retention_days"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
+    if not settings.portal_url.startswith(("http://", "https://")):
+        raise ConfigError("portal_url must start with http:// or https://")
+
+
+def database_path(settings: "Settings") -> Path:
+    return Path(settings.database) if settings.database else Path(settings.data_dir) / "footfall.db"
+
+
+def key_path(settings: "Settings") -> Path:
+    return Path(settings.key_file) if settings.key_file else Path(settings.data_dir) / "keys.json"
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated so that it cannot drift from the code."""
+    rows = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default != "" else "(empty)"
+        rows.append(f"| `{s.name}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(rows)

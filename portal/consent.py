@@ -1,0 +1,100 @@
+"""Policy versions and the append-only consent log."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from peewee import fn
+
+from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
+from portal.policy_texts import DEFAULTS, DOCUMENTS, PURPOSES, REQUIRED_PURPOSE
+
+LANGUAGES = ("vi", "en")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a consent event happened: recorded with it as proof."""
+    store_id: str
+    mac: str | None
+    ip: str | None
+    method: str
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def current(document: str, language: str) -> PolicyVersion | None:
+    return (PolicyVersion.select()
+            .where((PolicyVersion.document == document) & (PolicyVersion.language == language))
+            .order_by(PolicyVersion.id.desc()).first())
+
+
+def publish(document: str, language: str, text: str) -> PolicyVersion:
+    """Make `text` the current version; an unchanged text keeps its version."""
+    if document not in DOCUMENTS or language not in LANGUAGES:
+        raise ValueError(f"unknown policy document {document!r} or language {language!r}")
+    text = text.strip()
+    if not text:
+        raise ValueError("policy text is empty")
+    latest = current(document, language)
+    digest = text_sha256(text)
+    if latest is not None and latest.sha256 == digest:
+        return latest
+    return PolicyVersion.create(document=document, language=language, text=text, sha256=digest)
+
+
+def ensure_policies(store_name: str, controller: str, contact: str, retention_days: int) -> None:
+    """Publish the default texts for any document and language that has no version yet."""
+    values = {"store": store_name, "controller": controller or store_name,
+              "contact": contact, "retention": retention_days}
+    with PolicyVersion._meta.database.atomic():
+        for document in DOCUMENTS:
+            for language in LANGUAGES:
+                if current(document, language) is None:
+                    publish(document, language, DEFAULTS[document][language].format(**values))
+
+
+def current_set(language: str) -> dict[str, PolicyVersion]:
+    return {doc: current(doc, language) for doc in DOCUMENTS}
+
+
+def record(lead: Lead, purpose: str, granted: bool, where: Where,
+           policy: PolicyVersion | None = None) -> Consent:
+    """Append one grant or withdrawal, with the outbox event the central store needs."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}")
+    consent = Consent.create(
+        lead=lead, purpose=purpose, granted=granted, policy=policy,
+        policy_sha256=policy.sha256 if policy else None, store_id=where.store_id,
+        device_mac=where.mac, ip=where.ip, method=where.method)
+    OutboxEvent.emit("consent.recorded", consent=consent.uid, lead=lead.uid, purpose=purpose,
+                     granted=granted, policy_sha256=consent.policy_sha256)
+    return consent
+
+
+def state(lead: Lead) -> dict[str, Consent | None]:
+    """The latest event of each purpose: what the person currently agrees to."""
+    latest = (Consent.select(Consent.purpose, fn.MAX(Consent.id).alias("last"))
+              .where(Consent.lead == lead).group_by(Consent.purpose))
+    ids = [row.last for row in latest]
+    rows = {c.purpose: c for c in Consent.select().where(Consent.id.in_(ids))} if ids else {}
+    return {purpose: rows.get(purpose) for purpose in PURPOSES}
+
+
+def granted_purposes(lead: Lead) -> set[str]:
+    return {p for p, c in state(lead).items() if c is not None and c.granted}
+
+
+def has_current_terms(lead: Lead) -> bool:
+    """True when the latest terms consent is a grant of the version now shown in its language."""
+    last = state(lead)[REQUIRED_PURPOSE]
+    if last is None or not last.granted or last.policy is None:
+        return False
+    now = current(REQUIRED_PURPOSE, last.policy.language)
+    return now is not None and now.sha256 == last.policy_sha256
+
+
+def history(lead: Lead) -> list[Consent]:
+    return list(Consent.select().where(Consent.lead == lead).order_by(Consent.id))

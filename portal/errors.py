@@ -1,0 +1,61 @@
+"""One error page for every failure, in the visitor's language; security headers on every answer."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, g, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.captive.views import BadParameters
+from portal.i18n import negotiate
+
+logger = logging.getLogger(__name__)
+
+_MESSAGES = {400: "err_bad_request", 404: "err_not_found", 405: "err_method", 413: "err_too_large",
+             414: "err_too_large", 431: "err_too_large", 429: "err_rate_limited"}
+
+# No scripts at all; styles are inline; forms post only to the portal itself.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+       "base-uri 'none'; frame-ancestors 'none'")
+
+
+def _page(message: str, code: int):
+    if not hasattr(g, "lang"):
+        try:
+            accept = request.accept_languages
+        except Exception:  # a header so broken werkzeug cannot parse it: fall back to the default
+            accept = None
+        g.lang = negotiate(None, None, accept, current_app.extensions["footfall"].settings.default_language)
+    return render_template("captive/error.html", message=message, code=code), code
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return _page("err_csrf", 400)
+
+    @app.errorhandler(BadParameters)
+    def bad_parameters(exc):
+        return _page("err_bad_characters", 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        return _page(_MESSAGES.get(code, "err_bad_request" if code < 500 else "err_server"), code)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _page("err_server", 500)
+
+    @app.after_request
+    def security_headers(response):
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Frame-Options", "DENY")
+        if response.mimetype == "text/html":
+            h.setdefault("Cache-Control", "no-store")
+        return response

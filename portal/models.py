@@ -1,0 +1,143 @@
+"""The appliance's records. Plain peewee: no Flask here, so every process can use them."""
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+
+from peewee import (
+    BlobField, BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, Model,
+    TextField,
+)
+
+from portal.db import database
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the one time zone stored in the database."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Lead(BaseModel):
+    """A person who signed in. Personal fields are AES-GCM ciphertexts; *_index are blind indexes."""
+    uid = CharField(unique=True, default=new_uid)
+    email_enc = BlobField(null=True)
+    email_index = CharField(null=True, unique=True)
+    phone_enc = BlobField(null=True)
+    phone_index = CharField(null=True, unique=True)
+    name_enc = BlobField(null=True)
+    language = CharField(default="vi")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    erased_at = DateTimeField(null=True)
+
+
+class Device(BaseModel):
+    mac = CharField(unique=True)
+    first_seen = DateTimeField(default=utcnow)
+    last_seen = DateTimeField(default=utcnow, index=True)
+    last_ip = CharField(null=True)
+    vendor = CharField(null=True)
+    randomized = BooleanField(default=False)
+    dhcp_fingerprint = CharField(null=True)
+    dhcp_vendor = CharField(null=True)
+    hostname = CharField(null=True)
+    lead = ForeignKeyField(Lead, null=True, backref="devices", on_delete="SET NULL")
+
+
+class Visit(BaseModel):
+    device = ForeignKeyField(Device, backref="visits", on_delete="CASCADE")
+    start = DateTimeField(index=True)
+    end = DateTimeField()
+    source = CharField(default="dhcp")
+    passerby = BooleanField(default=False)
+
+
+class PolicyVersion(BaseModel):
+    """One exact text shown to visitors (a consent statement or the notice), in one language."""
+    document = CharField()
+    language = CharField()
+    text = TextField()
+    sha256 = CharField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("document", "language", "sha256"), True),)
+
+
+class Consent(BaseModel):
+    """Append-only: a grant or a withdrawal of one purpose, with what was shown and where."""
+    uid = CharField(unique=True, default=new_uid)
+    lead = ForeignKeyField(Lead, backref="consents", on_delete="CASCADE")
+    purpose = CharField()
+    granted = BooleanField()
+    policy = ForeignKeyField(PolicyVersion, null=True, on_delete="RESTRICT")
+    policy_sha256 = CharField(null=True)
+    store_id = CharField()
+    device_mac = CharField(null=True)
+    ip = CharField(null=True)
+    method = CharField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("lead", "purpose", "created_at"), False),)
+
+
+class Authorization(BaseModel):
+    """A device let online until expires_at; mirrors what the gateway enforces."""
+    device = ForeignKeyField(Device, backref="authorizations", on_delete="CASCADE")
+    lead = ForeignKeyField(Lead, null=True, on_delete="SET NULL")
+    ip = CharField(null=True, index=True)
+    started_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+    revoked_at = DateTimeField(null=True)
+    method = CharField(default="form")
+
+
+class AuditEntry(BaseModel):
+    at = DateTimeField(default=utcnow, index=True)
+    actor = CharField()
+    action = CharField()
+    subject = CharField(null=True)
+    detail = TextField(default="{}")
+    ip = CharField(null=True)
+
+
+class OutboxEvent(BaseModel):
+    """A change the central store must learn, written in the same transaction as the change.
+
+    Payloads carry identifiers, never plaintext personal data: the sync job reads the current
+    (decrypted) record when it sends, so an erasure also erases what is waiting to be sent.
+    """
+    uid = CharField(unique=True, default=new_uid)
+    topic = CharField()
+    payload = TextField()
+    created_at = DateTimeField(default=utcnow)
+    delivered_at = DateTimeField(null=True, index=True)
+    attempts = IntegerField(default=0)
+
+    @classmethod
+    def emit(cls, topic: str, **payload) -> "OutboxEvent":
+        return cls.create(topic=topic, payload=json.dumps(payload, sort_keys=True, default=str))
+
+
+class AuditLog:
+    """Thin helper so callers write one line per audited action."""
+
+    @staticmethod
+    def record(actor: str, action: str, subject: str | None = None, ip: str | None = None, **detail) -> None:
+        AuditEntry.create(actor=actor, action=action, subject=subject, ip=ip,
+                          detail=json.dumps(detail, sort_keys=True, default=str))
+
+
+MODELS = (Lead, Device, Visit, PolicyVersion, Consent, Authorization, AuditEntry, OutboxEvent)

@@ -1,0 +1,291 @@
+"""The visitor journey as domain functions: sign in, welcome back, see, withdraw, erase."""
+from __future__ import annotations
+
+import datetime
+import logging
+import unicodedata
+from dataclasses import dataclass, field
+
+from portal import consent
+from portal.db import database
+from portal.gateway import Gateway, GatewayError, Grant
+from portal.identity import InvalidContact, Vault, mask_email, mask_phone, normalize_email, normalize_phone
+from portal.models import Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, Visit, utcnow
+from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
+
+logger = logging.getLogger(__name__)
+
+NAME_MAX = 80
+_NAME_PUNCTUATION = frozenset(" .'-")
+
+
+@dataclass(frozen=True)
+class Client:
+    """The device asking, as the gateway sees it."""
+    ip: str
+    mac: str | None
+
+
+@dataclass(frozen=True)
+class SignInForm:
+    email: str = ""
+    phone: str = ""
+    name: str = ""
+    language: str = "vi"
+    terms: bool = False
+    marketing: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened: ok, or the message codes per field (never raw exception text)."""
+    ok: bool
+    errors: dict[str, str] = field(default_factory=dict)
+    online_until: datetime.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConsentLine:
+    purpose: str
+    granted: bool
+    at: datetime.datetime
+    method: str
+
+
+@dataclass(frozen=True)
+class MyData:
+    mac: str
+    first_seen: datetime.datetime | None
+    visits: int
+    email: str | None
+    phone: str | None
+    name: str | None
+    language: str | None
+    current: dict[str, ConsentLine | None]
+    history: list[ConsentLine]
+    online_until: datetime.datetime | None
+
+
+def clean_name(raw: str) -> str:
+    """Letters (any script), spaces and . ' - ; raises InvalidContact otherwise."""
+    name = " ".join(unicodedata.normalize("NFC", raw or "").split())
+    if len(name) > NAME_MAX:
+        raise InvalidContact("name_too_long")
+    for ch in name:
+        if not (ch.isalpha() or ch in _NAME_PUNCTUATION or unicodedata.category(ch).startswith("M")):
+            raise InvalidContact("name_invalid")
+    return name
+
+
+class Visitors:
+    """The visitor side of the portal, bound to one store's keys, gateway and settings."""
+
+    def __init__(self, vault: Vault, gateway: Gateway, settings) -> None:
+        self.vault = vault
+        self.gateway = gateway
+        self.settings = settings
+
+    # -- look-ups -----------------------------------------------------------------------------
+
+    def online_until(self, ip: str) -> datetime.datetime | None:
+        """Expiry of the live authorization of this IP (the probe path: one indexed query)."""
+        row = (Authorization.select(Authorization.expires_at)
+               .where((Authorization.ip == ip) & Authorization.revoked_at.is_null()
+                      & (Authorization.expires_at > utcnow()))
+               .order_by(Authorization.expires_at.desc()).limit(1).tuples().first())
+        return row[0] if row else None
+
+    def _lead_of(self, client: Client) -> Lead | None:
+        if not client.mac:
+            return None
+        return (Lead.select().join(Device, on=(Device.lead == Lead.id))
+                .where((Device.mac == client.mac) & Lead.erased_at.is_null()).first())
+
+    def recognised(self, client: Client) -> Lead | None:
+        """The lead of a returning device whose terms consent is still current, else None."""
+        lead = self._lead_of(client)
+        return lead if lead is not None and consent.has_current_terms(lead) else None
+
+    def greeting_name(self, lead: Lead) -> str | None:
+        return self.vault.decrypt(lead.name_enc, "lead.name")
+
+    # -- sign in ------------------------------------------------------------------------------
+
+    def validate(self, form: SignInForm) -> tuple[dict[str, str], dict[str, str]]:
+        """Normalized values and per-field error codes."""
+        errors: dict[str, str] = {}
+        values: dict[str, str] = {}
+        if not form.email.strip() and not form.phone.strip():
+            errors["contact"] = "contact_missing"
+        if form.email.strip():
+            try:
+                values["email"] = normalize_email(form.email)
+            except InvalidContact as exc:
+                errors["email"] = exc.code
+        if form.phone.strip():
+            try:
+                values["phone"] = normalize_phone(form.phone, self.settings.default_region)
+            except InvalidContact as exc:
+                errors["phone"] = exc.code
+        try:
+            values["name"] = clean_name(form.name)
+        except InvalidContact as exc:
+            errors["name"] = exc.code
+        if not form.terms:
+            errors["terms"] = "terms_required"
+        unknown = form.marketing - set(MARKETING_PURPOSES)
+        if unknown:
+            errors["marketing"] = "purpose_unknown"
+        if "marketing_email" in form.marketing and not form.email.strip():
+            errors.setdefault("email", "email_needed_for_marketing")
+        if "marketing_sms" in form.marketing and not form.phone.strip():
+            errors.setdefault("phone", "phone_needed_for_marketing")
+        return values, errors
+
+    def sign_in(self, form: SignInForm, client: Client) -> Outcome:
+        values, errors = self.validate(form)
+        if client.mac is None:
+            errors["form"] = "device_unknown"
+        if errors:
+            return Outcome(False, errors)
+        language = form.language if form.language in consent.LANGUAGES else self.settings.default_language
+        where = consent.Where(self.settings.store_id, client.mac, client.ip, "portal_form")
+        with database.atomic():
+            lead = self._upsert_lead(values, language)
+            device = self._link_device(client, lead)
+            consent.record(lead, REQUIRED_PURPOSE, True, where, consent.current(REQUIRED_PURPOSE, language))
+            for purpose in sorted(form.marketing):
+                consent.record(lead, purpose, True, where, consent.current(purpose, language))
+            auth = self._authorize_record(device, lead, client, "form")
+            AuditLog.record("visitor", "sign_in", lead.uid, client.ip,
+                            purposes=[REQUIRED_PURPOSE, *sorted(form.marketing)])
+        return self._apply(auth)
+
+    def reconnect(self, client: Client) -> Outcome:
+        """The one-tap welcome back: a new session on the consent already given."""
+        lead = self.recognised(client)
+        if lead is None:
+            return Outcome(False, {"form": "not_recognised"})
+        with database.atomic():
+            device = self._link_device(client, lead)
+            auth = self._authorize_record(device, lead, client, "welcome_back")
+            AuditLog.record("visitor", "welcome_back", lead.uid, client.ip)
+        return self._apply(auth)
+
+    def _upsert_lead(self, values: dict[str, str], language: str) -> Lead:
+        email, phone, name = values.get("email"), values.get("phone"), values.get("name")
+        email_ix = self.vault.blind_index("email", email) if email else None
+        phone_ix = self.vault.blind_index("phone", phone) if phone else None
+        by_email = Lead.get_or_none(Lead.email_index == email_ix) if email_ix else None
+        by_phone = Lead.get_or_none(Lead.phone_index == phone_ix) if phone_ix else None
+        lead = by_email or by_phone or Lead(language=language)
+        if email_ix and lead.email_index != email_ix:
+            lead.email_index, lead.email_enc = email_ix, self.vault.encrypt(email, "lead.email")
+        # A phone already held by another person's lead stays theirs: never merge on one form.
+        if phone_ix and lead.phone_index != phone_ix and (by_phone is None or by_phone.id == lead.id):
+            lead.phone_index, lead.phone_enc = phone_ix, self.vault.encrypt(phone, "lead.phone")
+        if name:
+            lead.name_enc = self.vault.encrypt(name, "lead.name")
+        lead.language = language
+        lead.updated_at = utcnow()
+        lead.save()
+        OutboxEvent.emit("lead.upserted", lead=lead.uid)
+        return lead
+
+    def _link_device(self, client: Client, lead: Lead) -> Device:
+        now = utcnow()
+        device, created = Device.get_or_create(mac=client.mac, defaults={"last_ip": client.ip, "lead": lead,
+                                                                         "randomized": _randomized(client.mac)})
+        if not created:
+            device.last_ip, device.last_seen = client.ip, now
+            if device.lead_id != lead.id:
+                device.lead = lead
+            device.save()
+        OutboxEvent.emit("device.linked", device=device.mac, lead=lead.uid)
+        return device
+
+    def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str) -> Authorization:
+        now = utcnow()
+        return Authorization.create(device=device, lead=lead, ip=client.ip, started_at=now, method=method,
+                                    expires_at=now + datetime.timedelta(minutes=self.settings.session_minutes))
+
+    def _apply(self, auth: Authorization) -> Outcome:
+        try:
+            self.gateway.authorize(Grant(auth.device.mac, auth.ip, auth.expires_at))
+        except GatewayError:
+            logger.exception("gateway refused authorization %s", auth.id)
+            Authorization.update(revoked_at=utcnow()).where(Authorization.id == auth.id).execute()
+            return Outcome(False, {"form": "gateway_failed"})
+        return Outcome(True, online_until=auth.expires_at)
+
+    # -- the visitor's own data ---------------------------------------------------------------
+
+    def my_data(self, client: Client) -> MyData | None:
+        device = Device.get_or_none(Device.mac == client.mac) if client.mac else None
+        if device is None:
+            return None
+        lead = device.lead if device.lead_id and device.lead.erased_at is None else None
+        lines = [ConsentLine(c.purpose, c.granted, c.created_at, c.method) for c in consent.history(lead)] if lead else []
+        current: dict[str, ConsentLine | None] = {}
+        for line in lines:
+            current[line.purpose] = line
+        email = self.vault.decrypt(lead.email_enc, "lead.email") if lead else None
+        phone = self.vault.decrypt(lead.phone_enc, "lead.phone") if lead else None
+        name = self.vault.decrypt(lead.name_enc, "lead.name") if lead else None
+        # Masked: whoever holds (or spoofs) this MAC must not read a full address off the page.
+        return MyData(
+            mac=device.mac, first_seen=device.first_seen, visits=device.visits.count(),
+            email=mask_email(email) if email else None, phone=mask_phone(phone) if phone else None,
+            name=(name[:1] + "***") if name else None, language=lead.language if lead else None,
+            current={p: current.get(p) for p in (REQUIRED_PURPOSE, *MARKETING_PURPOSES)},
+            history=lines, online_until=self.online_until(client.ip))
+
+    def withdraw(self, client: Client, purpose: str) -> Outcome:
+        if purpose not in MARKETING_PURPOSES:
+            return Outcome(False, {"form": "purpose_unknown"})
+        lead = self._lead_of(client)
+        if lead is None:
+            return Outcome(False, {"form": "not_recognised"})
+        with database.atomic():
+            if purpose in consent.granted_purposes(lead):
+                consent.record(lead, purpose, False,
+                               consent.Where(self.settings.store_id, client.mac, client.ip, "portal_my_data"))
+                AuditLog.record("visitor", "consent_withdrawn", lead.uid, client.ip, purpose=purpose)
+        return Outcome(True)
+
+    def erase(self, client: Client) -> Outcome:
+        """Erase the person behind this device, and the device: appliance, gateway, then central."""
+        device = Device.get_or_none(Device.mac == client.mac) if client.mac else None
+        if device is None:
+            return Outcome(False, {"form": "not_recognised"})
+        lead = device.lead if device.lead_id and device.lead.erased_at is None else None
+        with database.atomic():
+            devices = list(Device.select().where(Device.lead == lead)) if lead else [device]
+            if device not in devices:
+                devices.append(device)
+            macs = [d.mac for d in devices]
+            if lead is not None:
+                where = consent.Where(self.settings.store_id, None, None, "erasure")
+                for purpose in sorted(consent.granted_purposes(lead)):
+                    consent.record(lead, purpose, False, where)
+                # The consent log stays as proof, but no longer says which device or IP gave it.
+                Consent.update(device_mac=None, ip=None).where(Consent.lead == lead).execute()
+                Lead.update(email_enc=None, email_index=None, phone_enc=None, phone_index=None,
+                            name_enc=None, erased_at=utcnow(), updated_at=utcnow()).where(Lead.id == lead.id).execute()
+                OutboxEvent.emit("lead.erased", lead=lead.uid)
+            Visit.delete().where(Visit.device.in_(devices)).execute()
+            Authorization.delete().where(Authorization.device.in_(devices)).execute()
+            Device.delete().where(Device.id.in_([d.id for d in devices])).execute()
+            OutboxEvent.emit("devices.erased", devices=macs)
+            AuditLog.record("visitor", "erase", lead.uid if lead else None, None, devices=len(macs))
+        for mac in macs:
+            try:
+                self.gateway.revoke(mac)
+            except GatewayError:
+                logger.exception("gateway could not revoke an erased device")
+        return Outcome(True)
+
+
+def _randomized(mac: str) -> bool:
+    """The locally administered bit: set on the private addresses phones use per network."""
+    return bool(int(mac.split(":")[0], 16) & 0x02)

@@ -1,0 +1,98 @@
+"""Shared fixtures: a fresh data directory (real SQLite file, real key file) per test."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+from portal import create_app
+from portal.config import load_settings
+from portal.db import database
+from portal.gateway.null import NullGateway
+
+PORTAL_HOST = "portal.test:8080"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a tool is missing on a developer's machine; fail under CI, which installs it."""
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide this: {reason}")
+        pytest.skip(reason)
+
+
+def have(executable: str) -> bool:
+    return shutil.which(executable) is not None
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(environ={}, data_dir=str(tmp_path / "data"), portal_url=f"http://{PORTAL_HOST}",
+                         store_name="Cà Phê Test", rate_limit_count=50)
+
+
+@pytest.fixture
+def gateway():
+    return NullGateway()
+
+
+@pytest.fixture
+def app(settings, gateway):
+    app = create_app(settings, gateway=gateway)
+    app.config["TESTING"] = True
+    yield app
+    database.close()
+
+
+class PortalClient:
+    """The test client, speaking to the portal's own host unless told otherwise."""
+
+    def __init__(self, client, ip: str = "10.0.0.10"):
+        self.raw = client
+        self.ip = ip
+
+    def _kw(self, kw):
+        headers = {"Host": PORTAL_HOST, "User-Agent": "pytest", **kw.pop("headers", {})}
+        environ = {"REMOTE_ADDR": self.ip, **kw.pop("environ_base", {})}
+        return {"headers": headers, "environ_base": environ, **kw}
+
+    def get(self, path, **kw):
+        return self.raw.get(path, **self._kw(kw))
+
+    def post(self, path, **kw):
+        return self.raw.post(path, **self._kw(kw))
+
+    def token(self, path: str = "/?form=1") -> str:
+        page = self.get(path)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+        assert match, "page carries no CSRF token"
+        return match.group(1)
+
+    def sign_in(self, email="visitor@example.com", phone="", name="", terms=True, marketing=(), **extra):
+        data = {"csrf_token": self.token(), "email": email, "phone": phone, "name": name,
+                "marketing": list(marketing), **extra}
+        if terms:
+            data["terms"] = "yes"
+        return self.post("/connect", data=data)
+
+
+@pytest.fixture
+def client(app):
+    return PortalClient(app.test_client())
+
+
+@pytest.fixture
+def make_client(app):
+    return lambda ip: PortalClient(app.test_client(), ip=ip)
+
+
+@pytest.fixture
+def visitors(app):
+    return app.extensions["footfall"].visitors
+
+
+def row_counts() -> dict[str, int]:
+    from portal.models import MODELS
+    return {m._meta.table_name: m.select().count() for m in MODELS}
