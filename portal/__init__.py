@@ -87,9 +87,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
 
     from portal import errors
     from portal.captive import bp as captive_bp, probe_guard
+    from portal.captive.views import check_encoding
 
-    # The probe guard runs before everything else (CSRF included): a foreign Host is a probe.
+    # Order matters: a foreign Host is a probe before anything else runs; broken encodings are
+    # refused before CSRF parses the form.
     app.before_request(probe_guard)
+    app.before_request(check_encoding)
     csrf.init_app(app)
     app.register_blueprint(captive_bp)
     errors.init_app(app)

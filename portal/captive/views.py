@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from urllib.parse import unquote_to_bytes
 
 from flask import Response, abort, current_app, g, redirect, render_template, request, url_for
 
@@ -32,6 +33,24 @@ def client() -> Client:
 
 class BadParameters(Exception):
     """A parameter holds characters no field accepts, or is too long."""
+
+
+def _undecodable(raw: bytes) -> bool:
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def check_encoding():
+    """Before the form is parsed: werkzeug keeps undecodable escapes (%FF) as literal text, so
+    broken UTF-8 would pass as a plausible value. Refuse it from the raw query and body instead."""
+    if _undecodable(request.environ.get("QUERY_STRING", "").encode("latin-1")):
+        raise BadParameters()
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        if _undecodable(request.get_data(cache=True)):  # the form is parsed from this cached copy
+            raise BadParameters()
 
 
 @bp.before_app_request
