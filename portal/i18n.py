@@ -15,6 +15,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "phone": {"en": "Phone number", "vi": "Số điện thoại"},
     "or": {"en": "or", "vi": "hoặc"},
     "name": {"en": "Your name (optional)", "vi": "Tên của bạn (không bắt buộc)"},
+    "name_short": {"en": "Name", "vi": "Tên"},
     "marketing_heading": {"en": "Optional — not needed to get online",
                           "vi": "Không bắt buộc — không cần để truy cập mạng"},
     "connect": {"en": "Connect", "vi": "Kết nối"},

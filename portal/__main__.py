@@ -1,0 +1,4 @@
+"""`python -m portal` is the `footfall` command."""
+from portal.cli import main
+
+main()

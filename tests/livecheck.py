@@ -1,0 +1,46 @@
+"""Run `footfall` as a real process on a loopback port, for tests and benchmarks."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+_URL = re.compile(r"(?:open|listening on) (?:http://)?([0-9.]+):(\d+)")
+
+
+@contextmanager
+def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout: float = 20.0):
+    """Start `footfall ARGS`, wait for the line naming its port, yield (proc, port); stop it after."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "portal", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=full_env)
+    try:
+        deadline = time.monotonic() + timeout
+        port = None
+        seen = []
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                if proc.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            match = _URL.search(line)
+            if match:
+                port = int(match.group(2))
+        if port is None:
+            raise RuntimeError("footfall did not start:\n" + "".join(seen))
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
