@@ -53,6 +53,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     """Build the portal app. `config` is a Settings object or overrides of the loaded settings."""
     settings = config if isinstance(config, Settings) else load_settings(**dict(config or {}))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns at every queued request under load: normal for a thread pool, and costly to log.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     keys = load_or_create_keys(key_path(settings))
     init_db(database_path(settings))
@@ -87,8 +89,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
 
     from portal import errors
     from portal.captive import bp as captive_bp, probe_guard
+    from portal.captive.probes import PortalSessionInterface
     from portal.captive.views import check_encoding
 
+    app.session_interface = PortalSessionInterface()
     # Order matters: a foreign Host is a probe before anything else runs; broken encodings are
     # refused before CSRF parses the form.
     app.before_request(probe_guard)

@@ -10,6 +10,7 @@ from portal import consent
 from portal.db import database
 from portal.gateway import Gateway, GatewayError, Grant
 from portal.identity import InvalidContact, Vault, mask_email, mask_phone, normalize_email, normalize_phone
+from portal.online import OnlineIndex
 from portal.models import Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, Visit, utcnow
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
 
@@ -84,16 +85,20 @@ class Visitors:
         self.vault = vault
         self.gateway = gateway
         self.settings = settings
+        self.online = OnlineIndex()
 
     # -- look-ups -----------------------------------------------------------------------------
 
+    # Pages and the API ask this; the probe path asks self.online (in memory). A constant
+    # statement: no query building.
+    _ONLINE_SQL = ('SELECT expires_at FROM "authorization" WHERE ip = ? AND revoked_at IS NULL '
+                   'AND expires_at > ? ORDER BY expires_at DESC LIMIT 1')
+
     def online_until(self, ip: str) -> datetime.datetime | None:
-        """Expiry of the live authorization of this IP (the probe path: one indexed query)."""
-        row = (Authorization.select(Authorization.expires_at)
-               .where((Authorization.ip == ip) & Authorization.revoked_at.is_null()
-                      & (Authorization.expires_at > utcnow()))
-               .order_by(Authorization.expires_at.desc()).limit(1).tuples().first())
-        return row[0] if row else None
+        """Expiry of the live authorization of this IP, or None."""
+        now = Authorization.expires_at.db_value(utcnow())
+        row = database.execute_sql(self._ONLINE_SQL, (ip, now)).fetchone()
+        return Authorization.expires_at.python_value(row[0]) if row else None
 
     def _lead_of(self, client: Client) -> Lead | None:
         if not client.mac:
@@ -216,6 +221,7 @@ class Visitors:
             logger.exception("gateway refused authorization %s", auth.id)
             Authorization.update(revoked_at=utcnow()).where(Authorization.id == auth.id).execute()
             return Outcome(False, {"form": "gateway_failed"})
+        self.online.note(auth.ip, auth.expires_at)
         return Outcome(True, online_until=auth.expires_at)
 
     # -- the visitor's own data ---------------------------------------------------------------
@@ -264,6 +270,7 @@ class Visitors:
             if device not in devices:
                 devices.append(device)
             macs = [d.mac for d in devices]
+            ips = [a.ip for a in Authorization.select(Authorization.ip).where(Authorization.device.in_(devices))]
             if lead is not None:
                 where = consent.Where(self.settings.store_id, None, None, "erasure")
                 for purpose in sorted(consent.granted_purposes(lead)):
@@ -278,6 +285,7 @@ class Visitors:
             Device.delete().where(Device.id.in_([d.id for d in devices])).execute()
             OutboxEvent.emit("devices.erased", devices=macs)
             AuditLog.record("visitor", "erase", lead.uid if lead else None, None, devices=len(macs))
+        self.online.forget(client.ip, *ips)
         for mac in macs:
             try:
                 self.gateway.revoke(mac)

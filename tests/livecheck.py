@@ -6,10 +6,17 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
 _URL = re.compile(r"(?:open|listening on) (?:http://)?([0-9.]+):(\d+)")
+
+
+def _drain(stream, keep: list[str], limit: int = 200) -> None:
+    for line in stream:
+        if len(keep) < limit:
+            keep.append(line)
 
 
 @contextmanager
@@ -34,6 +41,8 @@ def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout
                 port = int(match.group(2))
         if port is None:
             raise RuntimeError("footfall did not start:\n" + "".join(seen))
+        # Keep reading its output, or a chatty child blocks on a full pipe.
+        threading.Thread(target=_drain, args=(proc.stdout, seen), daemon=True).start()
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -43,4 +52,7 @@ def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        proc.stdout.close()
+        try:
+            proc.stdout.close()
+        except (OSError, ValueError):
+            pass

@@ -5,6 +5,7 @@ import re
 from urllib.parse import quote, urlsplit
 
 from flask import Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface
 
 CONTINUE_MAX = 1024
 _HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
@@ -56,7 +57,8 @@ def probe_guard() -> Response | None:
     if request.environ.get("HTTP_HOST", "").lower() in rt.own_hosts:
         return None
     environ = request.environ
-    if rt.visitors.online_until(request.remote_addr or "") is not None:
+    environ["footfall.probe"] = True
+    if rt.visitors.online.until(request.remote_addr or "") is not None:
         answer = ONLINE_ANSWERS.get(environ.get("PATH_INFO", ""))
         if answer is not None:
             status, body, mimetype = answer
@@ -69,3 +71,12 @@ def probe_guard() -> Response | None:
         target += "?continue=" + quote(url, safe="")
     # 302 with a tiny body: never the "online" answer, never cached by the OS probe.
     return Response("", status=302, headers={"Location": target, "Cache-Control": "no-store"})
+
+
+class PortalSessionInterface(SecureCookieSessionInterface):
+    """No session for probes: they never need one, and opening it costs on the hottest path."""
+
+    def open_session(self, app, request):
+        if request.environ.get("HTTP_HOST", "").lower() not in app.extensions["footfall"].own_hosts:
+            return self.make_null_session(app)
+        return super().open_session(app, request)

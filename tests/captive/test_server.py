@@ -61,7 +61,7 @@ def test_oversized_body_is_refused_before_it_is_read(live):
     assert status_of(answer) == 413
 
 
-@pytest.mark.parametrize("line", [b"GARBAGE\r\n\r\n", b"GET /\x00 HTTP/1.1\r\nHost: portal.test:8080\r\n\r\n",
+@pytest.mark.parametrize("line", [b"GARBAGE\r\n\r\n", b"GET /\x00 HTTP/1.1\r\nHost: portal.test:8080\r\nConnection: close\r\n\r\n",
                                   b"GET / HTTP/1.1\r\nHost: portal.test:8080\r\nNoColonHere\r\n\r\n"])
 def test_malformed_requests_get_a_4xx(live, line):
     answer = raw_request(live, line)
