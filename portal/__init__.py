@@ -61,7 +61,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     with database.connection_context():
         consent.ensure_policies(settings.store_name, settings.controller_name,
                                 settings.privacy_contact, settings.retention_days)
-    gateway = gateway or load_gateway(settings.gateway)
+    gateway = gateway or load_gateway(settings)
     with database.connection_context():
         restore_grants(gateway)
 

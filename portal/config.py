@@ -37,8 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
     Setting("listen_port", 8080, "Port the portal's web server binds to."),
     Setting("threads", 8, "Worker threads of the portal's web server."),
-    Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests)."),
-    Setting("session_minutes", 240, "How long a visitor stays online after signing in."),
+    Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests) or `nftables` (this machine is the gateway)."),
+    Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
+    Setting("session_seconds", 14400, "How long a visitor stays online after signing in (seconds)."),
     Setting("default_region", "VN", "Region for phone numbers written without a country code (ISO 3166 code)."),
     Setting("default_language", "vi", "Language when the browser states no preference we support (`vi` or `en`)."),
     Setting("privacy_contact", "privacy@example.com", "Contact for data-protection requests, shown in the privacy notice."),
@@ -120,9 +121,9 @@ def load_settings(
 def _validate(settings: "Settings") -> None:
     if settings.default_language not in ("vi", "en"):
         raise ConfigError("default_language must be 'vi' or 'en'")
-    if settings.gateway not in ("null",):
+    if settings.gateway not in ("null", "nftables"):
         raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
-    for name in ("session_minutes", "rate_limit_count", "rate_limit_window", "max_body_bytes",
+    for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
                  "max_header_bytes", "threads", "retention_days"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")

@@ -212,7 +212,7 @@ class Visitors:
     def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str) -> Authorization:
         now = utcnow()
         return Authorization.create(device=device, lead=lead, ip=client.ip, started_at=now, method=method,
-                                    expires_at=now + datetime.timedelta(minutes=self.settings.session_minutes))
+                                    expires_at=now + datetime.timedelta(seconds=self.settings.session_seconds))
 
     def _apply(self, auth: Authorization) -> Outcome:
         try:

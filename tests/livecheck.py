@@ -20,10 +20,12 @@ def _drain(stream, keep: list[str], limit: int = 200) -> None:
 
 
 @contextmanager
-def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout: float = 20.0):
-    """Start `footfall ARGS`, wait for the line naming its port, yield (proc, port); stop it after."""
+def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout: float = 20.0,
+                     prefix: list[str] | None = None):
+    """Start `footfall ARGS` (under `prefix`, e.g. ip netns exec NS), wait for the line naming its
+    port, yield (proc, port); stop it after."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "portal", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "portal", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=full_env)
     try:
         deadline = time.monotonic() + timeout

@@ -21,9 +21,9 @@ def test_settings_shows_values_in_force():
 
 
 def test_bad_setting_is_a_clear_error_not_a_traceback():
-    result = CliRunner().invoke(main, ["settings"], env={"FOOTFALL_SESSION_MINUTES": "soon"})
+    result = CliRunner().invoke(main, ["settings"], env={"FOOTFALL_SESSION_SECONDS": "soon"})
     assert result.exit_code != 0
-    assert "session_minutes" in result.output and "Traceback" not in result.output
+    assert "session_seconds" in result.output and "Traceback" not in result.output
 
 
 def test_init_db_creates_then_reports_up_to_date(tmp_path):

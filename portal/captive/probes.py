@@ -58,7 +58,7 @@ def probe_guard() -> Response | None:
         return None
     environ = request.environ
     environ["footfall.probe"] = True
-    if rt.visitors.online.until(request.remote_addr or "") is not None:
+    if not rt.gateway.enforcing and rt.visitors.online.until(request.remote_addr or "") is not None:
         answer = ONLINE_ANSWERS.get(environ.get("PATH_INFO", ""))
         if answer is not None:
             status, body, mimetype = answer

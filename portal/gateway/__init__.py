@@ -20,6 +20,9 @@ class Grant:
 
 class Gateway(Protocol):
     name: str
+    # An enforcing gateway forwards authorized devices itself, so any probe that reaches the
+    # portal comes from a device the gateway holds captive: the portal must never answer "online".
+    enforcing: bool
 
     def client_mac(self, ip: str) -> str | None:
         """The MAC address behind a client IP, or None when the gateway cannot tell."""
@@ -34,8 +37,11 @@ class Gateway(Protocol):
         """Re-apply the unexpired grants at start-up; returns how many were applied."""
 
 
-def load_gateway(name: str) -> Gateway:
-    if name == "null":
+def load_gateway(settings) -> Gateway:
+    if settings.gateway == "null":
         from portal.gateway.null import NullGateway
         return NullGateway()
-    raise ValueError(f"unknown gateway driver {name!r}")
+    if settings.gateway == "nftables":
+        from portal.gateway.nftables import NftablesGateway
+        return NftablesGateway(settings.guest_interface, settings.listen_port)
+    raise ValueError(f"unknown gateway driver {settings.gateway!r}")

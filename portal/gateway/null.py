@@ -17,6 +17,7 @@ def synthetic_mac(ip: str) -> str:
 
 class NullGateway:
     name = "null"
+    enforcing = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -13,14 +13,14 @@ def test_defaults_without_file_or_environment():
     s = load_settings(environ={})
     assert s.default_region == "VN"
     assert s.gateway == "null"
-    assert s.session_minutes == 240
+    assert s.session_seconds == 14400
 
 
 def test_file_then_environment_then_overrides(tmp_path):
     path = tmp_path / "footfall.toml"
-    path.write_text('store_name = "From file"\nsession_minutes = 30\nthreads = 4\n')
-    s = load_settings(path, environ={"FOOTFALL_SESSION_MINUTES": "45"}, threads=2)
-    assert (s.store_name, s.session_minutes, s.threads) == ("From file", 45, 2)
+    path.write_text('store_name = "From file"\nsession_seconds = 30\nthreads = 4\n')
+    s = load_settings(path, environ={"FOOTFALL_SESSION_SECONDS": "45"}, threads=2)
+    assert (s.store_name, s.session_seconds, s.threads) == ("From file", 45, 2)
 
 
 def test_config_path_from_environment(tmp_path):
@@ -30,8 +30,8 @@ def test_config_path_from_environment(tmp_path):
 
 
 @pytest.mark.parametrize("environ", [
-    {"FOOTFALL_SESSION_MINUTES": "ten"},
-    {"FOOTFALL_SESSION_MINUTES": "0"},
+    {"FOOTFALL_SESSION_SECONDS": "ten"},
+    {"FOOTFALL_SESSION_SECONDS": "0"},
     {"FOOTFALL_DEFAULT_LANGUAGE": "fr"},
     {"FOOTFALL_GATEWAY": "iptables"},
     {"FOOTFALL_PORTAL_URL": "javascript:alert(1)"},

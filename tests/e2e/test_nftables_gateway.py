@@ -1,0 +1,99 @@
+"""The nftables driver gating a real guest network, end to end, in namespaces the test builds."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import require
+from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, NET6, can_run, portal_command, topology
+from tests.livecheck import footfall_process
+
+PORTAL = f"http://{GW_GUEST}:8080"
+
+
+@pytest.fixture
+def net(tmp_path):
+    ok, reason = can_run()
+    require(ok, reason)
+    with topology(tmp_path) as topo:
+        topo.start_internet()
+        topo.start_dnsmasq(PORTAL)
+        yield topo
+
+
+def run_portal(topo, data_dir, session_seconds=3600):
+    cmd, env = portal_command(data_dir, session_seconds)
+    return footfall_process(cmd[3:], env, prefix=["ip", "netns", "exec", topo.gw])
+
+
+def probe(topo, url="http://captive.apple.com/hotspot-detect.html"):
+    return topo.client("http", url)
+
+
+def assert_captive(topo):
+    answer = probe(topo)
+    assert answer["status"] == 302, answer
+    assert answer["location"].startswith(f"{PORTAL}/?continue=http%3A%2F%2Fcaptive.apple.com%2Fhotspot-detect.html")
+
+
+def test_unauthorized_is_captive_then_signed_in_is_online(net, tmp_path):
+    lease = net.dhcp()
+    assert lease["router"] == GW_GUEST and lease["dns"] == GW_GUEST
+    assert bytes.fromhex(lease["opt114"]).decode() == f"{PORTAL}/api/captive"  # RFC 8910
+    with run_portal(net, tmp_path / "data"):
+        assert net.client("dns", GW_GUEST, "captive.apple.com")["answers"] == [NET]
+        assert_captive(net)
+        for url in ("http://connectivitycheck.gstatic.com/generate_204", f"http://{NET}/anything"):
+            assert probe(net, url)["status"] == 302
+        https = net.client("tcp", NET, "443")
+        assert https["error"] == "ConnectionRefusedError" and https["elapsed_ms"] < 500  # reset, not a timeout
+        assert "error" in net.client("tcp", NET, "22")
+        assert "error" in net.client("dns", NET, "example.com")  # outside resolvers are blocked
+        assert "error" in net.client("tcp", NET6, "80")  # no IPv6 forwarding
+        assert net.hits() == [], "nothing reached the internet before consent"
+        assert '"captive": true' in net.client("http", f"{PORTAL}/api/captive")["body"]
+
+        signed = net.client("signin", PORTAL, "ns.visitor@example.com")
+        assert signed["status"] == 303, signed
+
+        online = probe(net)
+        assert online["status"] == 200 and "Success" in online["body"]
+        assert probe(net, "http://connectivitycheck.gstatic.com/generate_204")["status"] == 204
+        assert net.client("dns", NET, "example.com").get("answers") is not None
+        assert "error" in net.client("tcp", NET6, "80"), "IPv6 stays blocked after sign-in"
+        assert {h["kind"] for h in net.hits()} == {"http", "dns"}
+        assert all(":" not in h["client"] for h in net.hits())
+        assert CLIENT_MAC in net.nft("list", "set", "inet", "footfall", "authorized")
+        api = net.client("http", f"{PORTAL}/api/captive")["body"]
+        assert '"captive": false' in api and "seconds-remaining" in api
+
+        assert net.client("erase", PORTAL)["status"] == 303
+        assert_captive(net)
+        assert CLIENT_MAC not in net.nft("list", "set", "inet", "footfall", "authorized")
+
+
+def test_session_expiry_gates_the_device_again(net, tmp_path):
+    net.dhcp()
+    with run_portal(net, tmp_path / "data", session_seconds=2):
+        assert net.client("signin", PORTAL, "short@example.com")["status"] == 303
+        assert probe(net)["status"] == 200
+        deadline = time.monotonic() + 6
+        while probe(net)["status"] != 302 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert_captive(net)
+
+
+def test_restart_and_reboot_keep_unexpired_clients_online(net, tmp_path):
+    net.dhcp()
+    data = tmp_path / "data"
+    with run_portal(net, data, session_seconds=600):
+        assert net.client("signin", PORTAL, "stay@example.com")["status"] == 303
+    assert probe(net)["status"] == 200  # portal down: the kernel set still lets the client out
+    net.nft("delete", "table", "inet", "footfall")  # a reboot: kernel state is gone
+    with run_portal(net, data, session_seconds=600):
+        assert probe(net)["status"] == 200, "restored from the database at start-up"
+        listing = net.nft("list", "set", "inet", "footfall", "authorized")
+        assert CLIENT_MAC in listing
+        # Restored with what was left of the session, not a fresh one.
+        assert "timeout 10m" not in listing
