@@ -37,8 +37,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
     Setting("listen_port", 8080, "Port the portal's web server binds to."),
     Setting("threads", 8, "Worker threads of the portal's web server."),
-    Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests) or `nftables` (this machine is the gateway)."),
+    Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
+    Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver, fas_secure_enabled 1)."),
+    Setting("opennds_gateways", "", "openNDS gateway addresses (`ip:port`, comma-separated) this portal serves; empty means any private address."),
     Setting("session_seconds", 14400, "How long a visitor stays online after signing in (seconds)."),
     Setting("default_region", "VN", "Region for phone numbers written without a country code (ISO 3166 code)."),
     Setting("default_language", "vi", "Language when the browser states no preference we support (`vi` or `en`)."),
@@ -121,8 +123,10 @@ def load_settings(
 def _validate(settings: "Settings") -> None:
     if settings.default_language not in ("vi", "en"):
         raise ConfigError("default_language must be 'vi' or 'en'")
-    if settings.gateway not in ("null", "nftables"):
+    if settings.gateway not in ("null", "nftables", "opennds"):
         raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
+    if settings.gateway == "opennds" and not settings.opennds_faskey:
+        raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
                  "max_header_bytes", "threads", "retention_days"):
         if getattr(settings, name) <= 0:

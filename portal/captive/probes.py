@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from flask import Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 
-CONTINUE_MAX = 1024
+from portal.safeurl import CONTINUE_MAX
+
 _HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
-_UNSAFE = re.compile(r"[\x00-\x20\x7f<>\"'\\`]")
 
 # What the OS probes expect once a device is online (only seen with the null gateway: an
 # enforcing gateway forwards authorized devices, so their probes never reach the portal).
@@ -34,21 +34,6 @@ def original_url(environ) -> str | None:
     query = environ.get("QUERY_STRING", "")
     url = f"http://{host}{path}" + (f"?{quote(query, safe='=&;%+-._~!$()*,:@/?')}" if query else "")
     return url if len(url) <= CONTINUE_MAX else f"http://{host}/"
-
-
-def safe_continue(url: str | None) -> str | None:
-    """An http(s) URL fit to offer as a link, or None: no scripts, no credentials, no CRLF."""
-    if not url or len(url) > CONTINUE_MAX or _UNSAFE.search(url):
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a malformed port
-    except ValueError:
-        return None
-    del port
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return None
-    return url
 
 
 def probe_guard() -> Response | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
-from flask import Response, abort, current_app, g, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from portal import consent
 from portal.captive import bp
-from portal.captive.probes import safe_continue
+from portal.safeurl import safe_continue
+from portal.gateway.opennds import FasRequest, InvalidFas, auth_url, parse_fas
 from portal.i18n import LANGUAGES, negotiate, translate
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
@@ -26,9 +27,29 @@ def runtime():
     return current_app.extensions["footfall"]
 
 
+def current_fas() -> FasRequest | None:
+    """The openNDS client this browser session speaks for (opennds driver only)."""
+    if runtime().gateway.name != "opennds":
+        return None
+    return FasRequest.from_session(session.get("fas"))
+
+
 def client() -> Client:
+    fas = current_fas()
+    if fas is not None:
+        return Client(ip=fas.clientip, mac=fas.clientmac)
     ip = request.remote_addr or ""
     return Client(ip=ip, mac=runtime().gateway.client_mac(ip) if ip else None)
+
+
+def finish(nxt: str | None):
+    """After consent: a real navigation, to openNDS's auth URL or to the online page."""
+    fas = current_fas()
+    if fas is not None:
+        session.pop("fas", None)  # a hid authenticates once
+        redir = runtime().portal_url + "/online" + (f"?continue={quote(nxt, safe='')}" if nxt else "")
+        return redirect(auth_url(fas, runtime().settings.opennds_faskey, redir), code=303)
+    return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
 
 
 class BadParameters(Exception):
@@ -124,6 +145,25 @@ def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, sta
                            required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES), status
 
 
+@bp.get("/fas/")
+def fas_entry():
+    """openNDS sends captive clients here (FAS, fas_secure_enabled 1)."""
+    rt = runtime()
+    if rt.gateway.name != "opennds":
+        abort(404)
+    allowed = frozenset(g.strip() for g in rt.settings.opennds_gateways.split(",") if g.strip())
+    try:
+        fas = parse_fas(request.args.get("fas"), allowed)
+    except InvalidFas as exc:
+        current_app.logger.warning("refused fas request: %s", exc)
+        return render_template("captive/error.html", message="err_fas_invalid", code=400), 400
+    session["fas"] = fas.to_session()
+    lead = rt.visitors.recognised(client())
+    if lead is not None:
+        return render_template("captive/welcome.html", name=rt.visitors.greeting_name(lead), next=fas.originurl)
+    return render_splash(SignInForm(language=g.lang), {}, fas.originurl)
+
+
 @bp.post("/connect")
 def connect():
     if limited():
@@ -137,8 +177,9 @@ def connect():
     outcome = runtime().visitors.sign_in(form, client())
     nxt = continue_param()
     if not outcome.ok:
-        return render_splash(form, outcome.errors, nxt, status=422 if "form" not in outcome.errors else 503)
-    return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+        status = {"gateway_failed": 503, None: 422}.get(outcome.errors.get("form"), 409)
+        return render_splash(form, outcome.errors, nxt, status=status)
+    return finish(nxt)
 
 
 @bp.post("/welcome-back")
@@ -149,7 +190,7 @@ def welcome_back():
     outcome = runtime().visitors.reconnect(client())
     if not outcome.ok:
         return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=409), 409
-    return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+    return finish(nxt)
 
 
 @bp.get("/online")

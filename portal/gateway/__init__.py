@@ -44,4 +44,7 @@ def load_gateway(settings) -> Gateway:
     if settings.gateway == "nftables":
         from portal.gateway.nftables import NftablesGateway
         return NftablesGateway(settings.guest_interface, settings.listen_port)
+    if settings.gateway == "opennds":
+        from portal.gateway.opennds import OpenNDSGateway
+        return OpenNDSGateway(settings.opennds_faskey)
     raise ValueError(f"unknown gateway driver {settings.gateway!r}")

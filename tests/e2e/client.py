@@ -60,6 +60,28 @@ def signin(portal, email):
     return answer
 
 
+def fas_signin(probe_url, email):
+    """The openNDS flow as a browser walks it: probe -> FAS page -> submit -> openNDS auth -> landing."""
+    steps = {"probe": get(probe_url)}
+    fas_url = steps["probe"].get("location")
+    if not fas_url or "fas=" not in fas_url:
+        return {"error": "no FAS redirect", **steps}
+    page = get(fas_url)
+    steps["fas_page"] = {k: page.get(k) for k in ("status", "elapsed_ms")}
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get("body", ""))
+    cookie = (page.get("cookie") or "").split(";", 1)[0]
+    body = urlencode({"csrf_token": token.group(1) if token else "", "email": email, "terms": "yes"})
+    parts = urlsplit(fas_url)
+    start = now_ms()
+    submit = get(f"{parts.scheme}://{parts.netloc}/connect", method="POST", body=body,
+                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    steps["submit"] = {k: submit.get(k) for k in ("status", "location", "elapsed_ms")}
+    auth = get(submit.get("location") or "")
+    steps["auth"] = {k: auth.get(k) for k in ("status", "location", "elapsed_ms")}
+    steps["submit_to_auth_ms"] = now_ms() - start
+    return steps
+
+
 def erase(portal):
     token, cookie, page = token_and_cookie(portal, "/my-data")
     if token is None:
@@ -118,6 +140,6 @@ def tcp(host, port):
 
 if __name__ == "__main__":
     action, args = sys.argv[1], sys.argv[2:]
-    handlers = {"http": get, "tcp": tcp, "dns": dns, "signin": signin, "erase": erase,
+    handlers = {"http": get, "tcp": tcp, "dns": dns, "signin": signin, "erase": erase, "fas-signin": fas_signin,
                 "login-to-online": lambda p, u, n: login_to_online(p, u, int(n))}
     print(json.dumps(handlers[action](*args)))

@@ -28,6 +28,25 @@ CLIENT_MAC = "02:11:22:33:44:55"
 PROBE_HOSTS = ("captive.apple.com", "connectivitycheck.gstatic.com", "www.msftconnecttest.com",
                "detectportal.firefox.com", "example.com")
 TOOLS = ("ip", "nft", "dnsmasq", "udhcpc")
+OPENNDS_CONF = """GatewayInterface guest0
+GatewayName footfall-test
+gatewayport {gateway_port}
+fasport {fas_port}
+fasremoteip {gw}
+faspath /fas/
+fas_secure_enabled 1
+faskey {faskey}
+FirewallRuleSet authenticated-users {{
+}}
+FirewallRuleSet preauthenticated-users {{
+}}
+FirewallRuleSet users-to-router {{
+    FirewallRule allow udp port 53
+    FirewallRule allow tcp port 53
+    FirewallRule allow udp port 67
+    FirewallRule allow tcp port {fas_port}
+}}
+"""
 _counter = itertools.count()
 
 
@@ -103,12 +122,37 @@ class Topology:
         self._wait(lambda: (self.workdir / "internet.log").exists() and b"ready" in (self.workdir / "internet.log").read_bytes(),
                    proc, "internet server")
 
+    @property
+    def nds_tmp(self) -> Path:
+        """openNDS's private /tmp (it hard-codes /tmp/dhcp.leases, /tmp/ndsctl.sock...)."""
+        path = self.workdir / "nds-tmp"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def start_opennds(self, faskey: str, fas_port: int = 8080, gateway_port: int = 2050) -> subprocess.Popen:
+        """The real openNDS daemon on guest0, with Footfall as its FAS (fas_secure_enabled 1)."""
+        bindir = self.nds_tmp / "bin"
+        bindir.mkdir(exist_ok=True)
+        # openNDS 9.10 drives iptables with the legacy backend; Debian's default is iptables-nft.
+        for tool in ("iptables", "iptables-save", "iptables-restore"):
+            link = bindir / tool
+            if not link.exists():
+                link.symlink_to(shutil.which(tool.replace("iptables", "iptables-legacy")))
+        (self.nds_tmp / "opennds.conf").write_text(OPENNDS_CONF.format(
+            faskey=faskey, fas_port=fas_port, gateway_port=gateway_port, gw=GW_GUEST))
+        proc = self.spawn("sh", "-c", "mount --bind \"$0\" /tmp && exec opennds -f -d 1 -c /tmp/opennds.conf",
+                          str(self.nds_tmp), ns=self.gw, env={"PATH": f"/tmp/bin:{os.environ['PATH']}"},
+                          log="opennds.log")
+        self._wait(lambda: "openNDS is now running" in (self.workdir / "opennds.log").read_text(errors="replace"),
+                   proc, "opennds", timeout=30)
+        return proc
+
     def start_dnsmasq(self, portal_url: str) -> None:
         args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
                 "--interface=guest0", "--except-interface=lo", f"--listen-address={GW_GUEST}",
                 "--dhcp-range=10.77.0.50,10.77.0.150,255.255.255.0,1h", f"--dhcp-option=3,{GW_GUEST}",
                 f"--dhcp-option=6,{GW_GUEST}", f"--dhcp-option=114,{portal_url}/api/captive",
-                f"--dhcp-leasefile={self.workdir / 'dnsmasq.leases'}", f"--pid-file={self.workdir / 'dnsmasq.pid'}",
+                f"--dhcp-leasefile={self.nds_tmp / 'dhcp.leases'}", f"--pid-file={self.workdir / 'dnsmasq.pid'}",
                 "--log-facility=-", "--user=root", "--group=root"]
         args += [f"--address=/{host}/{NET}" for host in PROBE_HOSTS]
         proc = self.spawn(*args, ns=self.gw, log="dnsmasq.log")
@@ -174,8 +218,10 @@ def topology(workdir: Path):
         topo.close()
 
 
-def portal_command(data_dir: Path, session_seconds: int = 3600, port: int = 8080) -> tuple[list[str], dict[str, str]]:
-    env = {"FOOTFALL_DATA_DIR": str(data_dir), "FOOTFALL_GATEWAY": "nftables", "FOOTFALL_GUEST_INTERFACE": "guest0",
+def portal_command(data_dir: Path, session_seconds: int = 3600, port: int = 8080,
+                   gateway: str = "nftables", faskey: str = "") -> tuple[list[str], dict[str, str]]:
+    env = {"FOOTFALL_DATA_DIR": str(data_dir), "FOOTFALL_GATEWAY": gateway, "FOOTFALL_GUEST_INTERFACE": "guest0",
+           "FOOTFALL_OPENNDS_FASKEY": faskey,
            "FOOTFALL_LISTEN_HOST": "0.0.0.0", "FOOTFALL_LISTEN_PORT": str(port),
            "FOOTFALL_PORTAL_URL": f"http://{GW_GUEST}:{port}", "FOOTFALL_SESSION_SECONDS": str(session_seconds),
            "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
