@@ -140,15 +140,19 @@ class Topology:
                 link.symlink_to(shutil.which(tool.replace("iptables", "iptables-legacy")))
         (self.nds_tmp / "opennds.conf").write_text(OPENNDS_CONF.format(
             faskey=faskey, fas_port=fas_port, gateway_port=gateway_port, gw=GW_GUEST))
-        proc = self.spawn("sh", "-c", "mount --bind \"$0\" /tmp && exec opennds -f -d 1 -c /tmp/opennds.conf",
-                          str(self.nds_tmp), ns=self.gw, env={"PATH": f"/tmp/bin:{os.environ['PATH']}"},
-                          log="opennds.log")
+        # On generic Linux openNDS rewrites /etc/dnsmasq.conf and /etc/hosts: it gets private copies
+        # (bind mounts in its own mount namespace), so the host's files never change.
+        script = ('set -e; for f in dnsmasq.conf hosts; do touch "$0/etc-$f"; '
+                  '[ -f "/etc/$f" ] && cp "/etc/$f" "$0/etc-$f"; touch "/etc/$f"; mount --bind "$0/etc-$f" "/etc/$f"; done; '
+                  'mount --bind "$0" /tmp; exec opennds -f -d 1 -c /tmp/opennds.conf')
+        proc = self.spawn("sh", "-c", script, str(self.nds_tmp), ns=self.gw,
+                          env={"PATH": f"/tmp/bin:{os.environ['PATH']}"}, log="opennds.log")
         self._wait(lambda: "openNDS is now running" in (self.workdir / "opennds.log").read_text(errors="replace"),
                    proc, "opennds", timeout=30)
         return proc
 
     def start_dnsmasq(self, portal_url: str) -> None:
-        args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+        args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
                 "--interface=guest0", "--except-interface=lo", f"--listen-address={GW_GUEST}",
                 "--dhcp-range=10.77.0.50,10.77.0.150,255.255.255.0,1h", f"--dhcp-option=3,{GW_GUEST}",
                 f"--dhcp-option=6,{GW_GUEST}", f"--dhcp-option=114,{portal_url}/api/captive",

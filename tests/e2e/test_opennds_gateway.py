@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +20,13 @@ def net(tmp_path):
     require(ok, reason)
     require(shutil.which("opennds") is not None and shutil.which("iptables-legacy") is not None,
             "Debian packages opennds and iptables are not installed")
+    host_files = {p: p.read_bytes() for p in (Path("/etc/dnsmasq.conf"), Path("/etc/hosts")) if p.exists()}
     with topology(tmp_path) as topo:
         topo.start_internet()
         topo.start_dnsmasq(f"http://{GW_GUEST}:8080")
         yield topo
+    for path, content in host_files.items():
+        assert path.read_bytes() == content, f"the test changed the host's {path}"
 
 
 def test_opennds_sends_captive_clients_to_footfall_and_lets_them_out(net, tmp_path):
