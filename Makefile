@@ -2,11 +2,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the test suite drives for real (a headless browser and its driver).
-TEST_DEB := chromium chromium-driver
+# Debian packages the test suite drives for real: a headless browser and its driver; the guest
+# network of the namespace tests (nftables, dnsmasq, a DHCP client, openNDS with legacy
+# iptables); the deploy checks (shellcheck, systemd-analyze). dnsmasq-base has no service.
+TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc iptables opennds shellcheck systemd
 BENCH_DEB := wrk
 
-.PHONY: test bench demo deb-test deb-bench clean
+.PHONY: test bench bench-gateway demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,7 @@ deb-test:
 	@missing=$$(for p in $(TEST_DEB); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) systemctl mask opennds.service >/dev/null 2>&1 || true; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
@@ -32,6 +35,10 @@ test: $(VENV)/.installed deb-test
 
 bench: $(VENV)/.installed deb-bench
 	$(VENV)/bin/python tests/perf/bench_portal.py
+
+# Builds a guest network in namespaces: needs root.
+bench-gateway: $(VENV)/.installed deb-test
+	$(SUDO) $(VENV)/bin/python tests/perf/bench_gateway.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/footfall demo

@@ -106,6 +106,16 @@ def init_db_command(config: str | None) -> None:
     click.echo(f"{database_path(settings)}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
+@main.command("gateway-rules")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def gateway_rules(config: str | None) -> None:
+    """Print the nftables ruleset of the guest gate, with no one authorized (for boot, before the portal)."""
+    from portal.gateway.nftables import ruleset
+
+    settings = _settings(config)
+    click.echo(ruleset(settings.guest_interface, settings.listen_port), nl=False)
+
+
 @main.command("settings")
 @click.option("--markdown", is_flag=True, help="Print the table the README carries.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")

@@ -60,7 +60,7 @@ def signin(portal, email):
     return answer
 
 
-def fas_signin(probe_url, email):
+def fas_signin(probe_url, email, wait_online=""):
     """The openNDS flow as a browser walks it: probe -> FAS page -> submit -> openNDS auth -> landing."""
     steps = {"probe": get(probe_url)}
     fas_url = steps["probe"].get("location")
@@ -79,7 +79,22 @@ def fas_signin(probe_url, email):
     auth = get(submit.get("location") or "")
     steps["auth"] = {k: auth.get(k) for k in ("status", "location", "elapsed_ms")}
     steps["submit_to_auth_ms"] = now_ms() - start
+    if wait_online:
+        for _ in range(400):
+            if get(probe_url, timeout=2).get("status") == 200:
+                steps["submit_to_online_ms"] = now_ms() - start
+                break
     return steps
+
+
+def wait_reachable(url, limit_ms="5000"):
+    """Poll URL until it answers 2xx from the internet; the time it took (for `ndsctl auth` timing)."""
+    start = now_ms()
+    while now_ms() - start < float(limit_ms):
+        answer = get(url, timeout=2)
+        if answer.get("status") in (200, 204):
+            return {"reachable_ms": now_ms() - start}
+    return {"error": "not reachable"}
 
 
 def erase(portal):
@@ -140,6 +155,6 @@ def tcp(host, port):
 
 if __name__ == "__main__":
     action, args = sys.argv[1], sys.argv[2:]
-    handlers = {"http": get, "tcp": tcp, "dns": dns, "signin": signin, "erase": erase, "fas-signin": fas_signin,
+    handlers = {"http": get, "tcp": tcp, "dns": dns, "signin": signin, "erase": erase, "fas-signin": fas_signin, "wait-reachable": wait_reachable,
                 "login-to-online": lambda p, u, n: login_to_online(p, u, int(n))}
     print(json.dumps(handlers[action](*args)))

@@ -68,6 +68,7 @@ class Topology:
         tag = f"{os.getpid() % 100000}x{next(_counter)}"
         self.cli, self.gw, self.net = f"ffc{tag}", f"ffg{tag}", f"ffn{tag}"
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
         self.hits_file = workdir / "internet-hits.jsonl"
         self.lease_file = workdir / "lease.txt"
@@ -149,7 +150,14 @@ class Topology:
                           env={"PATH": f"/tmp/bin:{os.environ['PATH']}"}, log="opennds.log")
         self._wait(lambda: "openNDS is now running" in (self.workdir / "opennds.log").read_text(errors="replace"),
                    proc, "opennds", timeout=30)
+        self.opennds = proc
         return proc
+
+    def ndsctl(self, *args: str) -> str:
+        """ndsctl in openNDS's own mount and network namespaces (its socket is in its private /tmp)."""
+        done = subprocess.run(["nsenter", "-t", str(self.opennds.pid), "-m", "-n", "ndsctl", *args],
+                              capture_output=True, text=True, timeout=20)
+        return done.stdout + done.stderr
 
     def start_dnsmasq(self, portal_url: str) -> None:
         args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
