@@ -106,6 +106,32 @@ def init_db_command(config: str | None) -> None:
     click.echo(f"{database_path(settings)}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--replay", "replay_file", type=click.Path(dir_okay=False), help="Process a pcap file instead of capturing.")
+@click.option("--iface", help="Capture on this interface (overrides capture_interface).")
+def collector(config: str | None, replay_file: str | None, iface: str | None) -> None:
+    """Turn the guest LAN's packets into devices and visits (live, or --replay FILE.pcap)."""
+    import json
+    import threading
+
+    from collector.capture import CaptureError
+    from collector.pcap import PcapError
+    from collector.service import replay, run_live, stop_on_signals
+
+    settings = _settings(config, capture_interface=iface)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        if replay_file:
+            stats = replay(settings, replay_file, stop)
+        else:
+            stats = run_live(settings, stop, announce=lambda line: click.echo(line) or sys.stdout.flush())
+    except (PcapError, CaptureError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(stats, sort_keys=True))
+
+
 @main.command("gateway-rules")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
 def gateway_rules(config: str | None) -> None:

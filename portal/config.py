@@ -53,6 +53,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_header_bytes", 8192, "Largest request head (request line and headers) the portal's server accepts."),
     Setting("visit_gap_minutes", 15, "A visit ends after this long without a sighting of the device."),
     Setting("min_dwell_minutes", 5, "Shorter runs of sightings are passers-by, not visits."),
+    Setting("capture_interface", "", "Interface the collector listens on; empty means `guest_interface`."),
+    Setting("probe_interface", "", "A monitor-mode interface for 802.11 probe requests (passers-by); empty turns it off."),
+    Setting("capture_mdns", True, "Count mDNS announcements as presence too."),
+    Setting("flush_seconds", 5, "The collector writes to the database in one transaction this often."),
+    Setting("arp_probe_seconds", 0, "ARP-probe every leased address this often so quiet phones count as present; 0 turns it off."),
+    Setting("dhcp_leases_file", "/var/lib/misc/dnsmasq.leases", "dnsmasq's lease file (for ARP probes)."),
+    Setting("oui_file", "/usr/share/ieee-data/oui.csv", "IEEE OUI registry (Debian package ieee-data) for vendor names."),
+    Setting("ignore_macs", "", "MAC addresses the collector never counts (comma-separated); the capture interface's own is always ignored."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )
 
@@ -128,7 +136,7 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds" and not settings.opennds_faskey:
         raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "retention_days"):
+                 "max_header_bytes", "threads", "retention_days", "flush_seconds", "visit_gap_minutes"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     if not settings.portal_url.startswith(("http://", "https://")):

@@ -6,8 +6,8 @@ import json
 import uuid
 
 from peewee import (
-    BlobField, BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, Model,
-    TextField,
+    BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField, IntegerField,
+    Model, TextField,
 )
 
 from portal.db import database
@@ -56,11 +56,24 @@ class Device(BaseModel):
 
 
 class Visit(BaseModel):
+    """A closed run of sightings: source "lan" (on the guest network) or "air" (probe requests)."""
     device = ForeignKeyField(Device, backref="visits", on_delete="CASCADE")
     start = DateTimeField(index=True)
     end = DateTimeField()
-    source = CharField(default="dhcp")
+    source = CharField(default="lan")
     passerby = BooleanField(default=False)
+
+
+class OpenRun(BaseModel):
+    """A run of sightings still in progress, saved so that a collector restart carries it on."""
+    device = ForeignKeyField(Device, on_delete="CASCADE")
+    source = CharField()
+    start = DateTimeField()
+    last = DateTimeField()
+    sightings = IntegerField(default=1)
+
+    class Meta:
+        primary_key = CompositeKey("device", "source")
 
 
 class PolicyVersion(BaseModel):
@@ -140,4 +153,4 @@ class AuditLog:
                           detail=json.dumps(detail, sort_keys=True, default=str))
 
 
-MODELS = (Lead, Device, Visit, PolicyVersion, Consent, Authorization, AuditEntry, OutboxEvent)
+MODELS = (Lead, Device, Visit, OpenRun, PolicyVersion, Consent, Authorization, AuditEntry, OutboxEvent)

@@ -1,0 +1,70 @@
+"""Vendor names from the IEEE registry (Debian's ieee-data package keeps it up to date).
+
+Prefixes are held in a sorted array (4 bytes each) with the offset of their line in the file;
+a name is read from the file only when a new device needs it, so 30,000+ vendors cost ~250 KB.
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import logging
+from array import array
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+DEFAULT_FILE = Path("/usr/share/ieee-data/oui.csv")
+
+
+class OuiTable:
+    def __init__(self, path: str | Path = DEFAULT_FILE) -> None:
+        self.path = Path(path)
+        self._prefixes = array("I")
+        self._offsets = array("I")
+        try:
+            self._load()
+        except OSError as exc:
+            logger.warning("no vendor names: cannot read %s (%s); install Debian's ieee-data", self.path, exc.strerror)
+
+    def _load(self) -> None:
+        pairs = []
+        with open(self.path, "rb") as fh:
+            fh.readline()  # header
+            offset = fh.tell()
+            for line in fh:
+                parts = line.split(b",", 2)
+                if len(parts) == 3 and parts[0] == b"MA-L" and len(parts[1]) == 6:
+                    try:
+                        pairs.append((int(parts[1], 16), offset))
+                    except ValueError:
+                        pass
+                offset += len(line)
+        pairs.sort()
+        self._prefixes = array("I", (p for p, _ in pairs))
+        self._offsets = array("I", (o for _, o in pairs))
+
+    def __len__(self) -> int:
+        return len(self._prefixes)
+
+    def vendor(self, mac: str) -> str | None:
+        """The organisation that owns the MAC's prefix; None for randomized or unknown ones."""
+        try:
+            first = int(mac[0:2], 16)
+            prefix = int(mac[0:2] + mac[3:5] + mac[6:8], 16)
+        except ValueError:
+            return None
+        if first & 0x02:
+            return None  # locally administered: no vendor behind it
+        i = bisect.bisect_left(self._prefixes, prefix)
+        if i == len(self._prefixes) or self._prefixes[i] != prefix:
+            return None
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offsets[i])
+            line = fh.readline().decode("utf-8", "replace")
+        row = next(csv.reader(io.StringIO(line)), None)
+        return row[2].strip()[:120] if row and len(row) > 2 else None
+
+
+def randomized(mac: str) -> bool:
+    """The locally administered bit: phones set it on their per-network private addresses."""
+    return bool(int(mac[0:2], 16) & 0x02)

@@ -1,0 +1,116 @@
+"""Running the collector: live from interfaces, or replaying a pcap file as fast as it goes."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from collector.capture import (DLT_IEEE802_11_RADIO, LAN_FILTER, MDNS_FILTER, PROBE_FILTER, ArpProber, LiveSource,
+                               compile_filter, interface_mac)
+from collector.oui import OuiTable
+from collector.pcap import PcapReader
+from collector.pipeline import Pipeline
+from collector.store import Store, Writer
+from portal.config import database_path
+from portal.db import database, init_db
+
+logger = logging.getLogger(__name__)
+
+
+def _ignored(settings, *interfaces: str) -> frozenset[str]:
+    macs = {m.strip().lower() for m in settings.ignore_macs.split(",") if m.strip()}
+    macs.update(m for m in (interface_mac(i) for i in interfaces if i) if m)
+    return frozenset(macs)
+
+
+def _pipeline(settings, ignore: frozenset[str]) -> tuple[Pipeline, Writer]:
+    # The collector can lose its last second to a power cut (visits are rebuilt from what is
+    # left); the portal's leads and consents keep synchronous=FULL on their own connections.
+    init_db(database_path(settings), synchronous="normal", cache_size=-2000)
+    writer = Writer(Store(OuiTable(settings.oui_file)))
+    writer.start()
+    pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,
+                        float(settings.flush_seconds))
+    return pipeline, writer
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def replay(settings, path: str | Path, stop: threading.Event | None = None) -> dict:
+    """Process a capture with its own timestamps as the clock; every run is closed at the end."""
+    stop = stop or threading.Event()
+    started = time.perf_counter()
+    with PcapReader(path) as reader:
+        pipeline, writer = _pipeline(settings, _ignored(settings))
+        feed, tick, linktype = pipeline.feed, pipeline.tick, reader.linktype
+        for i, (ts, frame) in enumerate(reader):
+            feed(ts, frame, linktype)
+            if not i & 4095:
+                tick()
+                if stop.is_set():
+                    break
+        pipeline.flush(final=True)
+        writer.stop()
+        truncated = reader.truncated
+    database.close()
+    elapsed = time.perf_counter() - started
+    stats = asdict(pipeline.stats)
+    return {**stats, "truncated_records": truncated, "writer_errors": writer.errors, "seconds": round(elapsed, 3),
+            "frames_per_s": round(stats["frames"] / elapsed) if elapsed else None}
+
+
+def run_live(settings, stop: threading.Event | None = None, announce=print) -> dict:
+    """Capture until stopped; runs in progress are saved, not closed, so a restart carries them on."""
+    stop = stop or threading.Event()
+    interface = settings.capture_interface or settings.guest_interface
+    expression = LAN_FILTER + (f" or {MDNS_FILTER}" if settings.capture_mdns else "")
+    sources = [(LiveSource(interface, compile_filter(expression)), 1)]
+    if settings.probe_interface:
+        sources.append((LiveSource(settings.probe_interface, compile_filter(PROBE_FILTER, DLT_IEEE802_11_RADIO),
+                                   DLT_IEEE802_11_RADIO), DLT_IEEE802_11_RADIO))
+    pipeline, writer = _pipeline(settings, _ignored(settings, interface))
+    pipeline.restore(writer.store.load_runs())
+    prober = ArpProber(interface, settings.dhcp_leases_file, settings.arp_probe_seconds)
+    threads = [threading.Thread(target=_pump, args=(src, linktype, pipeline, stop), daemon=True, name=f"capture-{src.interface}")
+               for src, linktype in sources[1:]]
+    for t in threads:
+        t.start()
+    announce(f"collector listening on {', '.join(s.interface for s, _ in sources)}")
+    lan, _ = sources[0]
+    try:
+        for frames in lan.batches(stop):
+            now = time.time()
+            with _feed_lock:  # a probe-request capture may feed the same pipeline
+                for ts, frame in frames:
+                    pipeline.feed(ts, frame)
+                pipeline.tick(now)
+            if prober.due(now):
+                prober.probe(now)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(2)
+        lan.read_stats()
+        pipeline.flush()
+        writer.stop()
+        database.close()
+    return {**asdict(pipeline.stats), "kernel_packets": sum(s.kernel_packets for s, _ in sources),
+            "kernel_drops": sum(s.kernel_drops for s, _ in sources), "capture_errors": sum(s.errors for s, _ in sources),
+            "writer_errors": writer.errors, "arp_probes": prober.sent}
+
+
+_feed_lock = threading.Lock()
+
+
+def _pump(source: LiveSource, linktype: int, pipeline: Pipeline, stop: threading.Event) -> None:
+    """A second capture (probe requests) feeding the same pipeline."""
+    for frames in source.batches(stop):
+        with _feed_lock:
+            for ts, frame in frames:
+                pipeline.feed(ts, frame, linktype)

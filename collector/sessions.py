@@ -1,0 +1,88 @@
+"""Sightings -> visits. A visit is a run of sightings with no gap longer than `gap` that lasts at
+least `min_dwell`; shorter runs are passers-by, kept apart. Time is whatever the sightings say
+(packet timestamps), so a replay always yields the same visits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+LAN, AIR = "lan", "air"  # on the guest network, or probe requests heard over the air
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRecord:
+    mac: str
+    source: str
+    start: float
+    end: float
+    sightings: int
+    passerby: bool
+
+
+class Run:
+    __slots__ = ("start", "last", "count")
+
+    def __init__(self, start: float, last: float, count: int = 1) -> None:
+        self.start, self.last, self.count = start, last, count
+
+
+class Sessionizer:
+    def __init__(self, gap: float, min_dwell: float) -> None:
+        self.gap, self.min_dwell = gap, min_dwell
+        self.runs: dict[str, dict[str, Run]] = {LAN: {}, AIR: {}}
+        self.dirty: dict[str, set[str]] = {LAN: set(), AIR: set()}
+
+    def restore(self, source: str, mac: str, start: float, last: float, count: int) -> None:
+        """A run in progress when the collector stopped."""
+        self.runs[source][mac] = Run(start, last, count)
+
+    def observe(self, mac: str, source: str, ts: float) -> VisitRecord | None:
+        """Count a sighting; returns the run it ended, if the gap since the last one was too long."""
+        runs = self.runs[source]
+        self.dirty[source].add(mac)
+        run = runs.get(mac)
+        if run is None:
+            runs[mac] = Run(ts, ts)
+            return None
+        if ts - run.last > self.gap:
+            closed = self._record(mac, source, run)
+            runs[mac] = Run(ts, ts)
+            return closed
+        if ts > run.last:
+            run.last = ts
+        elif ts < run.start:  # slightly out-of-order frames
+            run.start = ts
+        run.count += 1
+        return None
+
+    def sweep(self, now: float) -> list[VisitRecord]:
+        """End the runs that have been silent for longer than the gap."""
+        closed = []
+        for source, runs in self.runs.items():
+            idle = [mac for mac, run in runs.items() if now - run.last > self.gap]
+            for mac in idle:
+                closed.append(self._record(mac, source, runs.pop(mac)))
+                self.dirty[source].add(mac)
+        return closed
+
+    def close_all(self) -> list[VisitRecord]:
+        closed = [self._record(mac, source, run) for source, runs in self.runs.items() for mac, run in runs.items()]
+        for source, runs in self.runs.items():
+            self.dirty[source].update(runs)
+            runs.clear()
+        return closed
+
+    def take_dirty(self) -> Iterable[tuple[str, str, Run | None]]:
+        """Runs changed since the last call: (source, mac, run or None when it ended)."""
+        for source, macs in self.dirty.items():
+            runs = self.runs[source]
+            for mac in macs:
+                yield source, mac, runs.get(mac)
+            macs.clear()
+
+    def open_count(self) -> int:
+        return sum(len(runs) for runs in self.runs.values())
+
+    def _record(self, mac: str, source: str, run: Run) -> VisitRecord:
+        dwell = run.last - run.start
+        return VisitRecord(mac, source, run.start, run.last, run.count, dwell < self.min_dwell)

@@ -1,0 +1,166 @@
+"""One writer thread: batches of device updates, closed visits and runs in progress, each
+written in one transaction. The pipeline never waits on SQLite; the queue is bounded so a
+stalled disk slows capture's hand-off instead of eating memory."""
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from collector.oui import OuiTable
+from collector.sessions import VisitRecord
+from portal.db import database
+
+logger = logging.getLogger(__name__)
+CHUNK = 500
+
+_UPSERT_DEVICE = """
+INSERT INTO device (mac, first_seen, last_seen, last_ip, randomized, dhcp_fingerprint, dhcp_vendor, hostname)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(mac) DO UPDATE SET
+  first_seen = min(first_seen, excluded.first_seen),
+  last_seen = max(last_seen, excluded.last_seen),
+  last_ip = coalesce(excluded.last_ip, last_ip),
+  dhcp_fingerprint = coalesce(excluded.dhcp_fingerprint, dhcp_fingerprint),
+  dhcp_vendor = coalesce(excluded.dhcp_vendor, dhcp_vendor),
+  hostname = coalesce(excluded.hostname, hostname)
+"""
+_UPSERT_RUN = """
+INSERT INTO open_run (device_id, source, start, last, sightings) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(device_id, source) DO UPDATE SET start = excluded.start, last = excluded.last, sightings = excluded.sightings
+"""
+
+
+def stamp(ts: float) -> str:
+    """Epoch seconds as the naive-UTC text the database holds (as peewee writes it)."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
+
+
+def epoch(text: str) -> float:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUpdate:
+    mac: str
+    first_seen: float
+    last_seen: float
+    ip: str | None
+    randomized: bool
+    prl: str | None
+    vendor_class: str | None
+    hostname: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    mac: str
+    source: str
+    start: float | None  # None: the run ended
+    last: float | None
+    sightings: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    devices: tuple[DeviceUpdate, ...]
+    visits: tuple[VisitRecord, ...]
+    runs: tuple[RunUpdate, ...]
+
+
+class Store:
+    """Writes batches; used by the writer thread only (one writer)."""
+
+    def __init__(self, oui: OuiTable) -> None:
+        self.oui = oui
+        self.written_visits = 0
+
+    def load_runs(self) -> list[tuple[str, str, float, float, int]]:
+        rows = database.execute_sql(
+            "SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r JOIN device d ON d.id = r.device_id")
+        return [(mac, source, epoch(start), epoch(last), n) for mac, source, start, last, n in rows]
+
+    def write(self, batch: Batch) -> None:
+        with database.atomic():
+            if batch.devices:
+                database.cursor().executemany(_UPSERT_DEVICE, [
+                    (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
+                     d.hostname) for d in batch.devices])
+                self._fill_vendors([d.mac for d in batch.devices if not d.randomized])
+            macs = {v.mac for v in batch.visits} | {r.mac for r in batch.runs}
+            missing = macs - {d.mac for d in batch.devices}
+            if missing:  # written by an earlier batch, unless the portal erased it since
+                seen: dict[str, tuple[float, float]] = {}
+                for item in (*batch.visits, *(r for r in batch.runs if r.start is not None)):
+                    lo, hi = seen.get(item.mac, (item.start, item.start))
+                    seen[item.mac] = (min(lo, item.start), max(hi, getattr(item, "end", None) or item.last))
+                database.cursor().executemany(
+                    "INSERT INTO device (mac, first_seen, last_seen, randomized) VALUES (?, ?, ?, ?) ON CONFLICT(mac) DO NOTHING",
+                    [(m, stamp(seen[m][0]), stamp(seen[m][1]), bool(int(m[:2], 16) & 2)) for m in missing if m in seen])
+            ids = self._ids(macs)
+            if batch.visits:
+                database.cursor().executemany(
+                    'INSERT INTO visit (device_id, start, "end", source, passerby) VALUES (?, ?, ?, ?, ?)',
+                    [(ids[v.mac], stamp(v.start), stamp(v.end), v.source, v.passerby) for v in batch.visits])
+                self.written_visits += len(batch.visits)
+            live = [r for r in batch.runs if r.start is not None]
+            ended = [r for r in batch.runs if r.start is None]
+            if live:
+                database.cursor().executemany(_UPSERT_RUN, [
+                    (ids[r.mac], r.source, stamp(r.start), stamp(r.last), r.sightings) for r in live])
+            if ended:
+                database.cursor().executemany("DELETE FROM open_run WHERE device_id = ? AND source = ?",
+                                              [(ids[r.mac], r.source) for r in ended if r.mac in ids])
+
+    def _ids(self, macs: set[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        macs = list(macs)
+        for i in range(0, len(macs), CHUNK):
+            chunk = macs[i:i + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            ids.update((mac, id_) for id_, mac in database.execute_sql(
+                f"SELECT id, mac FROM device WHERE mac IN ({marks})", chunk))
+        return ids
+
+    def _fill_vendors(self, macs: list[str]) -> None:
+        """Vendor names for devices that have none yet ('' marks an unknown prefix: asked once)."""
+        for i in range(0, len(macs), CHUNK):
+            chunk = macs[i:i + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            todo = [m for (m,) in database.execute_sql(
+                f"SELECT mac FROM device WHERE vendor IS NULL AND mac IN ({marks})", chunk)]
+            if todo:
+                database.cursor().executemany("UPDATE device SET vendor = ? WHERE mac = ?",
+                                              [(self.oui.vendor(m) or "", m) for m in todo])
+
+
+class Writer(threading.Thread):
+    """The one thread that writes. submit() hands a batch over; stop() drains and joins."""
+
+    _STOP = object()
+
+    def __init__(self, store: Store, depth: int = 8) -> None:
+        super().__init__(name="collector-writer", daemon=True)
+        self.store = store
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.errors = 0
+
+    def submit(self, batch: Batch) -> None:
+        self.queue.put(batch)
+
+    def run(self) -> None:
+        while True:
+            batch = self.queue.get()
+            if batch is self._STOP:
+                return
+            try:
+                self.store.write(batch)
+            except Exception:
+                self.errors += 1
+                logger.exception("could not write a batch of %d devices, %d visits", len(batch.devices), len(batch.visits))
+
+    def stop(self, timeout: float = 30) -> None:
+        self.queue.put(self._STOP)
+        self.join(timeout)

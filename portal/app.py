@@ -1,0 +1,103 @@
+"""The portal app factory: settings, keys, database, gateway, blueprints."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from portal import consent
+from portal.config import Settings, database_path, key_path, load_settings
+from portal.db import database, init_db
+from portal.gateway import Gateway, Grant, load_gateway
+from portal.identity import Vault, load_or_create_keys
+from portal.models import Authorization, Device, utcnow
+from portal.ratelimit import RateLimiter
+from portal.visitors import Visitors
+
+csrf = CSRFProtect()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the views need, built once per app: settings, keys, the gateway, the domain."""
+    settings: Any
+    vault: Vault
+    gateway: Gateway
+    visitors: Visitors
+    limiter: RateLimiter
+    own_hosts: frozenset[str]
+    portal_url: str
+
+
+def own_hosts(settings) -> frozenset[str]:
+    hosts = {urlsplit(settings.portal_url).netloc.lower()}
+    hosts.update(h.strip().lower() for h in settings.portal_hosts.split(",") if h.strip())
+    return frozenset(hosts)
+
+
+def restore_grants(gateway: Gateway) -> int:
+    """Re-apply every unexpired authorization, so a restart keeps online who should be."""
+    now = utcnow()
+    rows = (Authorization.select(Device.mac, Authorization.ip, Authorization.expires_at)
+            .join(Device).where(Authorization.revoked_at.is_null() & (Authorization.expires_at > now))
+            .order_by(Authorization.expires_at).tuples())
+    latest = {mac: Grant(mac, ip, until) for mac, ip, until in rows}
+    return gateway.restore(latest.values())
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gateway | None = None) -> Flask:
+    """Build the portal app. `config` is a Settings object or overrides of the loaded settings."""
+    settings = config if isinstance(config, Settings) else load_settings(**dict(config or {}))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns at every queued request under load: normal for a thread pool, and costly to log.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+    keys = load_or_create_keys(key_path(settings))
+    init_db(database_path(settings))
+    with database.connection_context():
+        consent.ensure_policies(settings.store_name, settings.controller_name,
+                                settings.privacy_contact, settings.retention_days)
+    gateway = gateway or load_gateway(settings)
+    with database.connection_context():
+        restore_grants(gateway)
+
+    app = Flask(__name__)
+    secure = settings.portal_url.startswith("https://")
+    app.config.update(
+        SECRET_KEY=keys.secret,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        MAX_FORM_PARTS=64,
+        SESSION_COOKIE_NAME="ff_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        WTF_CSRF_TIME_LIMIT=3600,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    vault = Vault(keys)
+    app.extensions["footfall"] = Runtime(
+        settings=settings, vault=vault, gateway=gateway,
+        visitors=Visitors(vault, gateway, settings),
+        limiter=RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
+        own_hosts=own_hosts(settings), portal_url=settings.portal_url.rstrip("/"),
+    )
+
+    from portal import errors
+    from portal.captive import bp as captive_bp, probe_guard
+    from portal.captive.probes import PortalSessionInterface
+    from portal.captive.views import check_encoding
+
+    app.session_interface = PortalSessionInterface()
+    # Order matters: a foreign Host is a probe before anything else runs; broken encodings are
+    # refused before CSRF parses the form.
+    app.before_request(probe_guard)
+    app.before_request(check_encoding)
+    csrf.init_app(app)
+    app.register_blueprint(captive_bp)
+    errors.init_app(app)
+    return app
