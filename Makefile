@@ -3,12 +3,14 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives for real: a headless browser and its driver; the guest
-# network of the namespace tests (nftables, dnsmasq, a DHCP client, openNDS with legacy
-# iptables); the deploy checks (shellcheck, systemd-analyze). dnsmasq-base has no service.
-TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc iptables opennds shellcheck systemd
+# network of the namespace tests (nftables, dnsmasq, DHCP clients, arping, openNDS with legacy
+# iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze).
+# dnsmasq-base has no service.
+TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
+	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-gateway demo deb-test deb-bench clean
+.PHONY: test bench bench-gateway bench-collector demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,10 @@ bench: $(VENV)/.installed deb-bench
 # Builds a guest network in namespaces: needs root.
 bench-gateway: $(VENV)/.installed deb-test
 	$(SUDO) $(VENV)/bin/python tests/perf/bench_gateway.py
+
+# Replay runs as anyone; the live and memory parts build namespaces and need root.
+bench-collector: $(VENV)/.installed deb-test
+	$(SUDO) $(VENV)/bin/python tests/perf/bench_collector.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/footfall demo

@@ -27,15 +27,26 @@ class Malformed(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
+    """A device seen on the guest LAN (ARP, mDNS)."""
     mac: str
     ts: float
-    kind: str                        # "dhcp", "arp", "mdns" or "probe"
+    kind: str                        # "arp", "mdns", "dhcp" or "probe"
     ip: str | None = None
-    hostname: str | None = None      # DHCP option 12
-    prl: str | None = None           # DHCP option 55, the parameter request list: "1,3,6,15"
-    vendor_class: str | None = None  # DHCP option 60
-    client_id: str | None = None     # DHCP option 61, hex
-    signal: int | None = None        # dBm, probe requests
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpSighting(Sighting):
+    """A DHCP client message: what the device asks for fingerprints it."""
+    hostname: str | None = None      # option 12
+    prl: str | None = None           # option 55, the parameter request list: "1,3,6,15"
+    vendor_class: str | None = None  # option 60
+    client_id: str | None = None     # option 61, hex
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSighting(Sighting):
+    """An 802.11 probe request heard over the air."""
+    signal: int | None = None        # dBm
 
 
 def parse(frame: bytes, ts: float, linktype: int = LINKTYPE_ETHERNET) -> Sighting | None:
@@ -46,10 +57,12 @@ def parse(frame: bytes, ts: float, linktype: int = LINKTYPE_ETHERNET) -> Sightin
     raise Malformed(f"unsupported link type {linktype}")
 
 
+_NOT_PRINTABLE = bytes(range(0, 32)) + bytes(range(127, 256))
+
+
 def _text(raw: bytes, limit: int = 64) -> str | None:
     """Printable ASCII only (hostnames and vendor classes are shown on pages and exported)."""
-    text = "".join(ch for ch in raw.decode("ascii", "replace") if " " <= ch <= "~" and ch != "\ufffd")
-    text = text.strip()[:limit]
+    text = raw.translate(None, _NOT_PRINTABLE).decode("ascii").strip()[:limit]
     return text or None
 
 
@@ -161,7 +174,7 @@ def _dhcp(frame: bytes, off: int, ts: float) -> Sighting | None:
             client_id = frame[start:i].hex()
         elif code == 50 and length == 4 and ip is None:
             ip = _inet_ntoa(frame[start:i])
-    return Sighting(chaddr.hex(":"), ts, "dhcp", ip, hostname, prl, vendor, client_id)
+    return DhcpSighting(chaddr.hex(":"), ts, "dhcp", ip, hostname, prl, vendor, client_id)
 
 
 # Radiotap fields before the antenna signal (bit 5): (alignment, size) per present bit.
@@ -200,4 +213,4 @@ def parse_radiotap(frame: bytes, ts: float) -> Sighting | None:
     addr2 = frame[dot11 + 10:dot11 + 16]
     if addr2[0] & 0x01:
         return None
-    return Sighting(addr2.hex(":"), ts, "probe", signal=signal)
+    return ProbeSighting(addr2.hex(":"), ts, "probe", None, signal)

@@ -20,26 +20,28 @@ class VisitRecord:
 
 
 class Run:
-    __slots__ = ("start", "last", "count")
+    __slots__ = ("start", "last", "count", "dirty")
 
     def __init__(self, start: float, last: float, count: int = 1) -> None:
         self.start, self.last, self.count = start, last, count
+        self.dirty = True
 
 
 class Sessionizer:
     def __init__(self, gap: float, min_dwell: float) -> None:
         self.gap, self.min_dwell = gap, min_dwell
         self.runs: dict[str, dict[str, Run]] = {LAN: {}, AIR: {}}
-        self.dirty: dict[str, set[str]] = {LAN: set(), AIR: set()}
+        # Changed runs carry a flag (no set of 50,000 MACs); ended ones wait here until taken.
+        self.ended: list[tuple[str, str]] = []
 
     def restore(self, source: str, mac: str, start: float, last: float, count: int) -> None:
         """A run in progress when the collector stopped."""
-        self.runs[source][mac] = Run(start, last, count)
+        run = self.runs[source][mac] = Run(start, last, count)
+        run.dirty = False
 
     def observe(self, mac: str, source: str, ts: float) -> VisitRecord | None:
         """Count a sighting; returns the run it ended, if the gap since the last one was too long."""
         runs = self.runs[source]
-        self.dirty[source].add(mac)
         run = runs.get(mac)
         if run is None:
             runs[mac] = Run(ts, ts)
@@ -48,6 +50,7 @@ class Sessionizer:
             closed = self._record(mac, source, run)
             runs[mac] = Run(ts, ts)
             return closed
+        run.dirty = True
         if ts > run.last:
             run.last = ts
         elif ts < run.start:  # slightly out-of-order frames
@@ -62,23 +65,27 @@ class Sessionizer:
             idle = [mac for mac, run in runs.items() if now - run.last > self.gap]
             for mac in idle:
                 closed.append(self._record(mac, source, runs.pop(mac)))
-                self.dirty[source].add(mac)
+                self.ended.append((source, mac))
         return closed
 
     def close_all(self) -> list[VisitRecord]:
         closed = [self._record(mac, source, run) for source, runs in self.runs.items() for mac, run in runs.items()]
         for source, runs in self.runs.items():
-            self.dirty[source].update(runs)
+            self.ended.extend((source, mac) for mac in runs)
             runs.clear()
         return closed
 
     def take_dirty(self) -> Iterable[tuple[str, str, Run | None]]:
         """Runs changed since the last call: (source, mac, run or None when it ended)."""
-        for source, macs in self.dirty.items():
-            runs = self.runs[source]
-            for mac in macs:
-                yield source, mac, runs.get(mac)
-            macs.clear()
+        ended, self.ended = self.ended, []
+        for source, mac in ended:
+            if mac not in self.runs[source]:  # not reopened since
+                yield source, mac, None
+        for source, runs in self.runs.items():
+            for mac, run in runs.items():
+                if run.dirty:
+                    run.dirty = False
+                    yield source, mac, run
 
     def open_count(self) -> int:
         return sum(len(runs) for runs in self.runs.values())

@@ -3,11 +3,14 @@ written in one transaction. The pipeline never waits on SQLite; the queue is bou
 stalled disk slows capture's hand-off instead of eating memory."""
 from __future__ import annotations
 
+import ctypes
 import datetime
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from collector.oui import OuiTable
 from collector.sessions import VisitRecord
@@ -35,7 +38,12 @@ ON CONFLICT(device_id, source) DO UPDATE SET start = excluded.start, last = excl
 
 def stamp(ts: float) -> str:
     """Epoch seconds as the naive-UTC text the database holds (as peewee writes it)."""
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
+    sec = int(ts)
+    micro = int((ts - sec) * 1_000_000 + 0.5)
+    if micro == 1_000_000:
+        sec, micro = sec + 1, 0
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
+    return f"{text}.{micro:06d}" if micro else text
 
 
 def epoch(text: str) -> float:
@@ -77,10 +85,12 @@ class Store:
         self.oui = oui
         self.written_visits = 0
 
-    def load_runs(self) -> list[tuple[str, str, float, float, int]]:
+    def load_runs(self) -> Iterator[tuple[str, str, float, float, int]]:
+        """Runs saved in progress, streamed (50,000 of them should not sit in a list)."""
         rows = database.execute_sql(
             "SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r JOIN device d ON d.id = r.device_id")
-        return [(mac, source, epoch(start), epoch(last), n) for mac, source, start, last, n in rows]
+        for mac, source, start, last, n in rows:
+            yield mac, source, epoch(start), epoch(last), n
 
     def write(self, batch: Batch) -> None:
         with database.atomic():
@@ -136,6 +146,18 @@ class Store:
                                               [(self.oui.vendor(m) or "", m) for m in todo])
 
 
+def _trim() -> None:
+    """Give memory freed by a batch back to the OS (glibc keeps it otherwise)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+try:
+    _libc = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _libc = None
+
+
 class Writer(threading.Thread):
     """The one thread that writes. submit() hands a batch over; stop() drains and joins."""
 
@@ -157,6 +179,8 @@ class Writer(threading.Thread):
                 return
             try:
                 self.store.write(batch)
+                del batch
+                _trim()
             except Exception:
                 self.errors += 1
                 logger.exception("could not write a batch of %d devices, %d visits", len(batch.devices), len(batch.visits))

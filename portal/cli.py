@@ -21,8 +21,12 @@ def main() -> None:
     """Footfall: captive-portal WiFi marketing appliance."""
 
 
-def _serve(settings, host: str, port: int, announce) -> None:
-    """Serve the portal with waitress: one process, a thread pool, bounded request sizes."""
+def _serve(settings, host: str, port: int, configure, announce) -> None:
+    """Serve the portal with waitress: one process, a thread pool, bounded request sizes.
+
+    The socket is bound first (so the demo knows its port), then the app is built (database,
+    gateway rules), and only then is the address announced: whoever waits for that line finds
+    the portal, and the gate, ready."""
     from waitress import create_server
 
     from portal import create_app
@@ -37,8 +41,9 @@ def _serve(settings, host: str, port: int, announce) -> None:
                            max_request_body_size=settings.max_body_bytes,
                            clear_untrusted_proxy_headers=True, ident="footfall")
     real_port = server.effective_port
-    settings = announce(settings, real_port)
+    settings = configure(settings, real_port)
     holder["app"] = create_app(settings)
+    announce(settings, real_port)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -66,18 +71,20 @@ def demo(port: int, data_dir: str) -> None:
         finally:
             probe.close()
 
-    def announce(s, real_port):
+    def configure(s, real_port):
         url = f"http://127.0.0.1:{real_port}"
-        s = _settings(None, **{**s.__dict__, "portal_url": url, "portal_hosts": f"localhost:{real_port}"})
+        return _settings(None, **{**s.__dict__, "portal_url": url, "portal_hosts": f"localhost:{real_port}"})
+
+    def announce(s, real_port):
+        url = s.portal_url
         click.echo(f"Footfall demo: open {url}/")
         click.echo(f"  data in {database_path(s)} (null gateway: nothing on this machine's network changes)")
         click.echo(f"  a phone's probe, as the gateway would pass it: "
                    f"curl -i -H 'Host: captive.apple.com' {url}/hotspot-detect.html")
         click.echo("  Ctrl+C stops it.")
         sys.stdout.flush()
-        return s
 
-    _serve(settings, "127.0.0.1", port, announce)
+    _serve(settings, "127.0.0.1", port, configure, announce)
 
 
 @main.command()
@@ -89,9 +96,8 @@ def portal(config: str | None) -> None:
     def announce(s, real_port):
         click.echo(f"Footfall portal listening on {s.listen_host}:{real_port}, visitors sent to {s.portal_url}/")
         sys.stdout.flush()
-        return s
 
-    _serve(settings, settings.listen_host, settings.listen_port, announce)
+    _serve(settings, settings.listen_host, settings.listen_port, lambda s, _port: s, announce)
 
 
 @main.command("init-db")
@@ -130,6 +136,31 @@ def collector(config: str | None, replay_file: str | None, iface: str | None) ->
     except (PcapError, CaptureError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(stats, sort_keys=True))
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Look back this many days.")
+@click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="List the most frequent visitors.")
+def visits(config: str | None, days: int, top: int) -> None:
+    """Who comes back: visits, recency and dwell per person (lead) or anonymous device."""
+    from portal.db import database, init_db
+    from portal.visits import summarize, visitor_stats
+
+    settings = _settings(config)
+    init_db(database_path(settings))
+    with database.connection_context():
+        stats = visitor_stats(days)
+    s = summarize(stats, days)
+    click.echo(f"Last {days} days: {s.visits} visits; {s.people} known people; {s.anonymous_devices} anonymous devices "
+               f"({s.anonymous_randomized} with private addresses); {s.returning} came back at least twice; "
+               f"median dwell {s.median_dwell_minutes if s.median_dwell_minutes is not None else '-'} min.")
+    click.echo(s.note)
+    for row in stats[:top]:
+        who = f"person {row.lead_uid[:8]} ({row.devices} device{'s' if row.devices > 1 else ''})" if row.lead_uid \
+            else f"device {row.subject[7:]}{' (private address: estimate)' if row.randomized else ''}"
+        click.echo(f"  {who}: {row.visits} visits, last {row.recency_days:.1f} days ago, "
+                   f"median dwell {row.median_dwell_minutes:.0f} min")
 
 
 @main.command("gateway-rules")

@@ -47,7 +47,10 @@ def test_dry_run_prints_every_change_and_makes_none():
 def test_files_are_idempotent(tmp_path):
     first = install("--root", str(tmp_path))
     assert first.returncode == 0, first.stderr
-    assert "10 file(s) written" in first.stdout
+    assert "0 file(s) written" not in first.stdout
+    # Every process whose command this version has gets its unit.
+    for unit in ("footfall-portal.service", "footfall-collector.service", "footfall-gateway.service"):
+        assert (tmp_path / "etc/systemd/system" / unit).exists(), unit
     written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert (tmp_path / "etc/footfall/footfall.toml").stat().st_mode & 0o777 == 0o640
     second = install("--root", str(tmp_path))

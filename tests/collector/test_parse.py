@@ -8,7 +8,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import fuzz
 
-from collector.parse import LINKTYPE_RADIOTAP, Malformed, Sighting, parse
+from collector.parse import LINKTYPE_RADIOTAP, DhcpSighting, Malformed, ProbeSighting, Sighting, parse
 
 MAC = "3c:22:fb:01:02:03"
 RANDOM_MAC = "da:a1:19:aa:bb:cc"
@@ -24,7 +24,7 @@ def dhcp_request(mac=MAC, options=None, **bootp):
 
 def test_dhcp_request_with_fingerprint():
     s = parse(dhcp_request(), 1000.5)
-    assert s == Sighting(MAC, 1000.5, "dhcp", "10.77.0.42", "Lans-iPhone", "1,121,3,6,15,119,252", "android-dhcp-13",
+    assert s == DhcpSighting(MAC, 1000.5, "dhcp", "10.77.0.42", "Lans-iPhone", "1,121,3,6,15,119,252", "android-dhcp-13",
                          "01" + MAC.replace(":", ""))
 
 
@@ -76,7 +76,7 @@ def test_probe_request_with_signal():
     frame = bytes(RadioTap(present="Flags+Rate+Channel+dBm_AntSignal", dBm_AntSignal=-61, Rate=2, ChannelFrequency=2437)
                   / Dot11(type=0, subtype=4, addr1="ff:ff:ff:ff:ff:ff", addr2=RANDOM_MAC, addr3="ff:ff:ff:ff:ff:ff")
                   / Dot11ProbeReq())
-    assert parse(frame, 5.0, LINKTYPE_RADIOTAP) == Sighting(RANDOM_MAC, 5.0, "probe", signal=-61)
+    assert parse(frame, 5.0, LINKTYPE_RADIOTAP) == ProbeSighting(RANDOM_MAC, 5.0, "probe", signal=-61)
 
 
 def test_probe_request_with_tsft_alignment():

@@ -1,0 +1,72 @@
+"""Who comes back: frequency, recency and dwell per person (a lead, across all its devices)
+or per anonymous device. Passers-by and probe-request sightings are not visits."""
+from __future__ import annotations
+
+import datetime
+import statistics
+from dataclasses import dataclass
+
+from portal.db import database
+from portal.models import utcnow
+
+ESTIMATE_NOTE = ("Anonymous figures are estimates: phones use private (randomized) addresses that can change per "
+                 "network or over time, so one person may count as several devices.")
+
+_SQL = """
+SELECT CASE WHEN l.id IS NOT NULL THEN 'lead:' || l.uid ELSE 'device:' || d.mac END AS subject,
+       l.uid, count(DISTINCT d.id), count(*), min(v.start), max(v."end"), max(d.randomized),
+       group_concat(round((julianday(v."end") - julianday(v.start)) * 1440, 2))
+FROM visit v
+JOIN device d ON d.id = v.device_id
+LEFT JOIN lead l ON l.id = d.lead_id AND l.erased_at IS NULL
+WHERE v.passerby = 0 AND v.source = 'lan' AND v.start >= ?
+GROUP BY subject
+"""
+
+
+@dataclass(frozen=True)
+class VisitorStats:
+    subject: str                 # "lead:<uid>" or "device:<mac>"
+    lead_uid: str | None
+    devices: int
+    visits: int
+    first_visit: datetime.datetime
+    last_visit: datetime.datetime
+    recency_days: float
+    median_dwell_minutes: float
+    randomized: bool             # an anonymous randomized address: an estimate, not a person
+
+
+@dataclass(frozen=True)
+class Summary:
+    days: int
+    people: int                  # leads with visits
+    anonymous_devices: int
+    anonymous_randomized: int
+    visits: int
+    returning: int               # people or devices with two visits or more
+    median_dwell_minutes: float | None
+    note: str = ESTIMATE_NOTE
+
+
+def visitor_stats(days: int = 90, now: datetime.datetime | None = None) -> list[VisitorStats]:
+    now = now or utcnow()
+    since = (now - datetime.timedelta(days=days)).isoformat(" ")
+    parse = datetime.datetime.fromisoformat
+    out = []
+    for subject, uid, devices, visits, first, last, randomized, dwells in database.execute_sql(_SQL, (since,)):
+        last_dt = parse(last)
+        out.append(VisitorStats(subject, uid, devices, visits, parse(first), last_dt,
+                                round((now - last_dt).total_seconds() / 86400, 2),
+                                statistics.median(float(x) for x in dwells.split(",")),
+                                bool(randomized) and uid is None))
+    return sorted(out, key=lambda s: (-s.visits, s.subject))
+
+
+def summarize(stats: list[VisitorStats], days: int) -> Summary:
+    anonymous = [s for s in stats if s.lead_uid is None]
+    dwells = [s.median_dwell_minutes for s in stats]
+    return Summary(days=days, people=len(stats) - len(anonymous), anonymous_devices=len(anonymous),
+                   anonymous_randomized=sum(s.randomized for s in anonymous), visits=sum(s.visits for s in stats),
+                   returning=sum(1 for s in stats if s.visits >= 2),
+                   median_dwell_minutes=round(statistics.median(dwells), 1) if dwells else None)
