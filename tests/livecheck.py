@@ -13,6 +13,17 @@ from contextlib import contextmanager
 _URL = re.compile(r"(?:open|listening on) (?:http://)?([0-9.]+):(\d+)")
 
 
+def terminate(proc: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _drain(stream, keep: list[str], limit: int = 200) -> None:
     for line in stream:
         if len(keep) < limit:
@@ -47,13 +58,7 @@ def footfall_process(args: list[str], env: dict[str, str] | None = None, timeout
         threading.Thread(target=_drain, args=(proc.stdout, seen), daemon=True).start()
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
         try:
             proc.stdout.close()
         except (OSError, ValueError):

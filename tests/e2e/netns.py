@@ -13,12 +13,13 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.livecheck import terminate
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -203,18 +204,9 @@ class Topology:
             time.sleep(0.05)
         raise RuntimeError(f"{what} did not start in {timeout}s")
 
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
     def close(self) -> None:
         for proc in reversed(self.procs):
-            self.stop(proc)
+            terminate(proc)
         for ns in (self.cli, self.gw, self.net):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.resolv_dir, ignore_errors=True)
