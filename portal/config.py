@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_header_bytes", 8192, "Largest request head (request line and headers) the portal's server accepts."),
     Setting("visit_gap_minutes", 15, "A visit ends after this long without a sighting of the device."),
     Setting("min_dwell_minutes", 5, "Shorter runs of sightings are passers-by, not visits."),
+    Setting("panel_networks", "127.0.0.0/8,::1/128", "Networks (CIDRs, comma-separated) the manager panel answers; never include the guest network."),
+    Setting("panel_require_2fa", True, "Every manager must enrol TOTP two-factor before using the panel."),
+    Setting("panel_idle_minutes", 30, "A panel session ends after this long without a request."),
+    Setting("login_max_failures", 5, "Wrong passwords or codes in a row before an account is locked."),
+    Setting("login_lockout_minutes", 15, "How long a locked account stays locked."),
     Setting("capture_interface", "", "Interface the collector listens on; empty means `guest_interface`."),
     Setting("probe_interface", "", "A monitor-mode interface for 802.11 probe requests (passers-by); empty turns it off."),
     Setting("capture_mdns", True, "Count mDNS announcements as presence too."),
@@ -136,9 +142,15 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds" and not settings.opennds_faskey:
         raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "retention_days", "flush_seconds", "visit_gap_minutes"):
+                 "max_header_bytes", "threads", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "login_max_failures", "login_lockout_minutes"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    for cidr in settings.panel_networks.split(","):
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"panel_networks: {cidr.strip()!r} is not a network") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
 

@@ -117,6 +117,68 @@ class Authorization(BaseModel):
     method = CharField(default="form")
 
 
+class Manager(BaseModel):
+    """A person who uses the store's panel. Roles: owner, manager, analyst (aggregates only)."""
+    username = CharField(unique=True)
+    password_hash = CharField()
+    role = CharField()
+    totp_secret_enc = BlobField(null=True)
+    totp_confirmed = BooleanField(default=False)
+    recovery_codes = TextField(default="[]")  # argon2 hashes, each usable once
+    failed_logins = IntegerField(default=0)
+    locked_until = DateTimeField(null=True)
+    disabled = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField(null=True)
+
+
+class StoreSetting(BaseModel):
+    """A setting the owner changed in the panel (JSON value); it overrides the file's."""
+    key = CharField(primary_key=True)
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+
+class Segment(BaseModel):
+    """A remarketing segment: built-in (new, returning, loyal, lapsed, lost) or custom; rule in JSON."""
+    key = CharField(unique=True)
+    name = CharField()
+    builtin = BooleanField(default=False)
+    rule = TextField()
+    members = IntegerField(default=0)
+    computed_at = DateTimeField(null=True)
+
+
+class SegmentMember(BaseModel):
+    segment = ForeignKeyField(Segment, on_delete="CASCADE")
+    lead = ForeignKeyField(Lead, on_delete="CASCADE", index=True)
+
+    class Meta:
+        primary_key = CompositeKey("segment", "lead")
+
+
+class FunnelDay(BaseModel):
+    """The portal funnel per local day: probe, splash, submit, online."""
+    day = CharField()
+    stage = CharField()
+    count = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("day", "stage")
+
+
+class DataRequest(BaseModel):
+    """A data-subject request in the privacy desk's register."""
+    kind = CharField()
+    lead = ForeignKeyField(Lead, null=True, on_delete="SET NULL")
+    requester_enc = BlobField(null=True)
+    received_at = DateTimeField(default=utcnow)
+    due_at = DateTimeField()
+    status = CharField(default="open")
+    completed_at = DateTimeField(null=True)
+    handled_by = CharField(null=True)
+
+
 class AuditEntry(BaseModel):
     at = DateTimeField(default=utcnow, index=True)
     actor = CharField()
@@ -153,4 +215,5 @@ class AuditLog:
                           detail=json.dumps(detail, sort_keys=True, default=str))
 
 
-MODELS = (Lead, Device, Visit, OpenRun, PolicyVersion, Consent, Authorization, AuditEntry, OutboxEvent)
+MODELS = (Lead, Device, Visit, OpenRun, PolicyVersion, Consent, Authorization, Manager, StoreSetting, Segment,
+          SegmentMember, FunnelDay, DataRequest, AuditEntry, OutboxEvent)
