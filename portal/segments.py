@@ -90,7 +90,8 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
     window_sums = "".join(f", sum(v.start >= ?)" for _ in windows)
     stats = {lead_id: LeadStat(lead_id, language) for lead_id, language in
              database.execute_sql("SELECT id, language FROM lead WHERE erased_at IS NULL")}
-    sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), avg(julianday(v."end") - julianday(v.start)) * 1440{window_sums} '
+    # Rounded to hundredths of a minute: julianday arithmetic would put exactly 30 min at 29.99999.
+    sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), round(avg(julianday(v."end") - julianday(v.start)) * 1440, 2){window_sums} '
            'FROM visit v JOIN device d ON d.id = v.device_id '
            "WHERE d.lead_id IS NOT NULL AND v.passerby = 0 AND v.source = 'lan' GROUP BY d.lead_id")
     parse = datetime.datetime.fromisoformat
