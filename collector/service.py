@@ -14,6 +14,7 @@ from collector.oui import OuiTable
 from collector.pcap import PcapReader
 from collector.pipeline import Pipeline
 from collector.store import Store, Writer
+from portal import store_settings
 from portal.config import database_path
 from portal.db import database, init_db
 
@@ -30,6 +31,8 @@ def _pipeline(settings, ignore: frozenset[str]) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
     init_db(database_path(settings), synchronous="normal", cache_size=-2000)
+    with database.connection_context():
+        settings = store_settings.apply(settings)  # visit thresholds the owner set in the panel
     writer = Writer(Store(OuiTable(settings.oui_file)))
     writer.start()
     pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,

@@ -9,12 +9,14 @@ from urllib.parse import urlsplit
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from portal import consent
+from portal import consent, segments, store_settings
 from portal.config import Settings, database_path, key_path, load_settings
 from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
 from portal.identity import Vault, load_or_create_keys
 from portal.models import Authorization, Device, utcnow
+from portal.funnel import Funnel
+from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter
 from portal.visitors import Visitors
 
@@ -29,6 +31,8 @@ class Runtime:
     gateway: Gateway
     visitors: Visitors
     limiter: RateLimiter
+    funnel: Funnel
+    dashboard: DashboardCache
     own_hosts: frozenset[str]
     portal_url: str
 
@@ -59,8 +63,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     keys = load_or_create_keys(key_path(settings))
     init_db(database_path(settings))
     with database.connection_context():
+        settings = store_settings.apply(settings)  # what the owner changed in the panel
         consent.ensure_policies(settings.store_name, settings.controller_name,
                                 settings.privacy_contact, settings.retention_days)
+        segments.ensure_builtins()
     gateway = gateway or load_gateway(settings)
     with database.connection_context():
         restore_grants(gateway)
@@ -84,20 +90,24 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
         settings=settings, vault=vault, gateway=gateway,
         visitors=Visitors(vault, gateway, settings),
         limiter=RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
+        funnel=Funnel(),
+        dashboard=DashboardCache(),
         own_hosts=own_hosts(settings), portal_url=settings.portal_url.rstrip("/"),
     )
 
-    from portal import errors
+    from portal import errors, panel
     from portal.captive import bp as captive_bp, probe_guard
     from portal.captive.probes import PortalSessionInterface
-    from portal.captive.views import check_encoding
+    from portal.captive.views import body_limits, check_encoding
 
     app.session_interface = PortalSessionInterface()
     # Order matters: a foreign Host is a probe before anything else runs; broken encodings are
     # refused before CSRF parses the form.
     app.before_request(probe_guard)
+    app.before_request(body_limits)
     app.before_request(check_encoding)
     csrf.init_app(app)
     app.register_blueprint(captive_bp)
+    panel.init_app(app)
     errors.init_app(app)
     return app

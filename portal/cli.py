@@ -60,7 +60,21 @@ def demo(port: int, data_dir: str) -> None:
     """Run the portal on localhost with the null gateway and an embedded SQLite file (no root)."""
     import socket
 
-    settings = _settings(None, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1")
+    import secrets
+
+    from portal import accounts
+    from portal.db import database, init_db
+    from portal.models import Manager
+
+    # The demo skips forced two-factor so a newcomer can look around; production keeps it on.
+    settings = _settings(None, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1",
+                         panel_require_2fa=False)
+    init_db(database_path(settings))
+    owner_password = None
+    with database.connection_context():
+        if not Manager.select().exists():
+            owner_password = secrets.token_urlsafe(12)
+            accounts.create_manager("owner", owner_password, "owner", actor="demo")
     if port:
         probe = socket.socket()
         try:
@@ -79,6 +93,10 @@ def demo(port: int, data_dir: str) -> None:
         url = s.portal_url
         click.echo(f"Footfall demo: open {url}/")
         click.echo(f"  data in {database_path(s)} (null gateway: nothing on this machine's network changes)")
+        if owner_password:
+            click.echo(f"  manager panel: {url}/panel/  user: owner  password: {owner_password}  (shown once)")
+        else:
+            click.echo(f"  manager panel: {url}/panel/  (footfall manager reset-password owner --config ... if forgotten)")
         click.echo(f"  a phone's probe, as the gateway would pass it: "
                    f"curl -i -H 'Host: captive.apple.com' {url}/hotspot-detect.html")
         click.echo("  Ctrl+C stops it.")
@@ -161,6 +179,106 @@ def visits(config: str | None, days: int, top: int) -> None:
             else f"device {row.subject[7:]}{' (private address: estimate)' if row.randomized else ''}"
         click.echo(f"  {who}: {row.visits} visits, last {row.recency_days:.1f} days ago, "
                    f"median dwell {row.median_dwell_minutes:.0f} min")
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def scheduler(config: str | None) -> None:
+    """Run the scheduled jobs (segments every 15 minutes, retention purge daily) in this one process."""
+    import logging
+
+    from portal.jobs import JOBS, run_scheduler
+
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"scheduler running: {', '.join(JOBS)}")
+    sys.stdout.flush()
+    run_scheduler(settings)
+
+
+@main.group()
+def jobs() -> None:
+    """Run one scheduled job now."""
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def jobs_run(name: str, config: str | None) -> None:
+    """Run job NAME now and print what it did."""
+    import json
+
+    from portal.jobs import JOBS, run_job
+
+    if name not in JOBS:
+        raise click.ClickException(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
+    click.echo(json.dumps(run_job(name, _settings(config)), sort_keys=True))
+
+
+@main.group()
+def manager() -> None:
+    """Manager accounts of the panel."""
+
+
+def _manager_password(prompt: bool, stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@manager.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["owner", "manager", "analyst"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def manager_add(username: str, role: str, password_stdin: bool, config: str | None) -> None:
+    """Create a panel account."""
+    from portal import accounts
+    from portal.db import database, init_db
+
+    settings = _settings(config)
+    init_db(database_path(settings))
+    password = _manager_password(True, password_stdin)
+    try:
+        with database.connection_context():
+            accounts.create_manager(username, password, role, actor="cli")
+    except accounts.AccountError as exc:
+        raise click.ClickException(ACCOUNT_ERRORS.get(exc.code, exc.code)) from None
+    click.echo(f"created {role} {username.strip().lower()}")
+
+
+@manager.command("reset-password")
+@click.argument("username")
+@click.option("--reset-2fa", is_flag=True, help="Also remove two-factor enrolment (a lost phone).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def manager_reset(username: str, reset_2fa: bool, password_stdin: bool, config: str | None) -> None:
+    """Set a new password (and unlock the account)."""
+    from portal import accounts
+    from portal.db import database, init_db
+    from portal.models import Manager
+
+    settings = _settings(config)
+    init_db(database_path(settings))
+    with database.connection_context():
+        account = Manager.get_or_none(Manager.username == username.strip().lower())
+        if account is None:
+            raise click.ClickException(f"no account {username!r}")
+        try:
+            accounts.set_password(account, _manager_password(True, password_stdin), actor="cli", reset_2fa=reset_2fa)
+        except accounts.AccountError as exc:
+            raise click.ClickException(ACCOUNT_ERRORS.get(exc.code, exc.code)) from None
+    click.echo(f"password of {account.username} reset" + (", two-factor removed" if reset_2fa else ""))
+
+
+ACCOUNT_ERRORS = {
+    "username_invalid": "usernames are 3-32 characters: lower-case letters, digits, '.', '_' or '-'",
+    "username_taken": "that username is taken",
+    "role_invalid": "role must be owner, manager or analyst",
+    "password_short": "passwords need at least 12 characters",
+    "password_long": "passwords are at most 256 characters",
+    "password_has_username": "the password must not contain the username",
+}
 
 
 @main.command("gateway-rules")

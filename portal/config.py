@@ -33,6 +33,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_file", "", "Key file (AES-GCM, blind index, cookie secret), created 0600; empty means `<data_dir>/keys.json`."),
     Setting("store_id", "store-1", "This store's identifier, recorded with every consent and sent to the central store."),
     Setting("store_name", "Footfall WiFi", "Store name shown to visitors."),
+    Setting("brand_color", "#0b6e4f", "The store's colour on the visitor pages (#rrggbb)."),
+    Setting("dsr_deadline_days", 30, "Days to answer a data-subject request (GDPR: one month; check local law)."),
     Setting("portal_url", "http://192.168.4.1:8080", "Address visitors' browsers reach the portal at; probes are redirected here."),
     Setting("portal_hosts", "", "Extra host names (comma-separated, with port if any) served as the portal itself."),
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),

@@ -108,6 +108,11 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+from portal.i18n_panel import PANEL_MESSAGES  # noqa: E402  (after MESSAGES, which it extends)
+
+MESSAGES.update(PANEL_MESSAGES)
+
+
 def translate(key: str, language: str) -> str:
     entry = MESSAGES.get(key)
     if entry is None:

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from email_validator import EmailNotValidError, validate_email
 
 _CIPHER_VERSION = b"\x01"
+NAME_MAX = 80
+_NAME_PUNCTUATION = frozenset(" .'-")
 _NONCE_BYTES = 12
 
 
@@ -54,6 +57,18 @@ def normalize_phone(raw: str, region: str) -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidContact("phone_invalid")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def clean_name(raw: str) -> str:
+    """Letters (any script), spaces and . ' - ; raises InvalidContact otherwise."""
+    name = " ".join(unicodedata.normalize("NFC", raw or "").split())
+    if len(name) > NAME_MAX:
+        raise InvalidContact("name_too_long")
+    for ch in name:
+        if not (ch.isalpha() or ch in _NAME_PUNCTUATION or unicodedata.category(ch).startswith("M")):
+            raise InvalidContact("name_invalid")
+    return name
+
 
 
 def mask_email(email: str) -> str:

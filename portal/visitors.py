@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import datetime
 import logging
-import unicodedata
 from dataclasses import dataclass, field
 
 from portal import consent
 from portal.db import database
 from portal.gateway import Gateway, GatewayError, Grant
-from portal.identity import InvalidContact, Vault, mask_email, mask_phone, normalize_email, normalize_phone
+from portal.identity import (InvalidContact, Vault, clean_name, mask_email, mask_phone, normalize_email,
+                             normalize_phone)
+from portal.privacy import erase_person
 from portal.online import OnlineIndex
-from portal.models import Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, Visit, utcnow
+from portal.models import Authorization, AuditLog, Device, Lead, OutboxEvent, utcnow
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
 
 logger = logging.getLogger(__name__)
 
-NAME_MAX = 80
-_NAME_PUNCTUATION = frozenset(" .'-")
 
 
 @dataclass(frozen=True)
@@ -65,17 +64,6 @@ class MyData:
     current: dict[str, ConsentLine | None]
     history: list[ConsentLine]
     online_until: datetime.datetime | None
-
-
-def clean_name(raw: str) -> str:
-    """Letters (any script), spaces and . ' - ; raises InvalidContact otherwise."""
-    name = " ".join(unicodedata.normalize("NFC", raw or "").split())
-    if len(name) > NAME_MAX:
-        raise InvalidContact("name_too_long")
-    for ch in name:
-        if not (ch.isalpha() or ch in _NAME_PUNCTUATION or unicodedata.category(ch).startswith("M")):
-            raise InvalidContact("name_invalid")
-    return name
 
 
 class Visitors:
@@ -265,32 +253,10 @@ class Visitors:
         if device is None:
             return Outcome(False, {"form": "not_recognised"})
         lead = device.lead if device.lead_id and device.lead.erased_at is None else None
-        with database.atomic():
-            devices = list(Device.select().where(Device.lead == lead)) if lead else [device]
-            if device not in devices:
-                devices.append(device)
-            macs = [d.mac for d in devices]
-            ips = [a.ip for a in Authorization.select(Authorization.ip).where(Authorization.device.in_(devices))]
-            if lead is not None:
-                where = consent.Where(self.settings.store_id, None, None, "erasure")
-                for purpose in sorted(consent.granted_purposes(lead)):
-                    consent.record(lead, purpose, False, where)
-                # The consent log stays as proof, but no longer says which device or IP gave it.
-                Consent.update(device_mac=None, ip=None).where(Consent.lead == lead).execute()
-                Lead.update(email_enc=None, email_index=None, phone_enc=None, phone_index=None,
-                            name_enc=None, erased_at=utcnow(), updated_at=utcnow()).where(Lead.id == lead.id).execute()
-                OutboxEvent.emit("lead.erased", lead=lead.uid)
-            Visit.delete().where(Visit.device.in_(devices)).execute()
-            Authorization.delete().where(Authorization.device.in_(devices)).execute()
-            Device.delete().where(Device.id.in_([d.id for d in devices])).execute()
-            OutboxEvent.emit("devices.erased", devices=macs)
-            AuditLog.record("visitor", "erase", lead.uid if lead else None, None, devices=len(macs))
+        ips = {a.ip for a in Authorization.select(Authorization.ip).join(Device).where(
+            (Device.id == device.id) | ((Device.lead == lead) if lead else (Device.id == device.id)))}
+        erase_person(lead, [device], self.gateway, self.settings.store_id, "visitor")
         self.online.forget(client.ip, *ips)
-        for mac in macs:
-            try:
-                self.gateway.revoke(mac)
-            except GatewayError:
-                logger.exception("gateway could not revoke an erased device")
         return Outcome(True)
 
 

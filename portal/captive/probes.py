@@ -51,6 +51,7 @@ def probe_guard() -> Response | None:
         target = rt.portal_url + "/online"
     else:
         target = rt.portal_url + "/"
+        rt.funnel.hit("probe")
     url = original_url(environ)
     if url:
         target += "?continue=" + quote(url, safe="")

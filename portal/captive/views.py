@@ -6,9 +6,9 @@ import json
 import re
 from urllib.parse import quote, unquote_to_bytes
 
-from flask import Response, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import Response, abort, current_app, g, redirect, render_template, request, send_file, session, url_for
 
-from portal import consent
+from portal import consent, store_settings
 from portal.captive import bp
 from portal.safeurl import safe_continue
 from portal.gateway.opennds import FasRequest, InvalidFas, auth_url, parse_fas
@@ -20,6 +20,17 @@ from portal.visitors import Client, SignInForm
 PARAM_MAX = 2048
 # Control characters (CR and LF included) and U+FFFD, which is what undecodable bytes become.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f\ufffd]")
+# The panel's forms carry multi-line texts (the policies): tabs and line breaks are allowed there.
+_FORBIDDEN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+PANEL_TEXT_MAX = 20000
+LOGO_UPLOAD = "/panel/settings/logo"
+
+
+def body_limits():
+    """The logo upload may be larger than any other request (before anything reads the body)."""
+    if request.path == LOGO_UPLOAD:
+        request.max_content_length = 256 * 1024
+        request.max_form_memory_size = 256 * 1024
 _LANG_COOKIE = "ff_lang"
 
 
@@ -44,6 +55,7 @@ def client() -> Client:
 
 def finish(nxt: str | None):
     """After consent: a real navigation, to openNDS's auth URL or to the online page."""
+    runtime().funnel.hit("online")
     fas = current_fas()
     if fas is not None:
         session.pop("fas", None)  # a hid authenticates once
@@ -77,10 +89,14 @@ def check_encoding():
 @bp.before_app_request
 def check_parameters():
     """Reject, before any view runs, parameters no honest browser sends (CRLF, NUL, broken UTF-8)."""
-    for source in (request.args, request.form):
+    panel_form = request.path.startswith("/panel/") and request.method == "POST"
+    for source, multiline in ((request.args, False), (request.form, panel_form)):
+        forbidden, limit = (_FORBIDDEN_MULTILINE, PANEL_TEXT_MAX) if multiline else (_FORBIDDEN, PARAM_MAX)
         for key, values in source.lists():
-            for text in (key, *values):
-                if len(text) > PARAM_MAX or _FORBIDDEN.search(text):
+            if len(key) > 64 or _FORBIDDEN.search(key):
+                raise BadParameters()
+            for text in values:
+                if len(text) > limit or forbidden.search(text):
                     raise BadParameters()
     requested = request.args.get("lang")
     g.lang = negotiate(requested, request.cookies.get(_LANG_COOKIE), request.accept_languages,
@@ -99,9 +115,11 @@ def remember_language(response: Response) -> Response:
 @bp.app_context_processor
 def template_helpers():
     lang = getattr(g, "lang", runtime().settings.default_language)
+    settings = runtime().settings
     return {"t": lambda key: translate(key, lang), "lang": lang,
-            "other_lang": "en" if lang == "vi" else "vi",
-            "store_name": runtime().settings.store_name, "local_time": local_time}
+            "other_lang": "en" if lang == "vi" else "vi", "brand": settings.brand_color,
+            "store_name": settings.store_name, "local_time": local_time,
+            "has_logo": store_settings.logo_path(settings.data_dir) is not None}
 
 
 def local_time(value: datetime.datetime | None) -> str:
@@ -140,6 +158,8 @@ def splash():
 
 
 def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, status: int = 200):
+    if not errors:
+        runtime().funnel.hit("splash")
     policies = consent.current_set(g.lang)
     return render_template("captive/splash.html", form=form, errors=errors, next=nxt, policies=policies,
                            required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES), status
@@ -174,6 +194,7 @@ def connect():
         terms=f.get("terms") == "yes",
         marketing=frozenset(p for p in f.getlist("marketing")),
     )
+    runtime().funnel.hit("submit")
     outcome = runtime().visitors.sign_in(form, client())
     nxt = continue_param()
     if not outcome.ok:
@@ -240,6 +261,14 @@ def erase():
     if not outcome.ok:
         return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=400), 400
     return redirect(url_for("captive.my_data", done="erased"), code=303)
+
+
+@bp.get("/logo")
+def logo():
+    path = store_settings.logo_path(runtime().settings.data_dir)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/png" if path.suffix == ".png" else "image/jpeg", max_age=300)
 
 
 @bp.get("/api/captive")

@@ -100,5 +100,5 @@ def guard():
 
 def init_app(app) -> None:
     login_manager.init_app(app)
-    from portal.panel import auth, views  # noqa: F401  (register routes)
+    from portal.panel import auth, manage, views  # noqa: F401  (register routes)
     app.register_blueprint(bp)

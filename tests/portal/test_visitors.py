@@ -6,7 +6,8 @@ import pytest
 from portal import consent
 from portal.gateway import GatewayError
 from portal.models import Authorization, AuditEntry, Consent, Device, Lead, OutboxEvent, Visit, utcnow
-from portal.visitors import Client, SignInForm, clean_name
+from portal.identity import clean_name
+from portal.visitors import Client, SignInForm
 
 ALICE = Client("10.0.0.10", "02:aa:00:00:00:01")
 
