@@ -10,7 +10,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc isc-d
 	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-gateway bench-collector demo deb-test deb-bench clean
+.PHONY: test bench bench-gateway bench-collector bench-panel demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-gateway: $(VENV)/.installed deb-test
 # Replay runs as anyone; the live and memory parts build namespaces and need root.
 bench-collector: $(VENV)/.installed deb-test
 	$(SUDO) $(VENV)/bin/python tests/perf/bench_collector.py
+
+bench-panel: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_panel.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/footfall demo

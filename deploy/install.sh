@@ -17,6 +17,7 @@ Usage: deploy/install.sh [options]
   --ssid NAME          guest SSID (default "Free WiFi")
   --country CC         regulatory country code (default VN)
   --store-name NAME    store name shown to visitors (default "Footfall WiFi")
+  --admin-net CIDR     the network store staff reach the manager panel from (default: this machine only)
   --no-hostapd         the guest interface is wired or another access point serves the SSID
   --source DIR         Footfall source to install (default: this repository)
   --prefix DIR         where the venv goes (default /opt/footfall)
@@ -35,6 +36,7 @@ SSID="Free WiFi"
 COUNTRY=VN
 STORE_NAME="Footfall WiFi"
 HOSTAPD=1
+ADMIN_NET=""
 SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX=/opt/footfall
 
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
     --country) COUNTRY="$2"; shift ;;
     --store-name) STORE_NAME="$2"; shift ;;
     --no-hostapd) HOSTAPD=0 ;;
+    --admin-net) ADMIN_NET="$2"; shift ;;
     --source) SOURCE="$2"; shift ;;
     --prefix) PREFIX="$2"; shift ;;
     --root) ROOT="$(realpath -m "$2")"; shift ;;
@@ -67,6 +70,8 @@ valid_if "$UPLINK_IF" || die "invalid uplink interface name: $UPLINK_IF"
 [[ "$SSID" =~ ^[^[:cntrl:]]{1,32}$ ]] || die "the SSID must be 1 to 32 printable characters"
 [[ "$STORE_NAME" =~ ^[^[:cntrl:]\"\\]{1,80}$ ]] || die "the store name must be 1 to 80 printable characters, no quotes"
 [ -f "$SOURCE/pyproject.toml" ] || die "no Footfall source at $SOURCE"
+[ -z "$ADMIN_NET" ] || [[ "$ADMIN_NET" =~ ^[0-9a-fA-F:.]+/[0-9]{1,3}$ ]] || die "invalid --admin-net: $ADMIN_NET"
+PANEL_NETWORKS="127.0.0.0/8,::1/128${ADMIN_NET:+,$ADMIN_NET}"
 
 NET_PREFIX="${GUEST_IP%.*}"
 PORTAL_URL="http://${GUEST_IP}:8080"
@@ -95,7 +100,7 @@ render() {
   sed -e "s|@GUEST_IF@|${GUEST_IF}|g" -e "s|@UPLINK_IF@|${UPLINK_IF}|g" -e "s|@GUEST_IP@|${GUEST_IP}|g" \
       -e "s|@DHCP_FIRST@|${NET_PREFIX}.50|g" -e "s|@DHCP_LAST@|${NET_PREFIX}.250|g" \
       -e "s|@PORTAL_URL@|${PORTAL_URL}|g" -e "s|@SSID@|${SSID}|g" -e "s|@COUNTRY@|${COUNTRY}|g" \
-      -e "s|@STORE_NAME@|${STORE_NAME}|g" "$1"
+      -e "s|@STORE_NAME@|${STORE_NAME}|g" -e "s|@PANEL_NETWORKS@|${PANEL_NETWORKS}|g" "$1"
 }
 
 # put PATH MODE [GROUP] < CONTENT: write the file only when its content or mode differs.
@@ -231,6 +236,21 @@ for unit in "${services[@]}"; do
 done
 if [ "$CHANGES" -gt 0 ]; then
   run systemctl restart "${services[@]}"
+fi
+
+say "first panel owner"
+if [ ! -f "$ROOT/var/lib/footfall/.owner-created" ]; then
+  if [ "$PRINT_ONLY" = 1 ]; then
+    echo "+ footfall manager add owner --role owner (a random password, printed once)"
+    CHANGES=$((CHANGES + 1))
+  else
+    password="$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)"
+    if printf '%s\n' "$password" | runuser -u footfall -- env FOOTFALL_CONFIG=/etc/footfall/footfall.toml \
+        "$FOOTFALL" manager add owner --role owner --password-stdin; then
+      echo "panel owner: user 'owner', password '$password' (shown once: sign in, enrol two-factor, change it)"
+    fi
+    touch /var/lib/footfall/.owner-created
+  fi
 fi
 
 say "done: $CHANGES change(s)$([ "$DRY_RUN" = 1 ] && echo ' would be made'), $FILES_WRITTEN file(s) written"

@@ -39,7 +39,8 @@ def test_dry_run_prints_every_change_and_makes_none():
     for expected in ("+ useradd --system", "dhcp-option=114,http://10.77.0.1:8080/api/captive", "ssid=Cà Phê Guest",
                      'iifname "wlan1" oifname "eth1" masquerade', "net.ipv4.ip_forward = 1",
                      "AmbientCapabilities=CAP_NET_ADMIN", "+ systemctl enable footfall-portal.service",
-                     'iifname "wlan1" ether saddr != @authorized tcp dport 80 redirect to :8080', "would be made"):
+                     'iifname "wlan1" ether saddr != @authorized tcp dport 80 redirect to :8080', "would be made",
+                     "+ footfall manager add owner --role owner", 'panel_networks = "127.0.0.0/8,::1/128"'):
         assert expected in out, expected
     assert {p: p.exists() for p in HOST_PATHS} == existed, "a dry run changed the host"
 
@@ -80,6 +81,7 @@ def test_generated_rulesets_load_in_a_namespace(tmp_path):
     (["--guest-ip", "10.77.0"], "invalid --guest-ip"),
     (["--store-name", 'a"b'], "store name"),
     (["--bogus"], "unknown option"),
+    (["--admin-net", "10.0.0.0/8; rm -rf /"], "invalid --admin-net"),
 ])
 def test_bad_options_are_refused_before_anything_happens(tmp_path, args, message):
     done = install("--root", str(tmp_path), *args)

@@ -12,6 +12,7 @@ import time
 
 from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, logout_user
+from flask_login.utils import _user_context_processor
 
 from portal.models import AuditLog, Manager
 
@@ -20,6 +21,7 @@ login_manager = LoginManager()
 login_manager.login_view = "panel.login"
 login_manager.session_protection = "strong"
 login_manager.login_message = None
+bp.context_processor(_user_context_processor)  # current_user for the panel's templates only (see init_app)
 
 # Who may open what. Analysts see aggregates only.
 SEES_PERSONAL_DATA = ("owner", "manager")
@@ -100,5 +102,9 @@ def guard():
 
 def init_app(app) -> None:
     login_manager.init_app(app)
+    # flask-login offers current_user to every template; only the panel's need it. Loading it on
+    # visitor pages would run session protection on visitors' sessions and send them a stray
+    # remember-cookie deletion with every answer.
+    app.template_context_processors[None].remove(_user_context_processor)
     from portal.panel import auth, manage, views  # noqa: F401  (register routes)
     app.register_blueprint(bp)

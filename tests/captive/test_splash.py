@@ -133,3 +133,12 @@ def test_continue_survives_the_language_switch(client):
     switch = re.search(r'<a href="\?lang=en&amp;continue=([^"]+)"', page)
     assert switch and unquote(switch.group(1)) == target
     assert f'<input type="hidden" name="continue" value="{target}">' in page
+
+
+def test_visitor_pages_set_only_the_session_cookie(client):
+    """Visitor answers carry the portal's own cookie, never the panel's login machinery."""
+    for path in ("/", "/privacy", "/my-data"):
+        cookies = client.get(path).headers.getlist("Set-Cookie")
+        assert all(c.startswith(("ff_session=", "ff_lang=")) for c in cookies), cookies
+    response = client.sign_in()
+    assert all(c.startswith(("ff_session=", "ff_lang=")) for c in response.headers.getlist("Set-Cookie"))

@@ -33,7 +33,7 @@ def get(url, host=None, method="GET", body=None, headers=None, timeout=5):
         response = conn.getresponse()
         data = response.read()
         return {"status": response.status, "location": response.getheader("Location"),
-                "cookie": response.getheader("Set-Cookie"), "body": data.decode("utf-8", "replace")[:4000],
+                "cookie": response.getheader("Set-Cookie"), "body": data.decode("utf-8", "replace")[:65536],
                 "elapsed_ms": now_ms() - start}
     except OSError as exc:
         return {"error": type(exc).__name__, "elapsed_ms": now_ms() - start}
@@ -76,7 +76,9 @@ def fas_signin(probe_url, email, wait_online=""):
     submit = get(f"{parts.scheme}://{parts.netloc}/connect", method="POST", body=body,
                  headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
     steps["submit"] = {k: submit.get(k) for k in ("status", "location", "elapsed_ms")}
-    auth = get(submit.get("location") or "")
+    if not submit.get("location"):
+        return {"error": "submit did not redirect", "submit": submit, **steps}
+    auth = get(submit["location"])
     steps["auth"] = {k: auth.get(k) for k in ("status", "location", "elapsed_ms")}
     steps["submit_to_auth_ms"] = now_ms() - start
     if wait_online:
