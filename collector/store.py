@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import json
 import logging
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -114,6 +116,13 @@ class Store:
                 database.cursor().executemany(
                     'INSERT INTO visit (device_id, start, "end", source, passerby) VALUES (?, ?, ?, ?, ?)',
                     [(ids[v.mac], stamp(v.start), stamp(v.end), v.source, v.passerby) for v in batch.visits])
+                # The central store learns each closed visit (same transaction: never one without the other).
+                now = stamp(time.time())
+                database.cursor().executemany(
+                    "INSERT INTO outbox_event (uid, topic, payload, created_at, attempts) VALUES (?, 'visit.closed', ?, ?, 0)",
+                    [(uuid.uuid4().hex, json.dumps({"device": v.mac, "start": stamp(v.start), "end": stamp(v.end),
+                                                    "passerby": v.passerby, "source": v.source}), now)
+                     for v in batch.visits if v.source == "lan"])
                 self.written_visits += len(batch.visits)
             live = [r for r in batch.runs if r.start is not None]
             ended = [r for r in batch.runs if r.start is None]

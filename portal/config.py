@@ -69,6 +69,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dhcp_leases_file", "/var/lib/misc/dnsmasq.leases", "dnsmasq's lease file (for ARP probes)."),
     Setting("oui_file", "/usr/share/ieee-data/oui.csv", "IEEE OUI registry (Debian package ieee-data) for vendor names."),
     Setting("ignore_macs", "", "MAC addresses the collector never counts (comma-separated); the capture interface's own is always ignored."),
+    Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),
+    Setting("sync_ca_file", "", "A CA file to pin the central store's TLS certificate to; empty uses the system's."),
+    Setting("sync_interval_seconds", 30, "The scheduler pushes the outbox this often."),
+    Setting("sync_batch_events", 5000, "Events per signed batch."),
+    Setting("central_dsn", "postgresql://postgres@127.0.0.1:5432/footfall", "Central store: the PostgreSQL database."),
+    Setting("central_schema", "", "Central store: a PostgreSQL schema of its own (several chains in one database, tests)."),
+    Setting("central_listen_host", "127.0.0.1", "Central store: address its web server binds to."),
+    Setting("central_listen_port", 8090, "Central store: port its web server binds to."),
+    Setting("central_workers", 3, "Central store: web server worker processes."),
+    Setting("central_key_file", "", "Central store: its key file; empty means `<data_dir>/central-keys.json`."),
+    Setting("central_max_batch_bytes", 8 * 1024 * 1024, "Central store: largest signed batch accepted (compressed)."),
+    Setting("sync_replay_window", 300, "Central store: signed batches older or newer than this many seconds are refused."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )
 
@@ -145,7 +157,8 @@ def _validate(settings: "Settings") -> None:
         raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
                  "max_header_bytes", "threads", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
-                 "login_max_failures", "login_lockout_minutes"):
+                 "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
+                 "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     for cidr in settings.panel_networks.split(","):
@@ -159,6 +172,10 @@ def _validate(settings: "Settings") -> None:
 
 def database_path(settings: "Settings") -> Path:
     return Path(settings.database) if settings.database else Path(settings.data_dir) / "footfall.db"
+
+
+def central_key_path(settings: "Settings") -> Path:
+    return Path(settings.central_key_file) if settings.central_key_file else Path(settings.data_dir) / "central-keys.json"
 
 
 def key_path(settings: "Settings") -> Path:

@@ -85,6 +85,8 @@ class Keys:
     encryption: bytes  # AES-256-GCM key for personal data at rest
     index: bytes       # HMAC key of the blind indexes (shared across a chain's stores)
     secret: bytes      # Flask session and CSRF signing
+    store_id: str = ""     # this store's id at the central store, once enrolled
+    sync_key: bytes = b""  # the key that signs this store's batches
 
     @classmethod
     def generate(cls) -> "Keys":
@@ -92,13 +94,16 @@ class Keys:
 
     def to_json(self) -> str:
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-        return json.dumps({"version": 1, "encryption": b64(self.encryption),
-                           "index": b64(self.index), "secret": b64(self.secret)}, indent=1)
+        data = {"version": 1, "encryption": b64(self.encryption), "index": b64(self.index), "secret": b64(self.secret)}
+        if self.store_id:
+            data.update(store_id=self.store_id, sync_key=b64(self.sync_key))
+        return json.dumps(data, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Keys":
         data = json.loads(text)
-        keys = cls(*(base64.b64decode(data[k]) for k in ("encryption", "index", "secret")))
+        keys = cls(*(base64.b64decode(data[k]) for k in ("encryption", "index", "secret")),
+                   store_id=data.get("store_id", ""), sync_key=base64.b64decode(data.get("sync_key", "")))
         if len(keys.encryption) != 32 or len(keys.index) < 32 or len(keys.secret) < 32:
             raise ValueError("key file holds keys of the wrong size")
         return keys
@@ -121,6 +126,18 @@ def load_or_create_keys(path: str | os.PathLike) -> Keys:
         fh.flush()
         os.fsync(fh.fileno())
     return keys
+
+
+def save_keys(path: str | os.PathLike, keys: Keys) -> None:
+    """Replace the key file atomically, keeping it 0600."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(keys.to_json())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 class Vault:

@@ -37,7 +37,40 @@ def _purge(settings) -> dict:
     return privacy.purge(settings.retention_days, NullGateway(), settings.store_id)
 
 
+def _push(settings) -> dict:
+    from portal import sync
+    from portal.config import key_path
+    from portal.identity import Vault, load_or_create_keys
+
+    keys = load_or_create_keys(key_path(settings))
+    if not settings.central_url or not keys.store_id:
+        return {"skipped": "not enrolled (central_url and `footfall sync enroll`)"}
+    target = sync.Target(settings.central_url, keys.store_id, keys.sync_key, settings.sync_ca_file)
+    # Erasures from the central store cannot revoke at the gateway from here (no CAP_NET_ADMIN):
+    # the portal's authorization expires on its own, and the erased device is gone from the database.
+    return sync.drain(target, Vault(keys), NullGateway(), keys.store_id, settings.sync_batch_events)
+
+
+def _backup(settings) -> dict:
+    """An online copy of the SQLite file (consistent while others write), the last 7 kept."""
+    import sqlite3
+    from pathlib import Path
+
+    folder = Path(settings.data_dir) / "backups"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    target = folder / f"footfall-{datetime.datetime.now():%Y%m%d-%H%M%S}.db"
+    with sqlite3.connect(target) as copy:
+        database.connection().backup(copy)
+    target.chmod(0o600)
+    old = sorted(folder.glob("footfall-*.db"))[:-7]
+    for path in old:
+        path.unlink()
+    return {"backup": target.name, "bytes": target.stat().st_size, "removed": len(old)}
+
+
 JOBS = {job.name: job for job in (
+    Job("push", _push, lambda: IntervalTrigger(seconds=30), "Push the outbox to the central store."),
+    Job("backup", _backup, lambda: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
     Job("segments", _segments, lambda: IntervalTrigger(minutes=15), "Recompute every segment's members."),
     Job("purge", _purge, lambda: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
 )}

@@ -7,11 +7,12 @@ aggregate per lead over their visits on every device, then the rules in Python.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from dataclasses import dataclass, field
 
 from portal.db import database
-from portal.models import Segment, SegmentMember, utcnow
+from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
 from portal.policy_texts import PURPOSES
 
 RULE_FIELDS = {
@@ -152,7 +153,23 @@ def recompute(now: datetime.datetime | None = None) -> dict[str, int]:
                                       ((sid, lead_id) for sid, ids in members.items() for lead_id in ids))
         for s in segments:
             Segment.update(members=len(members[s.id]), computed_at=now).where(Segment.id == s.id).execute()
+            _tell_central(s)
     return {s.key: len(members[s.id]) for s in segments}
+
+
+def _tell_central(segment: Segment) -> None:
+    """An outbox event when a segment's membership changed since it was last sent."""
+    uids = [row[0] for row in database.execute_sql(
+        "SELECT l.uid FROM segment_member m JOIN lead l ON l.id = m.lead_id WHERE m.segment_id = ? ORDER BY l.uid",
+        (segment.id,))]
+    digest = hashlib.sha256("\n".join(uids).encode()).hexdigest()
+    key = f"sync.segment.{segment.key}"
+    row = StoreSetting.get_or_none(StoreSetting.key == key)
+    if row is not None and row.value == json.dumps(digest):
+        return
+    OutboxEvent.emit("segment.members", segment=segment.key, members=uids)
+    StoreSetting.insert(key=key, value=json.dumps(digest)).on_conflict(
+        conflict_target=[StoreSetting.key], update={StoreSetting.value: json.dumps(digest)}).execute()
 
 
 def save_custom(name: str, raw_rule: dict) -> Segment:

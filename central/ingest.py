@@ -1,0 +1,313 @@
+"""Signed batches from the stores, applied exactly once and in bulk.
+
+Wire format: POST /v1/ingest, body = gzip(JSON {"events": [...]}), headers X-Footfall-Store,
+X-Footfall-Timestamp (epoch seconds) and X-Footfall-Signature = hex HMAC-SHA256 of
+"<timestamp>." + the gzip body, with the store's key. A batch is verified whole and applied whole
+in one transaction, or refused whole: nothing is applied from a batch that fails any check.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import hashlib
+import hmac
+import io
+import json
+import re
+from dataclasses import dataclass
+
+from psycopg2.extras import execute_values
+
+from central.db import database
+from central.models import Store, utcnow
+from portal.identity import Vault
+
+TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
+          "lead.erased", "devices.erased", "erase.ack")
+MAX_EVENTS = 20_000
+MAX_INFLATED = 64 * 1024 * 1024
+_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PURPOSES = ("wifi_terms", "marketing_email", "marketing_sms", "ad_audiences")
+
+
+class Refused(Exception):
+    """The batch is refused; status and a message the store can act on."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def sign(key: bytes, timestamp: int, body: bytes) -> str:
+    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def store_key(store: Store, vault: Vault) -> bytes:
+    return base64.b64decode(vault.decrypt(store.key_enc, "store.key"))
+
+
+def verify(headers, body: bytes, vault: Vault, window: int, now: float) -> Store:
+    store_id = headers.get("X-Footfall-Store", "")
+    stamp = headers.get("X-Footfall-Timestamp", "")
+    signature = headers.get("X-Footfall-Signature", "")
+    if not _UID.match(store_id) or not stamp.isdigit() or not re.match(r"^[0-9a-f]{64}$", signature):
+        raise Refused(401, "missing or malformed X-Footfall-Store, X-Footfall-Timestamp or X-Footfall-Signature")
+    store = Store.get_or_none(Store.id == store_id)
+    expected = sign(store_key(store, vault) if store else b"\0" * 32, int(stamp), body)
+    if store is None or not hmac.compare_digest(expected, signature):
+        raise Refused(401, "unknown store or bad signature")
+    if abs(now - int(stamp)) > window:
+        raise Refused(401, f"timestamp outside the {window} s replay window (check the store's clock)")
+    return store
+
+
+def inflate(body: bytes) -> dict:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
+            raw = stream.read(MAX_INFLATED + 1)
+    except (OSError, EOFError):
+        raise Refused(400, "body is not gzip") from None
+    if len(raw) > MAX_INFLATED:
+        raise Refused(413, "batch inflates beyond 64 MiB")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "body is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+        raise Refused(400, "body must be {\"events\": [...]}")
+    if len(doc["events"]) > MAX_EVENTS:
+        raise Refused(413, f"at most {MAX_EVENTS} events per batch")
+    return doc
+
+
+@dataclass(frozen=True)
+class Event:
+    uid: str
+    topic: str
+    at: datetime.datetime
+    data: dict
+
+
+def _str(data, key, limit, pattern=None, optional=False):
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit or (pattern and not pattern.match(value)):
+        raise ValueError(key)
+    return value
+
+
+def _time(value) -> datetime.datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("time")
+    parsed = datetime.datetime.fromisoformat(value)
+    return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def parse_events(doc: dict) -> list[Event]:
+    events = []
+    for i, raw in enumerate(doc["events"]):
+        try:
+            if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+                raise ValueError("event")
+            uid = _str(raw, "uid", 64, _UID)
+            topic = raw.get("topic")
+            if topic not in TOPICS:
+                raise ValueError("topic")
+            data = raw["data"]
+            _check(topic, data)
+            events.append(Event(uid, topic, _time(raw.get("at")), data))
+        except ValueError as exc:
+            raise Refused(400, f"event {i}: invalid {exc.args[0] if exc.args else 'value'}") from None
+    return events
+
+
+def _check(topic: str, d: dict) -> None:
+    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
+        _str(d, "lead", 64, _UID)
+    if topic == "lead.upserted" and not d.get("gone"):
+        _str(d, "email", 254, optional=True)
+        _str(d, "phone", 32, optional=True)
+        _str(d, "name", 80, optional=True)
+        _str(d, "email_index", 64, _HEX64, optional=True)
+        _str(d, "phone_index", 64, _HEX64, optional=True)
+        if d.get("language") not in ("vi", "en"):
+            raise ValueError("language")
+    elif topic == "consent.recorded":
+        if d.get("purpose") not in _PURPOSES or not isinstance(d.get("granted"), bool):
+            raise ValueError("purpose")
+        _str(d, "policy_sha256", 64, _HEX64, optional=True)
+        _str(d, "method", 32, optional=True)
+    elif topic in ("device.linked", "visit.closed"):
+        _str(d, "device", 17, _MAC)
+        if topic == "visit.closed":
+            _time(d.get("start")), _time(d.get("end"))
+            if not isinstance(d.get("passerby"), bool):
+                raise ValueError("passerby")
+    elif topic == "segment.members":
+        _str(d, "segment", 64, _UID)
+        members = d.get("members")
+        if not isinstance(members, list) or len(members) > 1_000_000 or not all(isinstance(m, str) and _UID.match(m) for m in members):
+            raise ValueError("members")
+    elif topic == "devices.erased":
+        macs = d.get("devices")
+        if not isinstance(macs, list) or not all(isinstance(m, str) and _MAC.match(m) for m in macs):
+            raise ValueError("devices")
+
+
+# -- applying ------------------------------------------------------------------------------------
+
+def apply(store: Store, events: list[Event], vault: Vault) -> dict:
+    """Apply the events not seen before, in one transaction; returns counts and commands."""
+    with database.atomic():
+        cur = database.cursor()
+        new: set[str] = set()
+        uids = list(dict.fromkeys(e.uid for e in events))
+        for i in range(0, len(uids), 5000):
+            rows = execute_values(cur, "INSERT INTO applied_event (store_id, event_uid, applied_at) VALUES %s "
+                                  "ON CONFLICT DO NOTHING RETURNING event_uid",
+                                  [(store.id, u, utcnow()) for u in uids[i:i + 5000]], fetch=True)
+            new.update(r[0] for r in rows)
+        fresh = [e for e in events if e.uid in new]
+        seen: set[str] = set()
+        fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
+        people = _apply_leads(cur, store, [e for e in fresh if e.topic == "lead.upserted"], vault)
+        _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
+        _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
+        _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"])
+        for e in fresh:
+            if e.topic == "segment.members":
+                _apply_segment(cur, store, e)
+        for e in fresh:
+            if e.topic == "devices.erased":
+                cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s)", (store.id, e.data["devices"]))
+            elif e.topic == "lead.erased":
+                person = _person_of(cur, store.id, e.data["lead"], people)
+                if person is not None:
+                    erase_person(cur, person, origin=store.id)
+            elif e.topic == "erase.ack":
+                cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
+                            (utcnow(), store.id, e.data["lead"]))
+        cur.execute("UPDATE store SET events_applied = events_applied + %s, last_seen_at = %s WHERE id = %s",
+                    (len(fresh), utcnow(), store.id))
+        cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
+                    (store.id,))
+        commands = [{"erase_lead": row[0]} for row in cur.fetchall()]
+    return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands}
+
+
+def _person_of(cur, store_id: str, lead_uid: str, known: dict[str, int]) -> int | None:
+    if lead_uid in known:
+        return known[lead_uid]
+    cur.execute("SELECT person_id FROM store_lead WHERE store_id = %s AND lead_uid = %s", (store_id, lead_uid))
+    row = cur.fetchone()
+    if row:
+        known[lead_uid] = row[0]
+    return row[0] if row else None
+
+
+def _apply_leads(cur, store: Store, events: list[Event], vault: Vault) -> dict[str, int]:
+    """People merged across stores by blind index (the chain shares the index key)."""
+    people: dict[str, int] = {}
+    for e in events:
+        d = e.data
+        if d.get("gone"):
+            continue
+        person = _person_of(cur, store.id, d["lead"], people)
+        if person is None:
+            for column in ("email_index", "phone_index"):
+                if d.get(column) and person is None:
+                    cur.execute(f"SELECT id FROM person WHERE {column} = %s AND erased_at IS NULL", (d[column],))
+                    row = cur.fetchone()
+                    person = row[0] if row else None
+        if person is None:
+            cur.execute("INSERT INTO person (language, created_at, updated_at) VALUES (%s, %s, %s) RETURNING id",
+                        (d["language"], utcnow(), utcnow()))
+            person = cur.fetchone()[0]
+        for kind in ("email", "phone"):
+            index = d.get(f"{kind}_index")
+            if index and d.get(kind):
+                cur.execute(f"SELECT id FROM person WHERE {kind}_index = %s AND id <> %s", (index, person))
+                if cur.fetchone() is None:  # held by another person: leave it with them
+                    cur.execute(f"UPDATE person SET {kind}_index = %s, {kind}_enc = %s WHERE id = %s",
+                                (index, vault.encrypt(d[kind], f"person.{kind}"), person))
+        if d.get("name"):
+            cur.execute("UPDATE person SET name_enc = %s WHERE id = %s", (vault.encrypt(d["name"], "person.name"), person))
+        cur.execute("UPDATE person SET language = %s, updated_at = %s WHERE id = %s", (d["language"], utcnow(), person))
+        cur.execute("INSERT INTO store_lead (store_id, lead_uid, person_id) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (store_id, lead_uid) DO UPDATE SET person_id = excluded.person_id", (store.id, d["lead"], person))
+        people[d["lead"]] = person
+    return people
+
+
+def _device_ids(cur, store_id: str, macs: set[str]) -> dict[str, int]:
+    rows = sorted(macs)
+    if rows:
+        execute_values(cur, "INSERT INTO device (store_id, mac) VALUES %s ON CONFLICT (store_id, mac) DO NOTHING",
+                       [(store_id, m) for m in rows], page_size=2000)
+        cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s)", (store_id, rows))
+        return dict(cur.fetchall())
+    return {}
+
+
+def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
+    ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
+    for e in events:
+        person = _person_of(cur, store.id, e.data["lead"], people)
+        if person is not None:
+            cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[e.data["device"]]))
+
+
+def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
+    rows = []
+    for e in events:
+        person = _person_of(cur, store.id, e.data["lead"], people)
+        if person is not None:
+            rows.append((person, store.id, e.data["purpose"], e.data["granted"], e.at, e.data.get("policy_sha256"),
+                         e.data.get("method")))
+    if rows:
+        execute_values(cur, "INSERT INTO consent_event (person_id, store_id, purpose, granted, at, policy_sha256, method) "
+                       "VALUES %s", rows, page_size=2000)
+
+
+def _apply_visits(cur, store: Store, events: list[Event]) -> None:
+    if not events:
+        return
+    ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
+    execute_values(cur, 'INSERT INTO visit (store_id, device_id, start, "end", passerby) VALUES %s',
+                   [(store.id, ids[e.data["device"]], _time(e.data["start"]), _time(e.data["end"]), e.data["passerby"])
+                    for e in events], page_size=5000)
+
+
+def _apply_segment(cur, store: Store, e: Event) -> None:
+    cur.execute("DELETE FROM segment_member WHERE store_id = %s AND segment = %s", (store.id, e.data["segment"]))
+    members = e.data["members"]
+    if members:
+        cur.execute("SELECT DISTINCT person_id FROM store_lead WHERE store_id = %s AND lead_uid = ANY(%s)", (store.id, members))
+        execute_values(cur, "INSERT INTO segment_member (store_id, segment, person_id) VALUES %s ON CONFLICT DO NOTHING",
+                       [(store.id, e.data["segment"], row[0]) for row in cur.fetchall()], page_size=5000)
+
+
+def erase_person(cur, person: int, origin: str | None) -> list[str]:
+    """Erase a person from the chain: their details, devices and visits in every store, their
+    segment memberships; the consent log stays as proof. Every store that knew them (but the
+    one it came from) gets a command to erase them too. Returns the stores told."""
+    cur.execute("SELECT erased_at FROM person WHERE id = %s", (person,))
+    row = cur.fetchone()
+    if row is None or row[0] is not None:
+        return []  # already erased: its commands went out then
+    cur.execute("UPDATE person SET email_index = NULL, phone_index = NULL, email_enc = NULL, phone_enc = NULL, "
+                "name_enc = NULL, erased_at = %s, updated_at = %s WHERE id = %s", (utcnow(), utcnow(), person))
+    cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
+    cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
+    cur.execute("SELECT store_id, lead_uid FROM store_lead WHERE person_id = %s", (person,))
+    told = []
+    for store_id, lead_uid in cur.fetchall():
+        if store_id != origin:
+            cur.execute("INSERT INTO erase_command (store_id, lead_uid, created_at) VALUES (%s, %s, %s)",
+                        (store_id, lead_uid, utcnow()))
+            told.append(store_id)
+    return told

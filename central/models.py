@@ -1,0 +1,131 @@
+"""The chain's records: people merged across stores by blind index, and what each store saw."""
+from __future__ import annotations
+
+import datetime
+
+from peewee import (BigAutoField, BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
+                    IntegerField, Model, TextField)
+
+from central.db import database
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Store(BaseModel):
+    id = CharField(primary_key=True)
+    name = CharField()
+    key_enc = BlobField()                 # the store's signing key, encrypted with the central's key
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(null=True)
+    events_applied = IntegerField(default=0)
+
+
+class Person(BaseModel):
+    email_index = CharField(null=True, unique=True)
+    phone_index = CharField(null=True, unique=True)
+    email_enc = BlobField(null=True)
+    phone_enc = BlobField(null=True)
+    name_enc = BlobField(null=True)
+    language = CharField(default="vi")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    erased_at = DateTimeField(null=True)
+
+
+class StoreLead(BaseModel):
+    """A store's lead (its uid there) is this person here."""
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    lead_uid = CharField()
+    person = ForeignKeyField(Person, on_delete="CASCADE", index=True)
+
+    class Meta:
+        primary_key = CompositeKey("store", "lead_uid")
+
+
+class ConsentEvent(BaseModel):
+    """Append-only, as at the store: the latest event per purpose is what the person agrees to."""
+    id = BigAutoField()
+    person = ForeignKeyField(Person, on_delete="CASCADE")
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    purpose = CharField()
+    granted = BooleanField()
+    at = DateTimeField()
+    policy_sha256 = CharField(null=True)
+    method = CharField(null=True)
+
+    class Meta:
+        indexes = ((("person", "purpose", "at"), False),)
+
+
+class Device(BaseModel):
+    id = BigAutoField()
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    mac = CharField()
+    person = ForeignKeyField(Person, null=True, on_delete="SET NULL", index=True)
+
+    class Meta:
+        indexes = ((("store", "mac"), True),)
+
+
+class Visit(BaseModel):
+    id = BigAutoField()
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    device = ForeignKeyField(Device, on_delete="CASCADE", index=True)
+    start = DateTimeField()
+    end = DateTimeField()
+    passerby = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("store", "start"), False),)
+
+
+class SegmentMember(BaseModel):
+    """A store's own segments, as its appliance computed them."""
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    segment = CharField()
+    person = ForeignKeyField(Person, on_delete="CASCADE", index=True)
+
+    class Meta:
+        primary_key = CompositeKey("store", "segment", "person")
+
+
+class AppliedEvent(BaseModel):
+    """Exactly once: an event id is applied the first time it arrives, never again."""
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    event_uid = CharField()
+    applied_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = CompositeKey("store", "event_uid")
+
+
+class EraseCommand(BaseModel):
+    """An erasure decided elsewhere that a store must apply and acknowledge."""
+    id = BigAutoField()
+    store = ForeignKeyField(Store, on_delete="CASCADE")
+    lead_uid = CharField()
+    created_at = DateTimeField(default=utcnow)
+    acked_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("store", "acked_at"), False),)
+
+
+class ApiToken(BaseModel):
+    """A read API token: only its SHA-256 is kept."""
+    name = CharField()
+    token_hash = CharField(unique=True)
+    scopes = TextField()
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+
+MODELS = (Store, Person, StoreLead, ConsentEvent, Device, Visit, SegmentMember, AppliedEvent, EraseCommand, ApiToken)

@@ -1,0 +1,87 @@
+"""The central store's API, described (OpenAPI 3.0)."""
+from __future__ import annotations
+
+_ERROR = {"description": "A clear error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_BEARER = [{"bearer": []}]
+_CSV = {"description": "CSV file", "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+def _json(ref: str) -> dict:
+    return {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+DOCUMENT = {
+    "openapi": "3.0.3",
+    "info": {"title": "Footfall central store", "version": "1",
+             "description": "Stores push signed batches of events; the chain's marketing team reads people, segments "
+                            "and consent-gated audience exports with scoped bearer tokens."},
+    "paths": {
+        "/v1/ingest": {"post": {
+            "summary": "Push a signed, gzip-compressed batch of events (stores only)",
+            "parameters": [
+                {"name": "X-Footfall-Store", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 64}},
+                {"name": "X-Footfall-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Footfall-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "Content-Encoding", "in": "header", "required": True, "schema": {"type": "string", "enum": ["gzip"]}},
+            ],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": _json("IngestResult"), "400": _ERROR, "401": _ERROR, "413": _ERROR, "415": _ERROR},
+        }},
+        "/v1/people": {"get": {
+            "summary": "People of the chain, merged across stores", "security": _BEARER,
+            "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": {"200": _json("PeoplePage"), "400": _ERROR, "401": _ERROR, "403": _ERROR},
+        }},
+        "/v1/people/{person_id}": {"get": {
+            "summary": "One person: consents, history, visits per store", "security": _BEARER,
+            "parameters": [{"name": "person_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": _json("Person"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
+        }},
+        "/v1/people/{person_id}/erase": {"post": {
+            "summary": "Erase a person everywhere (central store and every store that knows them)", "security": _BEARER,
+            "parameters": [{"name": "person_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": _json("Erased"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
+        }},
+        "/v1/segments": {"get": {
+            "summary": "Chain-wide segments (new, returning, loyal, lapsed, lost) with member counts", "security": _BEARER,
+            "responses": {"200": _json("Segments"), "401": _ERROR, "403": _ERROR},
+        }},
+        "/v1/segments/{key}/export/{kind}": {"get": {
+            "summary": "Audience export of a chain-wide segment; only people with the matching consent", "security": _BEARER,
+            "parameters": [{"name": "key", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["new", "returning", "loyal", "lapsed", "lost"]}},
+                           {"name": "kind", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["csv", "meta", "google"]}}],
+            "responses": {"200": _CSV, "401": _ERROR, "403": _ERROR, "404": _ERROR},
+        }},
+        "/v1/stores": {"get": {
+            "summary": "Enrolled stores and their sync state", "security": _BEARER,
+            "responses": {"200": _json("Stores"), "401": _ERROR, "403": _ERROR},
+        }},
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "IngestResult": {"type": "object", "properties": {
+                "applied": {"type": "integer"}, "duplicates": {"type": "integer"},
+                "commands": {"type": "array", "items": {"type": "object", "properties": {"erase_lead": {"type": "string"}}}}}},
+            "Person": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "email": {"type": "string", "nullable": True}, "phone": {"type": "string", "nullable": True},
+                "name": {"type": "string", "nullable": True}, "language": {"type": "string"},
+                "consents": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                "updated_at": {"type": "string"}}},
+            "PeoplePage": {"type": "object", "properties": {
+                "people": {"type": "array", "items": {"$ref": "#/components/schemas/Person"}},
+                "next": {"type": "integer", "nullable": True}}},
+            "Erased": {"type": "object", "properties": {"erased": {"type": "integer"},
+                                                        "stores_told": {"type": "array", "items": {"type": "string"}}}},
+            "Segments": {"type": "object", "properties": {"segments": {"type": "array", "items": {"type": "object", "properties": {
+                "key": {"type": "string"}, "name": {"type": "string"}, "members": {"type": "integer"}}}}}},
+            "Stores": {"type": "object", "properties": {"stores": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "events_applied": {"type": "integer"},
+                "last_seen_at": {"type": "string", "nullable": True}}}}}},
+        },
+    },
+}

@@ -1,0 +1,208 @@
+"""Pushing the outbox to the central store: signed gzip batches, at least once, in order.
+
+An event is marked delivered only when the central store answers 200 for its batch; the central
+store applies each event id once, so a retry after a lost answer duplicates nothing. Failures
+back off exponentially with jitter (state kept in the database, so a reboot keeps it); when the
+link comes back, `drain` sends batch after batch at full speed.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from portal import privacy
+from portal.db import database
+from portal.gateway import Gateway
+from portal.identity import Keys, Vault, save_keys
+from portal.models import Consent, Lead, OutboxEvent, StoreSetting, utcnow
+
+logger = logging.getLogger(__name__)
+STATE_KEY = "sync.state"
+BACKOFF_BASE, BACKOFF_CAP = 5.0, 900.0
+
+
+class SyncError(RuntimeError):
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    store_id: str
+    key: bytes
+    ca_file: str = ""
+
+
+def sign(key: bytes, timestamp: int, body: bytes) -> str:
+    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def to_wire(event: OutboxEvent, vault: Vault) -> dict:
+    """The event as the central store reads it; personal data is read now, decrypted, so an
+    erasure also erases what was waiting to be sent."""
+    data = json.loads(event.payload)
+    if event.topic == "lead.upserted":
+        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        if lead is None or lead.erased_at is not None:
+            data = {"lead": data["lead"], "gone": True}
+        else:
+            data.update(email=vault.decrypt(lead.email_enc, "lead.email"), phone=vault.decrypt(lead.phone_enc, "lead.phone"),
+                        name=vault.decrypt(lead.name_enc, "lead.name"), language=lead.language,
+                        email_index=lead.email_index, phone_index=lead.phone_index)
+    elif event.topic == "consent.recorded":
+        consent = Consent.get_or_none(Consent.uid == data.get("consent"))
+        data["method"] = consent.method if consent else None
+    return {"uid": event.uid, "topic": event.topic, "at": event.created_at.isoformat(), "data": data}
+
+
+def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tuple[int, dict]:
+    parts = urlsplit(target.url)
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=target.ca_file or None)  # verification always on
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
+    elif parts.scheme == "http":
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    else:
+        raise SyncError(f"central_url must be https:// (or http:// on a trusted network), not {target.url!r}")
+    try:
+        conn.request("POST", (parts.path.rstrip("/") or "") + "/v1/ingest", body=body, headers={
+            "Content-Type": "application/octet-stream", "Content-Encoding": "gzip", "X-Footfall-Store": target.store_id,
+            "X-Footfall-Timestamp": str(timestamp), "X-Footfall-Signature": sign(target.key, timestamp, body)})
+        response = conn.getresponse()
+        raw = response.read(1 << 20)
+    except (OSError, http.client.HTTPException) as exc:
+        raise SyncError(f"central store unreachable: {exc}") from None
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(raw) if raw else {}
+    except ValueError:
+        answer = {"error": raw[:200].decode("utf-8", "replace")}
+    return response.status, answer if isinstance(answer, dict) else {}
+
+
+def push_once(target: Target, vault: Vault, batch: int) -> dict:
+    """Send the oldest undelivered events; returns what the central store said."""
+    rows = list(OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).order_by(OutboxEvent.id).limit(batch))
+    if not rows:
+        return {"sent": 0, "applied": 0, "duplicates": 0, "commands": []}
+    body = gzip.compress(json.dumps({"events": [to_wire(r, vault) for r in rows]}, separators=(",", ":")).encode(), 6)
+    status, answer = post(target, body, int(time.time()))  # the central store checks it against its own clock
+    if status != 200:
+        raise SyncError(f"central store answered {status}: {answer.get('error', '')}", status)
+    ids = [r.id for r in rows]
+    with database.atomic():
+        for i in range(0, len(ids), 900):
+            OutboxEvent.update(delivered_at=utcnow()).where(OutboxEvent.id.in_(ids[i:i + 900])).execute()
+    return {"sent": len(rows), **answer}
+
+
+def apply_commands(commands: list, gateway: Gateway, store_id: str) -> int:
+    """Erasures decided at the central store (or another store): apply, then acknowledge."""
+    done = 0
+    for command in commands:
+        uid = command.get("erase_lead") if isinstance(command, dict) else None
+        if not isinstance(uid, str):
+            continue
+        lead = Lead.get_or_none(Lead.uid == uid)
+        with database.atomic():
+            if lead is not None and lead.erased_at is None:
+                privacy.erase_person(lead, [], gateway, store_id, "central")
+            OutboxEvent.emit("erase.ack", lead=uid)
+        done += 1
+    return done
+
+
+def _state() -> dict:
+    row = StoreSetting.get_or_none(StoreSetting.key == STATE_KEY)
+    return json.loads(row.value) if row else {"failures": 0, "next_at": 0}
+
+
+def _save_state(state: dict) -> None:
+    StoreSetting.insert(key=STATE_KEY, value=json.dumps(state), updated_at=utcnow()).on_conflict(
+        conflict_target=[StoreSetting.key], update={StoreSetting.value: json.dumps(state), StoreSetting.updated_at: utcnow()}
+    ).execute()
+
+
+def backoff(failures: int, rng: random.Random | None = None) -> float:
+    """Exponential, capped, with full jitter in its upper half: retries of many stores spread out."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1))
+    return delay * (rng or random).uniform(0.5, 1.0)
+
+
+def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: int, budget: float = 25.0,
+          clock: Callable[[], float] = time.time) -> dict:
+    """Push until the outbox is empty, the time budget is spent or the central store fails.
+    `clock` decides when to retry after failures (tests run days of outage on it)."""
+    state = _state()
+    now = clock()
+    if now < state.get("next_at", 0):
+        return {"skipped": "backing off", "retry_in": round(state["next_at"] - now, 1), "failures": state["failures"]}
+    totals = {"batches": 0, "sent": 0, "applied": 0, "duplicates": 0, "commands": 0}
+    started = time.monotonic()
+    size = batch
+    while time.monotonic() - started < budget:
+        try:
+            result = push_once(target, vault, size)
+        except SyncError as exc:
+            if exc.status == 413 and size > 1:
+                size = max(1, size // 2)  # too large for the central store: smaller batches
+                continue
+            state = {"failures": state.get("failures", 0) + 1, "last_error": str(exc)[:300]}
+            state["next_at"] = clock() + backoff(state["failures"])
+            _save_state(state)
+            logger.warning("sync failed (%d in a row): %s", state["failures"], exc)
+            return {**totals, "error": str(exc), "failures": state["failures"]}
+        if state.get("failures"):
+            state = {"failures": 0, "next_at": 0}
+            _save_state(state)
+        totals["batches"] += 1
+        for key in ("sent", "applied", "duplicates"):
+            totals[key] += result.get(key, 0)
+        totals["commands"] += apply_commands(result.get("commands") or [], gateway, store_id)
+        if result["sent"] < size:
+            break
+    return totals
+
+
+def pending() -> int:
+    return OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).count()
+
+
+def enroll(key_file, keys: Keys, vault: Vault, store_id: str, store_key: bytes, index_key: bytes) -> int:
+    """Join a chain: adopt its blind-index key (re-indexing every lead) and keep the store's key."""
+    new = Vault(Keys(keys.encryption, index_key, keys.secret))
+    count = 0
+    with database.atomic():
+        for lead in Lead.select().where(Lead.erased_at.is_null()):
+            email = vault.decrypt(lead.email_enc, "lead.email")
+            phone = vault.decrypt(lead.phone_enc, "lead.phone")
+            lead.email_index = new.blind_index("email", email) if email else None
+            lead.phone_index = new.blind_index("phone", phone) if phone else None
+            lead.save()
+            count += 1
+    save_keys(key_file, Keys(keys.encryption, index_key, keys.secret, store_id=store_id, sync_key=store_key))
+    return count
+
+
+def decode_key(text: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise SyncError("keys are base64, as `footfall central add-store` prints them") from None
+    if len(key) < 32:
+        raise SyncError("keys are 32 bytes")
+    return key
