@@ -1,0 +1,113 @@
+"""The marketing team's API: tokens and scopes, people, segments, consent-gated exports, erasure."""
+import hashlib
+
+import pytest
+
+from central import add_token
+from central.db import database
+from tests.central.conftest import event, post_batch
+from tests.central.test_ingest import lead
+
+
+@pytest.fixture
+def tokens(central_app):
+    with central_app.app_context(), database.connection_context():
+        return {"read": add_token("crm", ["people:read", "stores:read"]), "export": add_token("ads", ["exports:read"]),
+                "erase": add_token("dpo", ["erase:write"])}
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def chain(central_app, stores):
+    client = central_app.test_client()
+    visits = [event("visit.closed", device="3c:22:fb:00:00:01", start=f"2026-11-{d:02d} 10:00:00", end=f"2026-11-{d:02d} 10:45:00",
+                    passerby=False) for d in (2, 9, 16, 20, 22)]
+    post_batch(client, "hcm-01", stores["hcm-01"], [
+        lead("L1", phone="+84912345678", name="Lan"), event("device.linked", device="3c:22:fb:00:00:01", lead="L1"),
+        event("consent.recorded", lead="L1", purpose="marketing_email", granted=True),
+        event("consent.recorded", lead="L1", purpose="ad_audiences", granted=True), *visits])
+    post_batch(client, "hn-02", stores["hn-02"], [
+        lead("M1", email="minh@example.com"), event("device.linked", device="00:1a:11:00:00:02", lead="M1"),
+        event("visit.closed", device="00:1a:11:00:00:02", start="2026-11-21 18:00:00", end="2026-11-21 18:30:00", passerby=False)])
+    return client
+
+
+def test_tokens_and_scopes(chain, tokens):
+    assert chain.get("/v1/people").status_code == 401
+    assert chain.get("/v1/people", headers=auth("made-up")).status_code == 401
+    assert chain.get("/v1/people", headers=auth(tokens["export"])).status_code == 403
+    assert chain.get("/v1/people", headers=auth(tokens["read"])).status_code == 200
+    from central.models import ApiToken
+    with database.connection_context():
+        assert not ApiToken.select().where(ApiToken.token_hash == tokens["read"]).exists()  # only the hash is kept
+        assert ApiToken.select().where(ApiToken.token_hash == hashlib.sha256(tokens["read"].encode()).hexdigest()).exists()
+
+
+def test_people_and_a_person_across_stores(chain, tokens):
+    page = chain.get("/v1/people?limit=1", headers=auth(tokens["read"])).json
+    assert page["people"][0]["email"] == "lan@example.com" and page["next"] == page["people"][0]["id"]
+    assert page["people"][0]["consents"] == {"marketing_email": True, "ad_audiences": True}
+    second = chain.get(f"/v1/people?after={page['next']}", headers=auth(tokens["read"])).json
+    assert [p["email"] for p in second["people"]] == ["minh@example.com"] and second["next"] is None
+    person = chain.get(f"/v1/people/{page['next']}", headers=auth(tokens["read"])).json
+    assert person["visits"] == [{"store": "hcm-01", "visits": 5, "last": "2026-11-22T10:45:00"}]
+    assert chain.get("/v1/people/999999", headers=auth(tokens["read"])).status_code == 404
+    assert chain.get("/v1/people?limit=abc", headers=auth(tokens["read"])).status_code == 400
+    stores = chain.get("/v1/stores", headers=auth(tokens["read"])).json["stores"]
+    assert {s["id"]: s["events_applied"] for s in stores} == {"hcm-01": 9, "hn-02": 3}
+
+
+def test_chain_segments_and_consent_gated_exports(chain, tokens, monkeypatch):
+    import datetime
+
+    import central.api as api
+    monkeypatch.setattr(api, "utcnow", lambda: datetime.datetime(2026, 11, 23, 12, 0))
+    segments = {s["key"]: s["members"] for s in chain.get("/v1/segments", headers=auth(tokens["read"])).json["segments"]}
+    assert segments["loyal"] == 1 and segments["new"] == 1
+    csv_rows = chain.get("/v1/segments/loyal/export/csv", headers=auth(tokens["export"])).get_data(as_text=True).splitlines()
+    assert csv_rows == ["email,phone,name,language", "lan@example.com,,Lan,vi"]  # no SMS consent: no phone
+    meta = chain.get("/v1/segments/loyal/export/meta", headers=auth(tokens["export"])).get_data(as_text=True).splitlines()
+    assert meta[1] == f"{hashlib.sha256(b'lan@example.com').hexdigest()},{hashlib.sha256(b'84912345678').hexdigest()}"
+    new = chain.get("/v1/segments/new/export/google", headers=auth(tokens["export"])).get_data(as_text=True).splitlines()
+    assert new == ["Email,Phone"]  # Minh gave no ad-audience consent
+    assert chain.get("/v1/segments/vip/export/csv", headers=auth(tokens["export"])).status_code == 404
+
+
+def test_erasure_through_the_api_reaches_every_store(chain, stores, tokens):
+    person = chain.get("/v1/people", headers=auth(tokens["read"])).json["people"][0]["id"]
+    assert chain.post(f"/v1/people/{person}/erase", headers=auth(tokens["read"])).status_code == 403
+    response = chain.post(f"/v1/people/{person}/erase", headers=auth(tokens["erase"]))
+    assert response.json == {"erased": person, "stores_told": ["hcm-01"]}
+    assert chain.get(f"/v1/people/{person}", headers=auth(tokens["read"])).status_code == 404
+    assert post_batch(chain, "hcm-01", stores["hcm-01"], []).json["commands"] == [{"erase_lead": "L1"}]
+    assert chain.post(f"/v1/people/{person}/erase", headers=auth(tokens["erase"])).status_code == 404
+
+
+def test_errors_are_json_never_a_trace(chain):
+    for path in ("/v1/nothing", "/openapi.json/x"):
+        response = chain.get(path)
+        assert response.status_code == 404 and response.is_json
+
+
+def test_schemathesis_finds_no_server_error(central_app, tokens):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, settings as hsettings
+
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", central_app)
+    failures = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+
+        @hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @__import__("hypothesis").given(case=op.as_strategy())
+        def check(case):
+            headers = {**(case.headers or {}), "Authorization": f"Bearer {tokens['read']}"} if op.path != "/v1/ingest" else case.headers
+            case.headers = headers
+            response = case.call()
+            if response.status_code >= 500:
+                failures.append((op.method, op.path, response.status_code))
+        check()
+    assert failures == []
