@@ -365,7 +365,12 @@ def central_serve(config: str | None, port: int | None) -> None:
 
     from gunicorn.app.base import BaseApplication
 
+    from central.db import database
+
     settings, _ = _central(config)  # migrate once, before the workers start
+    # Workers are forked from this process: none may inherit a pooled PostgreSQL connection
+    # (two workers on one socket corrupt each other's queries).
+    database.close_all()
     host, port = settings.central_listen_host, settings.central_listen_port if port is None else port
     if port == 0:
         with socket.socket() as probe:
