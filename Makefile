@@ -10,7 +10,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc isc-d
 	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-gateway bench-collector bench-panel demo deb-test deb-bench clean
+.PHONY: test bench bench-gateway bench-collector bench-panel bench-sync demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-collector: $(VENV)/.installed deb-test
 
 bench-panel: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_panel.py
+
+# Needs PostgreSQL (FOOTFALL_TEST_DSN, default postgresql://postgres@127.0.0.1:5432/test).
+bench-sync: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_sync.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/footfall demo

@@ -164,13 +164,8 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
     """Apply the events not seen before, in one transaction; returns counts and commands."""
     with database.atomic():
         cur = database.cursor()
-        new: set[str] = set()
         uids = list(dict.fromkeys(e.uid for e in events))
-        for i in range(0, len(uids), 5000):
-            rows = execute_values(cur, "INSERT INTO applied_event (store_id, event_uid, applied_at) VALUES %s "
-                                  "ON CONFLICT DO NOTHING RETURNING event_uid",
-                                  [(store.id, u, utcnow()) for u in uids[i:i + 5000]], fetch=True)
-            new.update(r[0] for r in rows)
+        new = _claim(cur, store.id, uids)
         fresh = [e for e in events if e.uid in new]
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
@@ -243,14 +238,31 @@ def _apply_leads(cur, store: Store, events: list[Event], vault: Vault) -> dict[s
     return people
 
 
+def _claim(cur, store_id: str, uids: list[str]) -> set[str]:
+    """Record the event ids; returns those never seen before (the ones to apply)."""
+    if not uids:
+        return set()
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (event_uid text) ON COMMIT DELETE ROWS")
+    cur.copy_expert("COPY incoming (event_uid) FROM STDIN", io.StringIO("\n".join(uids) + "\n"))
+    cur.execute("INSERT INTO applied_event (store_id, event_uid, applied_at) SELECT %s, event_uid, %s FROM incoming "
+                "ON CONFLICT DO NOTHING RETURNING event_uid", (store_id, utcnow()))
+    return {row[0] for row in cur.fetchall()}
+
+
 def _device_ids(cur, store_id: str, macs: set[str]) -> dict[str, int]:
+    """Ids of the store's devices, inserting only those not known yet (most are)."""
     rows = sorted(macs)
-    if rows:
+    if not rows:
+        return {}
+    cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s)", (store_id, rows))
+    ids = dict(cur.fetchall())
+    missing = [m for m in rows if m not in ids]
+    if missing:
         execute_values(cur, "INSERT INTO device (store_id, mac) VALUES %s ON CONFLICT (store_id, mac) DO NOTHING",
-                       [(store_id, m) for m in rows], page_size=2000)
-        cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s)", (store_id, rows))
-        return dict(cur.fetchall())
-    return {}
+                       [(store_id, m) for m in missing], page_size=2000)
+        cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s)", (store_id, missing))
+        ids.update(cur.fetchall())
+    return ids
 
 
 def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
@@ -277,9 +289,11 @@ def _apply_visits(cur, store: Store, events: list[Event]) -> None:
     if not events:
         return
     ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
-    execute_values(cur, 'INSERT INTO visit (store_id, device_id, start, "end", passerby) VALUES %s',
-                   [(store.id, ids[e.data["device"]], _time(e.data["start"]), _time(e.data["end"]), e.data["passerby"])
-                    for e in events], page_size=5000)
+    # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
+    lines = io.StringIO("".join(
+        f"{store.id}\t{ids[e.data['device']]}\t{_time(e.data['start']).isoformat()}\t{_time(e.data['end']).isoformat()}"
+        f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in events))
+    cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
 
 
 def _apply_segment(cur, store: Store, e: Event) -> None:

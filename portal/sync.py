@@ -17,6 +17,7 @@ import logging
 import random
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
@@ -94,20 +95,44 @@ def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tu
     return response.status, answer if isinstance(answer, dict) else {}
 
 
-def push_once(target: Target, vault: Vault, batch: int) -> dict:
-    """Send the oldest undelivered events; returns what the central store said."""
-    rows = list(OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).order_by(OutboxEvent.id).limit(batch))
+@dataclass(frozen=True)
+class Prepared:
+    ids: list[int]
+    body: bytes
+
+
+def prepare(vault: Vault, size: int, after_id: int = 0) -> Prepared | None:
+    """The next batch after `after_id`, encoded and compressed; None when there is none."""
+    rows = list(OutboxEvent.select().where(OutboxEvent.delivered_at.is_null() & (OutboxEvent.id > after_id))
+                .order_by(OutboxEvent.id).limit(size))
     if not rows:
-        return {"sent": 0, "applied": 0, "duplicates": 0, "commands": []}
+        return None
     body = gzip.compress(json.dumps({"events": [to_wire(r, vault) for r in rows]}, separators=(",", ":")).encode(), 6)
-    status, answer = post(target, body, int(time.time()))  # the central store checks it against its own clock
+    return Prepared([r.id for r in rows], body)
+
+
+def deliver(target: Target, batch: Prepared) -> dict:
+    """POST one prepared batch (no database access: safe on another thread)."""
+    status, answer = post(target, batch.body, int(time.time()))  # the central store checks it against its own clock
     if status != 200:
         raise SyncError(f"central store answered {status}: {answer.get('error', '')}", status)
-    ids = [r.id for r in rows]
+    return answer
+
+
+def mark_delivered(ids: list[int]) -> None:
     with database.atomic():
         for i in range(0, len(ids), 900):
             OutboxEvent.update(delivered_at=utcnow()).where(OutboxEvent.id.in_(ids[i:i + 900])).execute()
-    return {"sent": len(rows), **answer}
+
+
+def push_once(target: Target, vault: Vault, batch: int) -> dict:
+    """Send the oldest undelivered events; returns what the central store said."""
+    prepared = prepare(vault, batch)
+    if prepared is None:
+        return {"sent": 0, "applied": 0, "duplicates": 0, "commands": []}
+    answer = deliver(target, prepared)
+    mark_delivered(prepared.ids)
+    return {"sent": len(prepared.ids), **answer}
 
 
 def apply_commands(commands: list, gateway: Gateway, store_id: str) -> int:
@@ -154,27 +179,40 @@ def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: 
     totals = {"batches": 0, "sent": 0, "applied": 0, "duplicates": 0, "commands": 0}
     started = time.monotonic()
     size = batch
-    while time.monotonic() - started < budget:
-        try:
-            result = push_once(target, vault, size)
-        except SyncError as exc:
-            if exc.status == 413 and size > 1:
-                size = max(1, size // 2)  # too large for the central store: smaller batches
-                continue
-            state = {"failures": state.get("failures", 0) + 1, "last_error": str(exc)[:300]}
-            state["next_at"] = clock() + backoff(state["failures"])
-            _save_state(state)
-            logger.warning("sync failed (%d in a row): %s", state["failures"], exc)
-            return {**totals, "error": str(exc), "failures": state["failures"]}
-        if state.get("failures"):
-            state = {"failures": 0, "next_at": 0}
-            _save_state(state)
-        totals["batches"] += 1
-        for key in ("sent", "applied", "duplicates"):
-            totals[key] += result.get(key, 0)
-        totals["commands"] += apply_commands(result.get("commands") or [], gateway, store_id)
-        if result["sent"] < size:
-            break
+    # One batch in flight at a time (the central store must apply them in order), but the next
+    # one is read and compressed here while the previous one travels and is applied there.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-post") as pool:
+        # Nothing to send still asks (an empty batch): erasures decided centrally come back as answers.
+        current = prepare(vault, size) or Prepared([], gzip.compress(b'{"events":[]}'))
+        while current is not None and time.monotonic() - started < budget:
+            in_flight = pool.submit(deliver, target, current)
+            upcoming = prepare(vault, size, after_id=current.ids[-1]) if current.ids else None
+            try:
+                answer = in_flight.result()
+            except SyncError as exc:
+                if exc.status == 413 and size > 1:
+                    size = max(1, size // 2)  # too large for the central store: smaller batches
+                    current = prepare(vault, size)
+                    continue
+                state = {"failures": state.get("failures", 0) + 1, "last_error": str(exc)[:300]}
+                state["next_at"] = clock() + backoff(state["failures"])
+                _save_state(state)
+                logger.warning("sync failed (%d in a row): %s", state["failures"], exc)
+                return {**totals, "error": str(exc), "failures": state["failures"]}
+            if current.ids:
+                mark_delivered(current.ids)
+            if state.get("failures"):
+                state = {"failures": 0, "next_at": 0}
+                _save_state(state)
+            totals["batches"] += bool(current.ids)
+            totals["sent"] += len(current.ids)
+            for key in ("applied", "duplicates"):
+                totals[key] += answer.get(key, 0)
+            commands = answer.get("commands") or []
+            if commands:
+                totals["commands"] += apply_commands(commands, gateway, store_id)
+                upcoming = prepare(vault, size, after_id=current.ids[-1] if current.ids else 0)  # acknowledgements
+            current = upcoming
     return totals
 
 

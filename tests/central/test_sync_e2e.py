@@ -247,3 +247,55 @@ def test_kill_9_mid_batch_then_restart(app, visitors, central_settings, central_
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"duplicates": ' in done.stdout and sync.pending() == 0
     assert central_counts() == expected()
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    import random
+    rng = random.Random(1)
+    delays = [sync.backoff(n, rng) for n in range(1, 20)]
+    assert sync.BACKOFF_BASE * 0.5 <= delays[0] <= sync.BACKOFF_BASE
+    assert all(d <= sync.BACKOFF_CAP for d in delays) and max(delays) > sync.BACKOFF_CAP * 0.5
+    assert len({round(d, 3) for d in delays[10:]}) > 1  # jitter: stores do not retry in lockstep
+
+
+def test_an_erased_lead_sends_no_personal_data(app, visitors):
+    activity(visitors, 0, 1)
+    event = OutboxEvent.get(OutboxEvent.topic == "lead.upserted")
+    assert sync.to_wire(event, visitors.vault)["data"]["email"] == "g0@example.com"
+    visitors.erase(Client("10.1.0.0", "3c:22:fb:00:00:00"))
+    assert sync.to_wire(event, visitors.vault)["data"] == {"lead": event.payload.split('"')[3], "gone": True}
+
+
+def test_enrollment_reindexes_with_the_chains_key(app, visitors, central_settings):
+    from portal.models import Lead
+    activity(visitors, 0, 3)
+    before = {lead.id: lead.email_index for lead in Lead.select()}
+    keys = enroll_store(central_settings, app)
+    after = {lead.id: lead.email_index for lead in Lead.select()}
+    assert set(before) == set(after) and all(before[i] != after[i] for i in before)
+    from portal.identity import Keys, Vault
+    chain = Vault(Keys(keys.encryption, keys.index, keys.secret))
+    assert Lead.get_by_id(min(after)).email_index == chain.blind_index("email", "g0@example.com")
+    assert keys.store_id == "hcm-01" and len(keys.sync_key) == 32
+
+
+def test_an_erasure_decided_centrally_reaches_the_store(app, visitors, central_settings, central_server):
+    from central import add_token
+    from portal.models import Lead
+    keys = enroll_store(central_settings, app)
+    activity(visitors, 0, 2)
+    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key)
+    sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, 100)
+    with central_db.connection_context():
+        token = add_token("dpo", ["erase:write", "people:read"])
+        person = central_db.execute_sql("SELECT min(id) FROM person").fetchone()[0]
+    conn = http.client.HTTPConnection("127.0.0.1", central_server, timeout=10)
+    conn.request("POST", f"/v1/people/{person}/erase", headers={"Authorization": f"Bearer {token}"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    result = sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, 100)
+    assert result["commands"] == 1
+    assert Lead.select().where(Lead.erased_at.is_null(False)).count() == 1
+    sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, 100)  # delivers the acknowledgement
+    with central_db.connection_context():
+        assert central_db.execute_sql("SELECT count(*) FROM erase_command WHERE acked_at IS NULL").fetchone()[0] == 0

@@ -192,3 +192,19 @@ def test_jobs_run_from_the_cli(app, settings, people):
     result = CliRunner().invoke(main, ["jobs", "run", "segments"], env=env)
     assert result.exit_code == 0 and "loyal" in result.output
     assert CliRunner().invoke(main, ["jobs", "run", "nope"], env=env).exit_code != 0
+
+
+def test_backup_job_makes_a_consistent_private_copy(app, settings, people):
+    import sqlite3
+    from pathlib import Path
+
+    from portal.cli import main
+    from portal.db import database
+    database.close()
+    result = CliRunner().invoke(main, ["jobs", "run", "backup"], env={"FOOTFALL_DATA_DIR": settings.data_dir})
+    assert result.exit_code == 0, result.output
+    name = json.loads(result.output)["backup"]
+    copy = Path(settings.data_dir) / "backups" / name
+    assert copy.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT count(*) FROM lead").fetchone()[0] == 60

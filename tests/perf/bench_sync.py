@@ -1,0 +1,129 @@
+"""Sync figures, printed as JSON (issue 6): events/s from a store's outbox to committed rows in
+PostgreSQL over HTTP (signed gzip batches, the central served by gunicorn), beside a bare COPY of
+the same rows measured in the same run; and the time for one store to drain a backlog.
+
+    .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.livecheck import footfall_process  # noqa: E402
+
+DSN = os.environ.get("FOOTFALL_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def fill_outbox(n: int) -> list[tuple]:
+    """A store's backlog: closed visits from 5,000 devices (what a store mostly sends)."""
+    from portal.db import database
+    rows = []
+    for i in range(n):
+        mac = f"3c:22:fb:{(i % 5000) >> 16:02x}:{((i % 5000) >> 8) & 255:02x}:{i % 256:02x}"
+        start = 1_760_000_000 + i * 7
+        rows.append((uuid.uuid4().hex, "visit.closed", json.dumps({
+            "device": mac, "start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start)),
+            "end": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start + 1500)), "passerby": i % 9 == 0, "source": "lan"}),
+            "2026-11-23 08:00:00", 0))
+    with database.atomic():
+        for i in range(0, n, 50_000):
+            database.cursor().executemany("INSERT INTO outbox_event (uid, topic, payload, created_at, attempts) "
+                                          "VALUES (?, ?, ?, ?, ?)", rows[i:i + 50_000])
+    return rows
+
+
+def copy_baseline(schema: str, rows: list[tuple]) -> float:
+    """COPY the same visits (store, device, start, end, passerby) into a bare table: rows/s."""
+    import psycopg2
+    from urllib.parse import urlsplit
+    parts = urlsplit(DSN)
+    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"),
+                            options=f"-c search_path={schema}")
+    cur = conn.cursor()
+    cur.execute('CREATE TABLE copy_visit (store_id text, device text, start timestamp, "end" timestamp, passerby boolean)')
+    buffer = io.StringIO()
+    for _, _, payload, _, _ in rows:
+        d = json.loads(payload)
+        buffer.write(f"bench\t{d['device']}\t{d['start']}\t{d['end']}\t{'t' if d['passerby'] else 'f'}\n")
+    buffer.seek(0)
+    start = time.perf_counter()
+    cur.copy_expert('COPY copy_visit (store_id, device, start, "end", passerby) FROM STDIN', buffer)
+    conn.commit()
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(rows) / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    schema = f"ff_bench_{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix="footfall-sync-"))
+    from central import add_store
+    from central import create_app as central_app
+    from central.db import database as central_db
+    from portal import create_app, sync
+    from portal.config import key_path, load_settings
+    from portal.db import database
+    from portal.identity import load_or_create_keys
+
+    central_settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=DSN, central_schema=schema,
+                                     log_level="WARNING")
+    capp = central_app(central_settings)
+    with central_db.connection_context():
+        store_key = add_store("bench", "Bench store", capp.extensions["central"]["vault"])
+    central_db.close_all()
+    app = create_app(load_settings(environ={}, data_dir=str(tmp / "store"), log_level="WARNING"))
+    rt = app.extensions["footfall"]
+    path = key_path(rt.settings)
+    with database.connection_context():
+        sync.enroll(path, load_or_create_keys(path), rt.vault, "bench", store_key, capp.extensions["central"]["keys"].index)
+        keys = load_or_create_keys(path)
+        rows = fill_outbox(args.events)
+    result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers}
+    env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": DSN, "FOOTFALL_CENTRAL_SCHEMA": schema,
+           "FOOTFALL_CENTRAL_WORKERS": str(args.workers), "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    try:
+        with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
+            target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key)
+            start = time.perf_counter()
+            with database.connection_context():
+                while sync.pending():
+                    out = sync.drain(target, rt.vault, rt.gateway, "bench", args.batch, budget=3600)
+                    assert "error" not in out, out
+            elapsed = time.perf_counter() - start
+        with central_db.connection_context():
+            committed = central_db.execute_sql("SELECT count(*) FROM visit").fetchone()[0]
+        assert committed == args.events, committed
+        copy_rate = copy_baseline(schema, rows)
+        rate = args.events / elapsed
+        result.update({"drain_seconds": round(elapsed, 1), "events_per_s": round(rate), "rows_committed": committed,
+                       "copy_rows_per_s": round(copy_rate), "ratio_to_copy": round(rate / copy_rate, 3)})
+        result["goals"] = {"events_per_s>=20000": rate >= 20_000, "ratio_to_copy>=0.2": rate / copy_rate >= 0.2}
+    finally:
+        import psycopg2
+        from urllib.parse import urlsplit
+        parts = urlsplit(DSN)
+        conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"))
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
