@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class Job:
     name: str
     run: Callable[[object], dict]
-    trigger: Callable[[], object]
+    trigger: Callable[[object], object]  # settings -> APScheduler trigger
     help: str
 
 
@@ -69,10 +69,10 @@ def _backup(settings) -> dict:
 
 
 JOBS = {job.name: job for job in (
-    Job("push", _push, lambda: IntervalTrigger(seconds=30), "Push the outbox to the central store."),
-    Job("backup", _backup, lambda: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
-    Job("segments", _segments, lambda: IntervalTrigger(minutes=15), "Recompute every segment's members."),
-    Job("purge", _purge, lambda: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
+    Job("push", _push, lambda s: IntervalTrigger(seconds=s.sync_interval_seconds), "Push the outbox to the central store."),
+    Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
+    Job("segments", _segments, lambda s: IntervalTrigger(minutes=15), "Recompute every segment's members."),
+    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
 )}
 
 
@@ -82,16 +82,16 @@ def run_job(name: str, settings) -> dict:
         return JOBS[name].run(store_settings.apply(settings))
 
 
-def next_run(name: str, now: datetime.datetime | None = None) -> datetime.datetime | None:
+def next_run(name: str, settings, now: datetime.datetime | None = None) -> datetime.datetime | None:
     """When the scheduler runs this job next (local time of the appliance)."""
     now = now or datetime.datetime.now().astimezone()
-    return JOBS[name].trigger().get_next_fire_time(None, now)
+    return JOBS[name].trigger(settings).get_next_fire_time(None, now)
 
 
 def run_scheduler(settings) -> None:
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job in JOBS.values():
-        scheduler.add_job(_logged, job.trigger(), args=(job.name, settings), id=job.name, name=job.help)
+        scheduler.add_job(_logged, job.trigger(settings), args=(job.name, settings), id=job.name, name=job.help)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
     logger.info("scheduler started: %s", ", ".join(JOBS))

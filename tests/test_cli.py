@@ -51,3 +51,27 @@ def test_demo_prints_its_url_and_serves_the_journey(tmp_path):
         assert probe.getheader("Location").startswith(f"http://127.0.0.1:{port}/?continue=")
         conn.close()
     assert (tmp_path / "demo" / "footfall.db").exists()
+
+
+def test_scheduler_runs_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**__import__("os").environ, "FOOTFALL_DATA_DIR": str(tmp_path), "FOOTFALL_LOG_LEVEL": "WARNING"}
+    subprocess.run([sys.executable, "-m", "portal", "init-db"], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "scheduler running: push, backup, segments, purge" in proc.stdout.readline()
+        time.sleep(1)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        assert proc.returncode == 0 and time.monotonic() - start < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()

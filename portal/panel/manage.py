@@ -83,7 +83,7 @@ def privacy_desk():
     requests_ = list(DataRequest.select().order_by(DataRequest.status.desc(), DataRequest.due_at).limit(200))
     last = AuditEntry.select().where(AuditEntry.action == "purge").order_by(AuditEntry.id.desc()).first()
     return render_template("panel/privacy.html", requests=requests_, kinds=privacy.REQUEST_KINDS, now=utcnow(),
-                           due=privacy.due_for_purge(rt.settings.retention_days), next_purge=jobs.next_run("purge"),
+                           due=privacy.due_for_purge(rt.settings.retention_days), next_purge=jobs.next_run("purge", rt.settings),
                            last_purge=last.at if last else None, retention_days=rt.settings.retention_days,
                            requester=lambda r: rt.vault.decrypt(r.requester_enc, "request.requester"),
                            error=request.args.get("error"))
