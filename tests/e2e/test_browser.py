@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import have, require
+from tests.e2e.chromium import chromium
 from tests.livecheck import footfall_process
 
 ARTIFACTS = Path(os.environ.get("FOOTFALL_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
@@ -15,23 +15,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def browser(tmp_path):
-    require(have("chromium") and have("chromedriver"), "Debian packages chromium and chromium-driver are not installed")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--lang=en-US", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.add_experimental_option("mobileEmulation", {
+    driver = chromium(tmp_path, mobile={
         "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0},
         "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
     })
-    options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(20)
     try:
         yield driver
     finally:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import have, require
+from tests.e2e.chromium import chromium
 from tests.e2e.test_browser import ARTIFACTS
 from tests.livecheck import footfall_process
 
@@ -27,18 +27,7 @@ with database.connection_context():
 
 @pytest.fixture
 def browser(tmp_path):
-    require(have("chromium") and have("chromedriver"), "Debian packages chromium and chromium-driver are not installed")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1600", "--lang=en-US", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = chromium(tmp_path, "--window-size=1280,1600")
     try:
         yield driver
     finally:

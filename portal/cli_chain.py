@@ -1,0 +1,161 @@
+"""`footfall sync ...` (this store and the chain) and `footfall central ...` (the chain's store)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from portal.cli_common import _settings
+from portal.config import database_path
+
+@click.group()
+def sync() -> None:
+    """This store and the chain's central store."""
+
+
+@sync.command("now")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def sync_now(config: str | None) -> None:
+    """Push the outbox now (what the scheduler does every sync_interval_seconds)."""
+    import json
+
+    from portal.jobs import run_job
+
+    click.echo(json.dumps(run_job("push", _settings(config)), sort_keys=True))
+
+
+@sync.command("status")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def sync_status(config: str | None) -> None:
+    """Events waiting, and the state of the last attempts."""
+    import json
+
+    from portal import sync as syncing
+    from portal.config import key_path
+    from portal.db import database, init_db
+    from portal.identity import load_or_create_keys
+
+    settings = _settings(config)
+    init_db(database_path(settings))
+    keys = load_or_create_keys(key_path(settings))
+    with database.connection_context():
+        click.echo(json.dumps({"central_url": settings.central_url, "store_id": keys.store_id or None,
+                               "pending_events": syncing.pending(), "state": syncing._state()}, sort_keys=True))
+
+
+@sync.command("enroll")
+@click.option("--store-id", required=True, help="As `footfall central add-store` printed it.")
+@click.option("--store-key", required=True, help="This store's signing key (base64).")
+@click.option("--index-key", required=True, help="The chain's blind-index key (base64).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def sync_enroll(store_id: str, store_key: str, index_key: str, config: str | None) -> None:
+    """Join the chain: keep the store key, adopt the chain's index key and re-index every lead.
+    Restart the portal afterwards so that it uses the new key."""
+    from portal import sync as syncing
+    from portal.config import key_path
+    from portal.db import database, init_db
+    from portal.identity import Vault, load_or_create_keys
+
+    settings = _settings(config)
+    init_db(database_path(settings))
+    keys = load_or_create_keys(key_path(settings))
+    try:
+        store, index = syncing.decode_key(store_key), syncing.decode_key(index_key)
+    except syncing.SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    with database.connection_context():
+        count = syncing.enroll(key_path(settings), keys, Vault(keys), store_id.strip(), store, index)
+    click.echo(f"enrolled as {store_id.strip()}; {count} leads re-indexed with the chain's key; restart the portal")
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def central(ctx: click.Context) -> None:
+    """The chain's central store (PostgreSQL); alone, it serves the API."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(central_serve)
+
+
+def _central(config: str | None):
+    from central import create_app
+
+    settings = _settings(config)
+    return settings, create_app(settings)
+
+
+@central.command("serve")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--port", type=int, default=None, help="Override central_listen_port (0: a free one).")
+def central_serve(config: str | None, port: int | None) -> None:
+    """Serve the central API with gunicorn (central_workers processes)."""
+    import socket
+
+    from gunicorn.app.base import BaseApplication
+
+    from central.db import database
+
+    settings, _ = _central(config)  # migrate once, before the workers start
+    # Workers are forked from this process: none may inherit a pooled PostgreSQL connection
+    # (two workers on one socket corrupt each other's queries).
+    database.close_all()
+    host, port = settings.central_listen_host, settings.central_listen_port if port is None else port
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", settings.central_workers)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("limit_request_field_size", 8190)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("when_ready", lambda server: click.echo(f"central listening on http://{host}:{port}", nl=True)
+                         or sys.stdout.flush())
+
+        def load(self):
+            from central import create_app
+            return create_app(settings)
+
+    Server().run()
+
+
+@central.command("add-store")
+@click.argument("store_id")
+@click.option("--name", required=True)
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def central_add_store(store_id: str, name: str, config: str | None) -> None:
+    """Enroll a store; prints the command to run on its appliance (keys shown once)."""
+    import base64
+    import re
+
+    from central import add_store
+    from central.db import database
+
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", store_id):
+        raise click.ClickException("store ids are 1-64 letters, digits, '_' or '-'")
+    _, app = _central(config)
+    rt = app.extensions["central"]
+    with database.connection_context():
+        try:
+            key = add_store(store_id, name[:120], rt["vault"])
+        except Exception as exc:
+            raise click.ClickException(f"cannot add {store_id}: {exc.__class__.__name__}") from None
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    click.echo(f"footfall sync enroll --store-id {store_id} --store-key {b64(key)} --index-key {b64(rt['keys'].index)}")
+
+
+@central.command("token")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["people:read", "exports:read", "erase:write", "stores:read"]))
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def central_token(name: str, scopes: tuple[str, ...], config: str | None) -> None:
+    """Create a read API token (printed once; only its hash is kept)."""
+    from central import add_token
+    from central.db import database
+
+    _central(config)
+    with database.connection_context():
+        click.echo(add_token(name[:120], list(scopes)))
