@@ -16,6 +16,7 @@ from portal import privacy, segments, store_settings
 from portal.config import database_path
 from portal.db import database, init_db
 from portal.gateway.null import NullGateway
+from portal.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,11 @@ def _segments(settings) -> dict:
 
 def _purge(settings) -> dict:
     # People not seen within the retention period hold no live authorization: nothing to revoke.
-    return privacy.purge(settings.retention_days, NullGateway(), settings.store_id)
+    result = privacy.purge(settings.retention_days, NullGateway(), settings.store_id)
+    # What the central store confirmed a week ago need not wait here any longer.
+    week_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).replace(tzinfo=None)
+    result["outbox_delivered"] = OutboxEvent.delete().where(OutboxEvent.delivered_at < week_ago).execute()
+    return result
 
 
 def _push(settings) -> dict:

@@ -184,11 +184,14 @@ def test_jobs_run_from_the_cli(app, settings, people):
     Lead.update(updated_at=utcnow() - datetime.timedelta(days=999)).where(Lead.id <= 5).execute()
     Visit.update(start=utcnow() - datetime.timedelta(days=999), end=utcnow() - datetime.timedelta(days=999)).where(
         Visit.id <= 5).execute()
+    from portal.models import OutboxEvent
+    OutboxEvent.update(delivered_at=utcnow() - datetime.timedelta(days=8)).where(OutboxEvent.id <= 10).execute()
+    OutboxEvent.update(delivered_at=utcnow()).where(OutboxEvent.id.between(11, 20)).execute()
     database.close()
     env = {"FOOTFALL_DATA_DIR": settings.data_dir}
     result = CliRunner().invoke(main, ["jobs", "run", "purge"], env=env)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"leads": 5, "visits": 0}  # their old visits went with them
+    assert json.loads(result.output) == {"leads": 5, "visits": 0, "outbox_delivered": 10}  # old visits went with them
     result = CliRunner().invoke(main, ["jobs", "run", "segments"], env=env)
     assert result.exit_code == 0 and "loyal" in result.output
     assert CliRunner().invoke(main, ["jobs", "run", "nope"], env=env).exit_code != 0
