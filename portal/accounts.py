@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import datetime
+import hmac
 import json
 import re
 import secrets
+import time
 
 import pyotp
 from argon2 import PasswordHasher
@@ -125,8 +127,10 @@ def totp_uri(manager: Manager, vault: Vault, issuer: str) -> str | None:
 def confirm_totp(manager: Manager, vault: Vault, code: str, ip: str | None = None) -> list[str]:
     """Activate the secret if `code` is right; returns recovery codes, shown this once."""
     secret = vault.decrypt(manager.totp_secret_enc, "manager.totp")
-    if not secret or not pyotp.TOTP(secret).verify((code or "").strip(), valid_window=1):
+    step = _totp_step(secret, (code or "").strip(), manager.totp_last_step) if secret else None
+    if step is None:
         raise AccountError("code_invalid")
+    manager.totp_last_step = step
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
     manager.recovery_codes = json.dumps([_hasher.hash(c) for c in codes])
     manager.totp_confirmed = True
@@ -135,12 +139,27 @@ def confirm_totp(manager: Manager, vault: Vault, code: str, ip: str | None = Non
     return codes
 
 
+def _totp_step(secret: str, code: str, after: int) -> int | None:
+    """The time step (this one, or the one before or after: clock drift) whose code this is,
+    if later than `after`; None otherwise."""
+    totp = pyotp.TOTP(secret)
+    now = int(time.time()) // totp.interval
+    for step in (now - 1, now, now + 1):
+        if step > after and hmac.compare_digest(totp.at(step * totp.interval), code):
+            return step
+    return None
+
+
 def verify_second_factor(manager: Manager, vault: Vault, code: str, ip: str | None = None) -> bool:
-    """A current TOTP code, or an unused recovery code (which is then spent)."""
+    """A current TOTP code never used before, or an unused recovery code (which is then spent)."""
     code = (code or "").strip()
     secret = vault.decrypt(manager.totp_secret_enc, "manager.totp")
-    if secret and code.isdigit() and pyotp.TOTP(secret).verify(code, valid_window=1):
-        return True
+    if secret and code.isdigit() and len(code) == 6:
+        step = _totp_step(secret, code, manager.totp_last_step)
+        if step is not None:
+            manager.totp_last_step = step
+            manager.save()
+            return True
     hashes = json.loads(manager.recovery_codes or "[]")
     for i, hashed in enumerate(hashes):
         if len(code) == 13 and _verify(hashed, code.lower()):

@@ -148,14 +148,39 @@ def central_add_store(store_id: str, name: str, config: str | None) -> None:
 
 @central.command("token")
 @click.argument("name")
-@click.option("--scope", "scopes", multiple=True, required=True,
+@click.option("--scope", "scopes", multiple=True,
               type=click.Choice(["people:read", "exports:read", "erase:write", "stores:read"]))
+@click.option("--revoke", is_flag=True, help="Revoke every live token of that name instead.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
-def central_token(name: str, scopes: tuple[str, ...], config: str | None) -> None:
-    """Create a read API token (printed once; only its hash is kept)."""
+def central_token(name: str, scopes: tuple[str, ...], revoke: bool, config: str | None) -> None:
+    """Create a read API token (printed once; only its hash is kept), or --revoke one."""
     from central import add_token
     from central.db import database
+    from central.models import ApiToken, utcnow
 
     _central(config)
     with database.connection_context():
+        if revoke:
+            count = ApiToken.update(revoked_at=utcnow()).where(
+                (ApiToken.name == name) & ApiToken.revoked_at.is_null()).execute()
+            if not count:
+                raise click.ClickException(f"no live token named {name!r}")
+            click.echo(f"revoked {count} token(s) named {name}")
+            return
+        if not scopes:
+            raise click.ClickException("give at least one --scope")
         click.echo(add_token(name[:120], list(scopes)))
+
+
+@central.command("tokens")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+def central_tokens(config: str | None) -> None:
+    """List the API tokens (names, scopes, state; never the tokens)."""
+    from central.db import database
+    from central.models import ApiToken
+
+    _central(config)
+    with database.connection_context():
+        for token in ApiToken.select().order_by(ApiToken.id):
+            state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "live"
+            click.echo(f"{token.name}\t{token.scopes}\t{state}\tcreated {token.created_at:%Y-%m-%d}")

@@ -130,6 +130,7 @@ class Manager(BaseModel):
     totp_secret_enc = BlobField(null=True)
     totp_confirmed = BooleanField(default=False)
     recovery_codes = TextField(default="[]")  # argon2 hashes, each usable once
+    totp_last_step = IntegerField(default=0)   # a TOTP code is accepted once: later steps only
     failed_logins = IntegerField(default=0)
     locked_until = DateTimeField(null=True)
     disabled = BooleanField(default=False)

@@ -111,3 +111,22 @@ def test_schemathesis_finds_no_server_error(central_app, tokens):
                 failures.append((op.method, op.path, response.status_code))
         check()
     assert failures == []
+
+
+def test_token_cli_creates_lists_and_revokes(central_settings, central_app):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
+           "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema}
+    created = CliRunner().invoke(main, ["central", "token", "crm", "--scope", "people:read"], env=env)
+    assert created.exit_code == 0, created.output
+    token = created.output.strip()
+    client = central_app.test_client()
+    assert client.get("/v1/people", headers=auth(token)).status_code == 200
+    listed = CliRunner().invoke(main, ["central", "tokens"], env=env)
+    assert "crm\tpeople:read\tlive" in listed.output and token not in listed.output
+    assert CliRunner().invoke(main, ["central", "token", "crm"], env=env).exit_code != 0  # no scope
+    revoked = CliRunner().invoke(main, ["central", "token", "crm", "--revoke"], env=env)
+    assert revoked.exit_code == 0 and "revoked 1" in revoked.output
+    assert client.get("/v1/people", headers=auth(token)).status_code == 401

@@ -83,5 +83,19 @@ def as_role(app, accounts_by_role):
     return make
 
 
-def totp_now(manager: Manager, vault) -> str:
-    return pyotp.TOTP(vault.decrypt(Manager.get_by_id(manager.id).totp_secret_enc, "manager.totp")).now()
+def totp_now(manager: Manager, vault, shift: int = 0) -> str:
+    """The code an authenticator shows `shift` seconds from now."""
+    import time
+    return pyotp.TOTP(vault.decrypt(Manager.get_by_id(manager.id).totp_secret_enc, "manager.totp")).at(time.time() + shift)
+
+
+@pytest.fixture
+def next_step(monkeypatch):
+    """Move the server's clock one TOTP step (30 s) ahead: a new code, without waiting for it."""
+    import time as real_time
+
+    class Later:
+        @staticmethod
+        def time():
+            return real_time.time() + 30
+    monkeypatch.setattr(accounts, "time", Later)

@@ -69,7 +69,7 @@ def test_csrf_is_required_on_every_form(panel, as_role):
     assert owner.get("/panel/").status_code == 200  # still signed in: the forged logout did nothing
 
 
-def test_two_factor_enrolment_and_login(app, accounts_by_role):
+def test_two_factor_enrolment_and_login(app, accounts_by_role, monkeypatch):
     rt = app.extensions["footfall"]
     app.extensions["footfall"] = dataclasses.replace(rt, settings=dataclasses.replace(rt.settings, panel_require_2fa=True))
     client = PanelClient(app.test_client())
@@ -84,6 +84,8 @@ def test_two_factor_enrolment_and_login(app, accounts_by_role):
     assert len(codes) == accounts.RECOVERY_CODES
     assert "data:image/svg" not in client.get("/panel/2fa").get_data(as_text=True)  # the secret is not shown again
     client.form("/panel/logout", {})
+    import time as real_time
+    monkeypatch.setattr(accounts, "time", type("Later", (), {"time": staticmethod(lambda: real_time.time() + 30)}))
 
     fresh = PanelClient(app.test_client())
     response = fresh.login("owner1")
@@ -91,7 +93,7 @@ def test_two_factor_enrolment_and_login(app, accounts_by_role):
     assert fresh.get("/panel/").status_code == 302  # not signed in before the second factor
     assert fresh.post("/panel/login/code", data={"csrf_token": fresh.token("/panel/login/code"), "code": "123456"}).status_code == 401
     assert fresh.post("/panel/login/code", data={"csrf_token": fresh.token("/panel/login/code"),
-                                                 "code": totp_now(owner, rt.vault)}).status_code == 302
+                                                 "code": totp_now(owner, rt.vault, shift=30)}).status_code == 302
     assert fresh.get("/panel/").status_code == 200
 
     spare = PanelClient(app.test_client())
@@ -170,3 +172,20 @@ def test_cli_manager_commands(tmp_path):
                                 input="a brand new long secret\n", env=env)
     assert result.exit_code == 0 and "two-factor removed" in result.output
     database.close()
+
+
+def test_a_totp_code_works_only_once(app, accounts_by_role, next_step):
+    rt = app.extensions["footfall"]
+    manager = Manager.get(Manager.username == "owner1")
+    accounts.start_totp(manager, rt.vault)
+    accounts.confirm_totp(manager, rt.vault, totp_now(manager, rt.vault, shift=30))
+    spent = totp_now(manager, rt.vault, shift=30)
+    manager = Manager.get_by_id(manager.id)
+    assert not accounts.verify_second_factor(manager, rt.vault, spent)  # spent at enrolment
+    code = totp_now(manager, rt.vault, shift=60)
+    client = PanelClient(app.test_client())
+    client.login("owner1")
+    assert client.post("/panel/login/code", data={"csrf_token": client.token("/panel/login/code"), "code": code}).status_code == 302
+    replay = PanelClient(app.test_client())
+    replay.login("owner1")
+    assert replay.post("/panel/login/code", data={"csrf_token": replay.token("/panel/login/code"), "code": code}).status_code == 401
