@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # network of the namespace tests (nftables, dnsmasq, DHCP clients, arping, openNDS with legacy
 # iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze).
 # dnsmasq-base has no service.
-TEST_DEB := chromium chromium-driver iproute2 nftables dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
+TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
 	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 

@@ -136,7 +136,7 @@ if [ -r /etc/os-release ]; then
 fi
 
 say "packages"
-PACKAGES=(python3-venv nftables dnsmasq)
+PACKAGES=(python3-venv nftables conntrack dnsmasq ieee-data)
 [ "$HOSTAPD" = 1 ] && PACKAGES+=(hostapd)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

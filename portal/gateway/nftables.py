@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import logging
 import re
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -158,6 +159,9 @@ class NftablesGateway:
         self.nft.run(f"add element inet {TABLE} authorized {{ {mac} }}\n"
                      f"delete element inet {TABLE} authorized {{ {mac} }}\n"
                      f"add element inet {TABLE} authorized {{ {mac} timeout {seconds}s }}\n")
+        # ~15 ms of conntrack: done beside the answer, well before the browser (which first loads
+        # the portal's /online page) reuses an old connection to the site it asked for.
+        threading.Thread(target=forget_redirects, args=(grant.ip,), daemon=True, name="conntrack").start()
 
     def revoke(self, mac: str) -> None:
         mac = _mac(mac)
@@ -171,6 +175,24 @@ class NftablesGateway:
 
     def client_mac(self, ip: str) -> str | None:
         return neighbour_mac(ip)
+
+
+def forget_redirects(ip: str | None) -> None:
+    """Drop the client's port-80 connection tracking: a keep-alive connection that was
+    redirected to the portal keeps its NAT mapping after authorization, and a browser reusing
+    it would keep seeing the portal. Without its entry the old connection is reset and the
+    browser opens a new one, which now goes out."""
+    if not ip or shutil.which("conntrack") is None:
+        if ip:
+            logger.warning("conntrack is not installed: a browser may keep a redirected connection after sign-in")
+        return
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return
+    family = "ipv6" if address.version == 6 else "ipv4"
+    subprocess.run(["conntrack", "-D", "-f", family, "-s", str(address), "-p", "tcp", "--dport", "80"],
+                   capture_output=True, timeout=5)  # exit 1 when there was nothing to delete: fine
 
 
 def neighbour_mac(ip: str, arp_table: Path = Path("/proc/net/arp")) -> str | None:

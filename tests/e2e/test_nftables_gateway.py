@@ -97,3 +97,26 @@ def test_restart_and_reboot_keep_unexpired_clients_online(net, tmp_path):
         assert CLIENT_MAC in listing
         # Restored with what was left of the session, not a fresh one.
         assert "timeout 10m" not in listing
+
+
+def test_a_real_browser_in_the_client_namespace_signs_in_and_gets_out(net, tmp_path):
+    """Headless Chromium where the phone would be: redirected by the gate, signs in, browses."""
+    import shutil
+    import sys
+
+    from tests.conftest import have
+    from tests.e2e.netns import HERE
+    from tests.e2e.test_browser import ARTIFACTS
+    require(have("chromium") and have("chromedriver"), "Debian packages chromium and chromium-driver are not installed")
+    net.dhcp()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with run_portal(net, tmp_path / "data"):
+        done = net.sh(sys.executable, str(HERE / "browser_in_ns.py"), str(ARTIFACTS), ns=net.cli, timeout=120)
+    import json
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["captive_url"].startswith(f"{PORTAL}/?continue=http%3A%2F%2Fexample.com%2Fnews")
+    assert out["after_submit"].startswith(f"{PORTAL}/online")
+    assert out["continue_link"] == "http://example.com/news"
+    assert out["site_text"] == "the internet"
+    assert any(h["kind"] == "http" and h["host"] == "example.com" for h in net.hits())
+    assert shutil.which("chromium")
