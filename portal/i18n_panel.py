@@ -139,6 +139,8 @@ PANEL_MESSAGES: dict[str, dict[str, str]] = {
     "role_manager": {"en": "manager", "vi": "quản lý"},
     "role_analyst": {"en": "analyst", "vi": "phân tích"},
     "two_factor": {"en": "2FA", "vi": "2FA"},
+    "disable": {"en": "Disable", "vi": "Vô hiệu hóa"},
+    "enable": {"en": "Enable", "vi": "Kích hoạt lại"},
     "add_user": {"en": "Add a user", "vi": "Thêm người dùng"},
     "err_login_invalid": {"en": "Wrong username or password.", "vi": "Sai tên đăng nhập hoặc mật khẩu."},
     "err_login_locked": {"en": "Too many failed attempts: this account is locked for a while.",

@@ -145,6 +145,21 @@ def users():
                            roles=accounts.ROLES), 422 if error else 200
 
 
+@bp.post("/users/<int:manager_id>/access")
+@requires("owner")
+def user_access(manager_id: int):
+    """Disable an account (staff who left) or enable it again; never one's own."""
+    manager = Manager.get_or_none(Manager.id == manager_id) or abort(404)
+    if manager.id == current_user.manager.id:
+        abort(400)
+    disable = request.form.get("disabled") == "yes"
+    manager.disabled = disable
+    manager.save()
+    AuditLog.record(current_user.actor, "account_disabled" if disable else "account_enabled", manager.username,
+                    request.remote_addr)
+    return redirect(url_for("panel.users"))
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @requires("owner")
 def settings_page():

@@ -211,3 +211,20 @@ def test_backup_job_makes_a_consistent_private_copy(app, settings, people):
     assert copy.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(copy) as db:
         assert db.execute("SELECT count(*) FROM lead").fetchone()[0] == 60
+
+
+def test_owner_disables_and_enables_an_account(as_role, app, accounts_by_role):
+    from portal.models import Manager
+    from tests.panel.conftest import PanelClient
+    manager = as_role("manager")
+    assert manager.get("/panel/").status_code == 200
+    owner = as_role("owner")
+    target = Manager.get(Manager.username == "manager1")
+    owner.form(f"/panel/users/{target.id}/access", {"disabled": "yes"}, token_page="/panel/users")
+    assert manager.get("/panel/").status_code == 302  # the live session ends
+    assert PanelClient(app.test_client()).login("manager1").status_code == 401
+    me = Manager.get(Manager.username == "owner1")
+    assert owner.form(f"/panel/users/{me.id}/access", {"disabled": "yes"}, token_page="/panel/users").status_code == 400
+    owner.form(f"/panel/users/{target.id}/access", {"disabled": "no"}, token_page="/panel/users")
+    assert PanelClient(app.test_client()).login("manager1").status_code == 302
+    assert {"account_disabled", "account_enabled"} <= set(audit_actions())
