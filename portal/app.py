@@ -96,14 +96,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     )
 
     from portal import errors, panel
-    from portal.captive import bp as captive_bp, probe_guard
-    from portal.captive.probes import PortalSessionInterface
+    from portal.captive import CaptiveProbes, bp as captive_bp
     from portal.captive.views import body_limits, check_encoding
 
-    app.session_interface = PortalSessionInterface()
-    # Order matters: a foreign Host is a probe before anything else runs; broken encodings are
-    # refused before CSRF parses the form.
-    app.before_request(probe_guard)
+    # A foreign Host is a captive probe, answered before Flask (see CaptiveProbes). Then, in
+    # order: the logo's larger body limit, and broken encodings refused before CSRF parses forms.
+    app.wsgi_app = CaptiveProbes(app.wsgi_app, app)
     app.before_request(body_limits)
     app.before_request(check_encoding)
     csrf.init_app(app)

@@ -51,8 +51,6 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
-        if request.environ.get("footfall.probe"):
-            return response  # a bodyless redirect or an OS probe answer: nothing to protect
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
         h.setdefault("X-Content-Type-Options", "nosniff")

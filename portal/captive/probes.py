@@ -4,9 +4,6 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from flask import Response, current_app, request
-from flask.sessions import SecureCookieSessionInterface
-
 from portal.safeurl import CONTINUE_MAX
 
 _HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
@@ -36,18 +33,20 @@ def original_url(environ) -> str | None:
     return url if len(url) <= CONTINUE_MAX else f"http://{host}/"
 
 
-def probe_guard() -> Response | None:
-    """Before any view: answer requests that were meant for another host."""
-    rt = current_app.extensions["footfall"]
-    if request.environ.get("HTTP_HOST", "").lower() in rt.own_hosts:
-        return None
-    environ = request.environ
-    environ["footfall.probe"] = True
-    if not rt.gateway.enforcing and rt.visitors.online.until(request.remote_addr or "") is not None:
-        answer = ONLINE_ANSWERS.get(environ.get("PATH_INFO", ""))
-        if answer is not None:
-            status, body, mimetype = answer
-            return Response(body, status=status, mimetype=mimetype, headers={"Cache-Control": "no-store"})
+_STATUS = {200: "200 OK", 204: "204 No Content", 302: "302 Found"}
+
+
+def answer(rt, environ) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A captive probe's answer: a redirect to the splash page with the original URL, never the
+    "online" answer while the device is captive (and, with the null gateway, the real online
+    answer once it is not)."""
+    if not rt.gateway.enforcing and rt.visitors.online.until(environ.get("REMOTE_ADDR", "")) is not None:
+        known = ONLINE_ANSWERS.get(environ.get("PATH_INFO", ""))
+        if known is not None:
+            status, body, mimetype = known
+            data = body.encode()
+            return _STATUS[status], [("Content-Type", f"{mimetype}; charset=utf-8"), ("Content-Length", str(len(data))),
+                                     ("Cache-Control", "no-store")], data
         target = rt.portal_url + "/online"
     else:
         target = rt.portal_url + "/"
@@ -55,14 +54,24 @@ def probe_guard() -> Response | None:
     url = original_url(environ)
     if url:
         target += "?continue=" + quote(url, safe="")
-    # 302 with a tiny body: never the "online" answer, never cached by the OS probe.
-    return Response("", status=302, headers={"Location": target, "Cache-Control": "no-store"})
+    # 302 with an empty body, never cached by the OS probe.
+    return _STATUS[302], [("Location", target), ("Content-Length", "0"), ("Cache-Control", "no-store")], b""
 
 
-class PortalSessionInterface(SecureCookieSessionInterface):
-    """No session for probes: they never need one, and opening it costs on the hottest path."""
+class CaptiveProbes:
+    """WSGI middleware in front of Flask: a request for any host but the portal's own is a
+    captive probe, answered here. Probes are most of a portal's traffic, and answering them
+    without a Flask request context, hooks and header objects is what keeps the probe path
+    near a bare redirect (see tests/perf/bench_portal.py)."""
 
-    def open_session(self, app, request):
-        if request.environ.get("HTTP_HOST", "").lower() not in app.extensions["footfall"].own_hosts:
-            return self.make_null_session(app)
-        return super().open_session(app, request)
+    def __init__(self, wsgi_app, flask_app) -> None:
+        self.wsgi_app = wsgi_app
+        self.flask_app = flask_app
+
+    def __call__(self, environ, start_response):
+        rt = self.flask_app.extensions["footfall"]  # read per call: a settings save replaces it
+        if environ.get("HTTP_HOST", "").lower() in rt.own_hosts:
+            return self.wsgi_app(environ, start_response)
+        status, headers, body = answer(rt, environ)
+        start_response(status, headers)
+        return [body]
