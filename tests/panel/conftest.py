@@ -19,20 +19,10 @@ def cheap_hashing(monkeypatch):
 
 
 @pytest.fixture
-def panel_settings(settings):
+def settings(settings):
+    """The shared settings, with two-factor optional (the tests that need it turn it on)."""
     import dataclasses
     return dataclasses.replace(settings, panel_require_2fa=False)
-
-
-@pytest.fixture
-def app(panel_settings, gateway):
-    from portal import create_app
-    from portal.db import database
-
-    app = create_app(panel_settings, gateway=gateway)
-    app.config["TESTING"] = True
-    yield app
-    database.close()
 
 
 @pytest.fixture
