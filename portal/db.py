@@ -9,7 +9,12 @@ from playhouse.migrations import Runner
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Deferred: every process calls init_db() with its own path and pragmas.
-database = SqliteDatabase(None)
+# Every transaction is BEGIN IMMEDIATE: it takes the write lock when it begins, so two writers
+# queue on busy_timeout. A deferred transaction that reads and then writes cannot upgrade its lock
+# once another connection has committed since its snapshot: SQLite answers SQLITE_BUSY at once,
+# whatever busy_timeout says (4 sign-ins in 10 failed that way with two visitors at a time).
+# Reads therefore never run inside `atomic()`; they run in autocommit, where WAL never blocks them.
+database = SqliteDatabase(None, lock_type="IMMEDIATE")
 
 # synchronous=FULL in WAL mode fsyncs the log at each commit: an acknowledged lead survives a
 # power cut. Writers that can afford to lose the last second (the collector) lower it per connection.
