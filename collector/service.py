@@ -30,7 +30,7 @@ def _ignored(settings, *interfaces: str) -> frozenset[str]:
 def _pipeline(settings, ignore: frozenset[str]) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
-    init_db(database_path(settings), synchronous="normal", cache_size=-2000)
+    init_db(database_path(settings), synchronous="normal", cache_size=-2000, busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # visit thresholds the owner set in the panel
     writer = Writer(Store(OuiTable(settings.oui_file)))

@@ -61,7 +61,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     keys = load_or_create_keys(key_path(settings))
-    init_db(database_path(settings))
+    init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel
         consent.ensure_policies(settings.store_name, settings.controller_name,

@@ -40,6 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
     Setting("listen_port", 8080, "Port the portal's web server binds to."),
     Setting("threads", 8, "Worker threads of the portal's web server."),
+    Setting("db_lock_wait_ms", 5000, "How long a write waits for the database's write lock before the visitor is asked to try again (503)."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
     Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver, fas_secure_enabled 1)."),
@@ -156,7 +157,7 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds" and not settings.opennds_faskey:
         raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "max_header_bytes", "threads", "db_lock_wait_ms", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
         if getattr(settings, name) <= 0:

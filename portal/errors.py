@@ -5,15 +5,19 @@ import logging
 
 from flask import Flask, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
+from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from portal.captive.views import BadParameters
+from portal.db import DatabaseBusy, database, is_busy
 from portal.i18n import negotiate
 
 logger = logging.getLogger(__name__)
 
 _MESSAGES = {400: "err_bad_request", 404: "err_not_found", 405: "err_method", 413: "err_too_large",
              414: "err_too_large", 431: "err_too_large", 429: "err_rate_limited"}
+
+BUSY_RETRY_AFTER = 3
 
 # No scripts at all; styles are inline; forms post only to the portal itself.
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -43,6 +47,18 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = exc.code or 500
         return _page(_MESSAGES.get(code, "err_bad_request" if code < 500 else "err_server"), code)
+
+    @app.errorhandler(OperationalError)
+    def database_error(exc: OperationalError):
+        if is_busy(exc):
+            # Nothing was written (the transaction never began, or rolled back): the visitor may
+            # simply send the form again. Counted for the health view; one line, no traceback.
+            if not isinstance(exc, DatabaseBusy):  # an autocommit write that timed out
+                database.stats.gave_up()
+            logger.warning("database busy on %s %s: answered 503", request.method, request.path)
+            page, code = _page("err_busy", 503)
+            return page, code, {"Retry-After": str(BUSY_RETRY_AFTER)}
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

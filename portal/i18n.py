@@ -103,6 +103,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err_method": {"en": "This action is not allowed here.", "vi": "Không cho phép thao tác này tại đây."},
     "err_fas_invalid": {"en": "This sign-in link is not valid. Reconnect to the WiFi and open any web page to try again.",
                         "vi": "Liên kết đăng nhập này không hợp lệ. Hãy kết nối lại WiFi và mở một trang web bất kỳ để thử lại."},
+    "err_busy": {"en": "Many people are signing in right now. Please try again in a few seconds.",
+                 "vi": "Đang có nhiều người đăng nhập cùng lúc. Vui lòng thử lại sau vài giây."},
     "err_server": {"en": "Something went wrong on our side. Please try again.",
                    "vi": "Đã có lỗi từ phía chúng tôi. Vui lòng thử lại."},
 }

@@ -82,7 +82,7 @@ JOBS = {job.name: job for job in (
 
 
 def run_job(name: str, settings) -> dict:
-    init_db(database_path(settings))
+    init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         return JOBS[name].run(store_settings.apply(settings))
 
