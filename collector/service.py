@@ -64,7 +64,7 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None) -> d
     database.close()
     elapsed = time.perf_counter() - started
     stats = asdict(pipeline.stats)
-    return {**stats, "truncated_records": truncated, "writer_errors": writer.errors, "seconds": round(elapsed, 3),
+    return {**stats, "truncated_records": truncated, "writer_errors": writer.errors, "writer_busy_waits": writer.busy_waits, "seconds": round(elapsed, 3),
             "frames_per_s": round(stats["frames"] / elapsed) if elapsed else None}
 
 
@@ -105,7 +105,7 @@ def run_live(settings, stop: threading.Event | None = None, announce=print) -> d
         database.close()
     return {**asdict(pipeline.stats), "kernel_packets": sum(s.kernel_packets for s, _ in sources),
             "kernel_drops": sum(s.kernel_drops for s, _ in sources), "capture_errors": sum(s.errors for s, _ in sources),
-            "writer_errors": writer.errors, "arp_probes": prober.sent}
+            "writer_errors": writer.errors, "writer_busy_waits": writer.busy_waits, "arp_probes": prober.sent}
 
 
 _feed_lock = threading.Lock()

@@ -4,6 +4,7 @@ stalled disk slows capture's hand-off instead of eating memory."""
 from __future__ import annotations
 
 import ctypes
+import itertools
 import datetime
 import json
 import logging
@@ -14,9 +15,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
+from peewee import OperationalError
+
 from collector.oui import OuiTable
 from collector.sessions import VisitRecord
-from portal.db import database
+from portal.db import database, is_busy
 
 logger = logging.getLogger(__name__)
 CHUNK = 500
@@ -177,6 +180,8 @@ class Writer(threading.Thread):
         self.store = store
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.errors = 0
+        self.busy_waits = 0
+        self.busy_retries = 20
 
     def submit(self, batch: Batch) -> None:
         self.queue.put(batch)
@@ -187,12 +192,25 @@ class Writer(threading.Thread):
             if batch is self._STOP:
                 return
             try:
-                self.store.write(batch)
+                self._write(batch)
                 del batch
                 _trim()
             except Exception:
                 self.errors += 1
                 logger.exception("could not write a batch of %d devices, %d visits", len(batch.devices), len(batch.visits))
+
+    def _write(self, batch: Batch) -> None:
+        """Write, waiting out a database that stays busy (a long job, a backup) instead of dropping
+        the batch: the queue in front is bounded, so capture slows down rather than losing visits."""
+        for attempt in itertools.count():
+            try:
+                return self.store.write(batch)
+            except OperationalError as exc:
+                if not is_busy(exc) or attempt >= self.busy_retries:
+                    raise
+                self.busy_waits += 1
+                logger.warning("database busy; writing the batch again (%d)", attempt + 1)
+                time.sleep(min(2.0, 0.1 * 2 ** attempt))
 
     def stop(self, timeout: float = 30) -> None:
         self.queue.put(self._STOP)

@@ -38,8 +38,10 @@ _ALL = "*"
 WRITERS: dict[str, frozenset[str]] = {
     "portal": frozenset({_ALL}),  # the visitor journey, the panel (its owner's every action), the funnel
     "collector": frozenset({"device", "visit", "open_run", "outbox_event"}),
-    "scheduler": frozenset({"segment", "segment_member", "store_setting", "outbox_event", "lead", "consent",
-                            "device", "visit", "open_run", "authorization", "audit_log", "segment_member"}),
+    # Segments and their sync bookkeeping; retention purges and erasures decided at the central
+    # store (a person erased everywhere: lead, consents kept as proof, devices, visits, sessions).
+    "scheduler": frozenset({"segment", "segment_member", "store_setting", "outbox_event", "audit_entry",
+                            "lead", "consent", "device", "visit", "open_run", "authorization"}),
 }
 
 

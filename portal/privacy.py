@@ -150,6 +150,9 @@ WHERE l.erased_at IS NULL AND l.updated_at < ?
 """
 
 
+PURGE_CHUNK = 5000
+
+
 def purge(retention_days: int, gateway: Gateway, store_id: str, now: datetime.datetime | None = None) -> dict[str, int]:
     """Delete visits older than the retention period and erase people not seen within it."""
     now = now or utcnow()
@@ -157,8 +160,16 @@ def purge(retention_days: int, gateway: Gateway, store_id: str, now: datetime.da
     stale = [row[0] for row in database.execute_sql(_STALE_LEADS, (cutoff, cutoff))]
     for lead_id in stale:
         erase_person(Lead.get_by_id(lead_id), [], gateway, store_id, "retention")
+    visits = 0
+    while True:  # in short transactions: a first purge may face years of visits
+        with database.atomic():
+            deleted = database.execute_sql(
+                'DELETE FROM visit WHERE id IN (SELECT id FROM visit WHERE "end" < ? LIMIT ?)',
+                (cutoff, PURGE_CHUNK)).rowcount
+        visits += deleted
+        if deleted < PURGE_CHUNK:
+            break
     with database.atomic():
-        visits = database.execute_sql("DELETE FROM visit WHERE \"end\" < ?", (cutoff,)).rowcount
         AuditLog.record("retention", "purge", None, visits=visits, leads=len(stale), retention_days=retention_days)
     return {"visits": visits, "leads": len(stale)}
 

@@ -139,22 +139,43 @@ def matches(rule: dict, stat: LeadStat, now: datetime.datetime) -> bool:
     return True
 
 
+# Rows per write transaction of the segment job: a sign-in waits behind at most one such chunk.
+WRITE_CHUNK = 2000
+
+
 def recompute(now: datetime.datetime | None = None) -> dict[str, int]:
-    """Recompute every segment's membership in one transaction; returns member counts."""
+    """Recompute every segment's membership; returns member counts.
+
+    Reads run outside any transaction; the writes are the difference from the stored membership,
+    in short transactions of at most WRITE_CHUNK rows, so visitors signing in meanwhile never
+    wait long for the write lock. A person erased meanwhile is never added back."""
     now = now or utcnow()
     ensure_builtins()
     segments = list(Segment.select())
     rules = {s.id: json.loads(s.rule) for s in segments}
     stats = lead_stats({r.get("window_days", 90) for r in rules.values()}, now)
-    members = {sid: [lead_id for lead_id, stat in stats.items() if matches(rule, stat, now)] for sid, rule in rules.items()}
-    with database.atomic():
-        database.execute_sql("DELETE FROM segment_member")
-        database.cursor().executemany("INSERT INTO segment_member (segment_id, lead_id) VALUES (?, ?)",
-                                      ((sid, lead_id) for sid, ids in members.items() for lead_id in ids))
-        for s in segments:
-            Segment.update(members=len(members[s.id]), computed_at=now).where(Segment.id == s.id).execute()
+    counts = {}
+    for s in segments:
+        want = {lead_id for lead_id, stat in stats.items() if matches(rules[s.id], stat, now)}
+        have = {row[0] for row in database.execute_sql("SELECT lead_id FROM segment_member WHERE segment_id = ?", (s.id,))}
+        drop, add = sorted(have - want), sorted(want - have)
+        for i in range(0, len(drop), WRITE_CHUNK):
+            with database.atomic():
+                database.cursor().executemany("DELETE FROM segment_member WHERE segment_id = ? AND lead_id = ?",
+                                              ((s.id, lead_id) for lead_id in drop[i:i + WRITE_CHUNK]))
+        for i in range(0, len(add), WRITE_CHUNK):
+            with database.atomic():
+                database.cursor().executemany(
+                    "INSERT OR IGNORE INTO segment_member (segment_id, lead_id) "
+                    "SELECT ?, id FROM lead WHERE id = ? AND erased_at IS NULL",
+                    ((s.id, lead_id) for lead_id in add[i:i + WRITE_CHUNK]))
+        with database.atomic():
+            members = database.execute_sql("SELECT count(*) FROM segment_member WHERE segment_id = ?",
+                                           (s.id,)).fetchone()[0]
+            Segment.update(members=members, computed_at=now).where(Segment.id == s.id).execute()
             _tell_central(s)
-    return {s.key: len(members[s.id]) for s in segments}
+        counts[s.key] = members
+    return counts
 
 
 def _tell_central(segment: Segment) -> None:
