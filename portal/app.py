@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -14,6 +16,7 @@ from portal.config import Settings, database_path, key_path, load_settings
 from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
 from portal.identity import Vault, load_or_create_keys
+from portal.journal import Journal
 from portal.models import Authorization, Device, utcnow
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
@@ -85,10 +88,17 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
         WTF_CSRF_TIME_LIMIT=3600,
         TRAP_HTTP_EXCEPTIONS=False,
     )
+    # One connection held for the process's life: SQLite deletes the -wal and -shm files when the
+    # last connection closes, and re-creating them on a full card fails every later connection.
+    app.extensions["footfall_keeper"] = sqlite3.connect(database_path(settings), check_same_thread=False)
+    app.extensions["footfall_keeper"].execute("SELECT count(*) FROM sqlite_master").fetchone()
     vault = Vault(keys)
+    visitors = Visitors(vault, gateway, settings, Journal(Path(settings.data_dir) / "signin-journal.bin", vault))
+    with database.connection_context():
+        visitors.replay_journal()  # sign-ins kept while the disk was full, if there is room now
     app.extensions["footfall"] = Runtime(
         settings=settings, vault=vault, gateway=gateway,
-        visitors=Visitors(vault, gateway, settings),
+        visitors=visitors,
         limiter=RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
         funnel=Funnel(),
         dashboard=DashboardCache(),

@@ -1,6 +1,7 @@
 """Policy versions and the append-only consent log."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 from dataclasses import dataclass
 
@@ -61,14 +62,19 @@ def current_set(language: str) -> dict[str, PolicyVersion]:
 
 
 def record(lead: Lead, purpose: str, granted: bool, where: Where,
-           policy: PolicyVersion | None = None) -> Consent:
-    """Append one grant or withdrawal, with the outbox event the central store needs."""
+           policy: PolicyVersion | None = None, at: datetime.datetime | None = None,
+           uid: str | None = None) -> Consent:
+    """Append one grant or withdrawal, with the outbox event the central store needs. `at` and
+    `uid` are given when a sign-in kept in the journal is replayed (its own time, idempotent)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
+    extra = {"created_at": at} if at else {}
+    if uid:
+        extra["uid"] = uid
     consent = Consent.create(
         lead=lead, purpose=purpose, granted=granted, policy=policy,
         policy_sha256=policy.sha256 if policy else None, store_id=where.store_id,
-        device_mac=where.mac, ip=where.ip, method=where.method)
+        device_mac=where.mac, ip=where.ip, method=where.method, **extra)
     OutboxEvent.emit("consent.recorded", consent=consent.uid, lead=lead.uid, purpose=purpose,
                      granted=granted, policy_sha256=consent.policy_sha256)
     return consent

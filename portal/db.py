@@ -31,6 +31,10 @@ PRAGMAS = {
     "synchronous": "full",
     "cache_size": -8000,
     "temp_store": "memory",
+    # The WAL is checkpointed every 256 pages (1 MiB, SQLite's default is 4) and cut back to this
+    # size after each checkpoint: on a small SD card a growing WAL is what fills the disk first.
+    "wal_autocheckpoint": 256,
+    "journal_size_limit": 1024 * 1024,
 }
 SLOW_WAIT_SECONDS = 0.1
 
@@ -84,6 +88,12 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseBusy) or "database is locked" in text or "database table is locked" in text
 
 
+def is_storage_fault(exc: BaseException) -> bool:
+    """The file cannot grow or be written: SQLITE_FULL (a full disk) or SQLITE_IOERR."""
+    text = str(exc).lower()
+    return "database or disk is full" in text or "disk i/o error" in text
+
+
 class AppDatabase(SqliteDatabase):
     """SQLite where every transaction begins IMMEDIATE, and a process's writers queue in order.
 
@@ -129,6 +139,9 @@ class AppDatabase(SqliteDatabase):
 
     def rollback(self):
         try:
+            conn = self._state.conn
+            if conn is not None and not conn.in_transaction:
+                return None  # SQLite already rolled back (SQLITE_FULL does): keep the original error
             return super().rollback()
         finally:
             self._release()
@@ -152,7 +165,14 @@ def init_db(path: str | Path, migrate: bool = True, **pragmas) -> SqliteDatabase
     database.init(str(path), pragmas=pragmas, check_same_thread=False, timeout=database.lock_wait)
     if migrate:
         migrate_db()
+        with database.connection_context():
+            checkpoint()
     return database
+
+
+def checkpoint() -> tuple[int, int, int]:
+    """Copy the WAL into the database and truncate it (readers may hold it back): busy, log, copied."""
+    return tuple(database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
 
 def migration_runner() -> Runner:

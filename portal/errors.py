@@ -9,7 +9,7 @@ from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from portal.captive.views import BadParameters
-from portal.db import DatabaseBusy, database, is_busy
+from portal.db import DatabaseBusy, database, is_busy, is_storage_fault
 from portal.i18n import negotiate
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ def init_app(app: Flask) -> None:
             logger.warning("database busy on %s %s: answered 503", request.method, request.path)
             page, code = _page("err_busy", 503)
             return page, code, {"Retry-After": str(BUSY_RETRY_AFTER)}
+        if is_storage_fault(exc):
+            logger.error("storage fault on %s %s: %s", request.method, request.path, exc)
+            page, code = _page("err_storage", 503)
+            return page, code, {"Retry-After": "60"}
         return unexpected(exc)
 
     @app.errorhandler(Exception)

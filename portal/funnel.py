@@ -4,10 +4,15 @@ the database at most every `every` seconds by whichever request comes next."""
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 import time
 
-from portal.db import database
+from peewee import OperationalError
+
+from portal.db import database, is_busy, is_storage_fault
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("probe", "splash", "submit", "online")
 _UPSERT = ("INSERT INTO funnel_day (day, stage, count) VALUES (?, ?, ?) "
@@ -33,8 +38,17 @@ class Funnel:
             counts, self._counts = self._counts, {}
             self._next = time.monotonic() + self.every
         if counts:
-            with database.atomic():
-                database.cursor().executemany(_UPSERT, [(day, stage, n) for (day, stage), n in counts.items()])
+            try:
+                with database.atomic():
+                    database.cursor().executemany(_UPSERT, [(day, stage, n) for (day, stage), n in counts.items()])
+            except OperationalError as exc:
+                if not (is_busy(exc) or is_storage_fault(exc)):
+                    raise
+                # A busy or full database: keep the counts for the next flush; a probe never fails for them.
+                with self._lock:
+                    for key, n in counts.items():
+                        self._counts[key] = self._counts.get(key, 0) + n
+                logger.warning("funnel counts kept in memory: %s", exc)
 
 
 def totals(days: int, today: datetime.date | None = None) -> dict[str, int]:

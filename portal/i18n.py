@@ -105,6 +105,10 @@ MESSAGES: dict[str, dict[str, str]] = {
                         "vi": "Liên kết đăng nhập này không hợp lệ. Hãy kết nối lại WiFi và mở một trang web bất kỳ để thử lại."},
     "err_busy": {"en": "Many people are signing in right now. Please try again in a few seconds.",
                  "vi": "Đang có nhiều người đăng nhập cùng lúc. Vui lòng thử lại sau vài giây."},
+    "err_storage": {"en": "This device's storage is full, so this could not be saved. Please tell the staff.",
+                    "vi": "Bộ nhớ của thiết bị đã đầy nên không thể lưu. Vui lòng báo cho nhân viên."},
+    "details_not_kept": {"en": "You are online. Our storage is full, so your details were not saved: nothing about you was kept.",
+                         "vi": "Bạn đã được kết nối. Bộ nhớ của chúng tôi đã đầy nên thông tin của bạn không được lưu: không có gì về bạn được giữ lại."},
     "err_server": {"en": "Something went wrong on our side. Please try again.",
                    "vi": "Đã có lỗi từ phía chúng tôi. Vui lòng thử lại."},
 }

@@ -25,6 +25,8 @@ class OnlineIndex:
         self.max_age = max_age
         self.clock = clock
         self._until: dict[str, datetime.datetime] = {}
+        # Sessions granted while the database could not record them (a full disk): kept here only.
+        self._held: dict[str, datetime.datetime] = {}
         self._loaded_at = float("-inf")
         self._reload_lock = threading.Lock()
 
@@ -41,7 +43,11 @@ class OnlineIndex:
             now = Authorization.expires_at.db_value(utcnow())
             rows = database.execute_sql(_ACTIVE_SQL, (now,)).fetchall()
             parse = Authorization.expires_at.python_value
-            self._until = {ip: parse(until) for ip, until in rows}
+            until = {ip: parse(until) for ip, until in rows}
+            current = utcnow()
+            held = {ip: u for ip, u in self._held.items() if u > current}
+            self._held = held
+            self._until = {**until, **{ip: u for ip, u in held.items() if ip not in until or u > until[ip]}}
             self._loaded_at = self.clock()
         finally:
             self._reload_lock.release()
@@ -52,6 +58,17 @@ class OnlineIndex:
             if current is None or until > current:
                 self._until = {**self._until, ip: until}
 
+    def hold(self, ip: str, until: datetime.datetime) -> None:
+        """A session the database could not record: kept in memory until it expires."""
+        self._held = {**self._held, ip: until}
+        self.note(ip, until)
+
+    def held(self, ip: str) -> datetime.datetime | None:
+        until = self._held.get(ip)
+        return until if until is not None and until > utcnow() else None
+
     def forget(self, *ips: str | None) -> None:
+        if any(ip in self._held for ip in ips):
+            self._held = {k: v for k, v in self._held.items() if k not in ips}
         if any(ip in self._until for ip in ips):
             self._until = {k: v for k, v in self._until.items() if k not in ips}

@@ -1,18 +1,24 @@
 """The visitor journey as domain functions: sign in, welcome back, see, withdraw, erase."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import threading
+import uuid
 from dataclasses import dataclass, field
 
 from portal import consent
-from portal.db import database
+from peewee import OperationalError
+
+from portal.db import checkpoint, database, is_storage_fault
 from portal.gateway import Gateway, GatewayError, Grant
 from portal.identity import (InvalidContact, Vault, clean_name, mask_email, mask_phone, normalize_email,
                              normalize_phone)
 from portal.privacy import erase_person
 from portal.online import OnlineIndex
-from portal.models import Authorization, AuditLog, Device, Lead, OutboxEvent, utcnow
+from portal.journal import Journal
+from portal.models import Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, PolicyVersion, new_uid, utcnow
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ class Outcome:
     ok: bool
     errors: dict[str, str] = field(default_factory=dict)
     online_until: datetime.datetime | None = None
+    stored: str = "database"  # or "journal" (the database was full), or "not_kept" (so was the journal)
 
 
 @dataclass(frozen=True)
@@ -69,11 +76,13 @@ class MyData:
 class Visitors:
     """The visitor side of the portal, bound to one store's keys, gateway and settings."""
 
-    def __init__(self, vault: Vault, gateway: Gateway, settings) -> None:
+    def __init__(self, vault: Vault, gateway: Gateway, settings, journal: Journal | None = None) -> None:
         self.vault = vault
         self.gateway = gateway
         self.settings = settings
+        self.journal = journal
         self.online = OnlineIndex()
+        self._replaying = threading.Lock()
 
     # -- look-ups -----------------------------------------------------------------------------
 
@@ -86,7 +95,7 @@ class Visitors:
         """Expiry of the live authorization of this IP, or None."""
         now = Authorization.expires_at.db_value(utcnow())
         row = database.execute_sql(self._ONLINE_SQL, (ip, now)).fetchone()
-        return Authorization.expires_at.python_value(row[0]) if row else None
+        return Authorization.expires_at.python_value(row[0]) if row else self.online.held(ip)
 
     def _lead_of(self, client: Client) -> Lead | None:
         if not client.mac:
@@ -142,17 +151,92 @@ class Visitors:
         if errors:
             return Outcome(False, errors)
         language = form.language if form.language in consent.LANGUAGES else self.settings.default_language
-        where = consent.Where(self.settings.store_id, client.mac, client.ip, "portal_form")
-        with database.atomic():
-            lead = self._upsert_lead(values, language)
-            device = self._link_device(client, lead)
-            consent.record(lead, REQUIRED_PURPOSE, True, where, consent.current(REQUIRED_PURPOSE, language))
-            for purpose in sorted(form.marketing):
-                consent.record(lead, purpose, True, where, consent.current(purpose, language))
-            auth = self._authorize_record(device, lead, client, "form")
-            AuditLog.record("visitor", "sign_in", lead.uid, client.ip,
-                            purposes=[REQUIRED_PURPOSE, *sorted(form.marketing)])
+        purposes = [REQUIRED_PURPOSE, *sorted(form.marketing)]
+        # Everything the database needs, fixed now: replayed from the journal, it keeps its own
+        # time, the very texts the visitor was shown, and its uid (a second replay adds nothing).
+        claim = {"uid": new_uid(), "at": utcnow().isoformat(), "values": values, "language": language,
+                 "mac": client.mac, "ip": client.ip,
+                 "policies": {p: getattr(consent.current(p, language), "id", None) for p in purposes}}
+        try:
+            auth = self._store_sign_in_or_checkpoint(claim)
+        except OperationalError as exc:
+            if not is_storage_fault(exc):
+                raise
+            return self._sign_in_unstored(claim, client, exc)
+        if self.journal is not None and len(self.journal):
+            self.replay_journal()
         return self._apply(auth)
+
+    def _store_sign_in_or_checkpoint(self, claim: dict) -> Authorization | None:
+        """Store; on a full disk, cut the WAL back once (its pages are often the space) and retry."""
+        try:
+            return self._store_sign_in(claim)
+        except OperationalError as exc:
+            if not is_storage_fault(exc):
+                raise
+            checkpoint()
+            return self._store_sign_in(claim)
+
+    def _store_sign_in(self, claim: dict) -> Authorization | None:
+        """The sign-in's records in one transaction; None when a journal replay finds it stored."""
+        at = datetime.datetime.fromisoformat(claim["at"])
+        client = Client(claim["ip"], claim["mac"])
+        where = consent.Where(self.settings.store_id, client.mac, client.ip, "portal_form")
+        uids = {p: uuid.uuid5(uuid.NAMESPACE_URL, f"footfall:{claim['uid']}:{p}").hex for p in claim["policies"]}
+        with database.atomic():
+            if Consent.select().where(Consent.uid == uids[REQUIRED_PURPOSE]).exists():
+                return None
+            lead = self._upsert_lead(claim["values"], claim["language"])
+            device = self._link_device(client, lead)
+            for purpose, policy_id in claim["policies"].items():
+                consent.record(lead, purpose, True, where, PolicyVersion.get_or_none(PolicyVersion.id == policy_id),
+                               at=at, uid=uids[purpose])
+            auth = self._authorize_record(device, lead, client, "form", at)
+            AuditLog.record("visitor", "sign_in", lead.uid, client.ip, purposes=list(claim["policies"]))
+        return auth
+
+    def _sign_in_unstored(self, claim: dict, client: Client, exc: Exception) -> Outcome:
+        """The database cannot take the sign-in (a full card): the visitor gets online all the same
+        (getting online never depended on what we store), and the sign-in waits in the journal."""
+        kept = self.journal is not None and self.journal.append(claim)
+        logger.error("database cannot store a sign-in (%s): %s", exc, "kept in the journal" if kept else
+                     "journal full or unavailable, details not kept")
+        until = datetime.datetime.fromisoformat(claim["at"]) + datetime.timedelta(seconds=self.settings.session_seconds)
+        try:
+            self.gateway.authorize(Grant(client.mac, client.ip, until))
+        except GatewayError:
+            logger.exception("gateway refused an unstored authorization")
+            return Outcome(False, {"form": "gateway_failed"})
+        self.online.hold(client.ip, until)
+        return Outcome(True, online_until=until, stored="journal" if kept else "not_kept")
+
+    def replay_journal(self) -> int:
+        """Move sign-ins kept in the journal into the database, oldest first; stops at a full disk."""
+        if self.journal is None or not self._replaying.acquire(blocking=False):
+            return 0
+        done = 0
+        try:
+            for slot, claim in self.journal.pending():
+                try:
+                    auth = self._store_sign_in_or_checkpoint(claim)
+                except OperationalError as exc:
+                    if is_storage_fault(exc):
+                        logger.error("journal replay stopped: %s", exc)
+                        break
+                    raise
+                self.journal.release(slot)
+                # Space is short: copy each replayed sign-in out of the WAL before the next one,
+                # or the WAL grows into the room the database itself needs to take them.
+                with contextlib.suppress(OperationalError):
+                    checkpoint()
+                if auth is not None:
+                    self.online.note(auth.ip, auth.expires_at)
+                done += 1
+        finally:
+            self._replaying.release()
+        if done:
+            logger.warning("replayed %d sign-ins from the journal into the database", done)
+        return done
 
     def reconnect(self, client: Client) -> Outcome:
         """The one-tap welcome back: a new session on the consent already given."""
@@ -197,8 +281,9 @@ class Visitors:
         OutboxEvent.emit("device.linked", device=device.mac, lead=lead.uid)
         return device
 
-    def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str) -> Authorization:
-        now = utcnow()
+    def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str,
+                          now: datetime.datetime | None = None) -> Authorization:
+        now = now or utcnow()
         return Authorization.create(device=device, lead=lead, ip=client.ip, started_at=now, method=method,
                                     expires_at=now + datetime.timedelta(seconds=self.settings.session_seconds))
 

@@ -200,6 +200,8 @@ def connect():
     if not outcome.ok:
         status = {"gateway_failed": 503, None: 422}.get(outcome.errors.get("form"), 409)
         return render_splash(form, outcome.errors, nxt, status=status)
+    if outcome.stored == "not_kept":
+        session["notice"] = "details_not_kept"  # said plainly on the online page
     return finish(nxt)
 
 
@@ -219,7 +221,7 @@ def online():
     until = runtime().visitors.online_until(client().ip)
     if until is None:
         return redirect(url_for("captive.splash"), code=303)
-    return render_template("captive/online.html", until=until, next=continue_param())
+    return render_template("captive/online.html", until=until, next=continue_param(), notice=session.pop("notice", None))
 
 
 @bp.get("/privacy")
