@@ -171,12 +171,18 @@ run() {
   fi
 }
 
+# sed_text VALUE: VALUE safe as sed replacement text (an SSID may hold & | or \).
+sed_text() { printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'; }
+
 # render TEMPLATE: the template with every @NAME@ filled in.
 render() {
+  local ssid store
+  ssid="$(sed_text "$SSID")"
+  store="$(sed_text "$STORE_NAME")"
   sed -e "s|@GUEST_IF@|${GUEST_IF}|g" -e "s|@UPLINK_IF@|${UPLINK_IF}|g" -e "s|@GUEST_IP@|${GUEST_IP}|g" \
       -e "s|@DHCP_FIRST@|${NET_PREFIX}.50|g" -e "s|@DHCP_LAST@|${NET_PREFIX}.250|g" \
-      -e "s|@PORTAL_URL@|${PORTAL_URL}|g" -e "s|@SSID@|${SSID}|g" -e "s|@COUNTRY@|${COUNTRY}|g" \
-      -e "s|@STORE_NAME@|${STORE_NAME}|g" -e "s|@PANEL_NETWORKS@|${PANEL_NETWORKS}|g" \
+      -e "s|@PORTAL_URL@|${PORTAL_URL}|g" -e "s|@SSID@|${ssid}|g" -e "s|@COUNTRY@|${COUNTRY}|g" \
+      -e "s|@STORE_NAME@|${store}|g" -e "s|@PANEL_NETWORKS@|${PANEL_NETWORKS}|g" \
       -e "s|@RADIO_IF@|${RADIO_IF}|g" -e "s|@OWE_IF@|${OWE_IF}|g" -e "s|@OWE_SSID@|${OWE_SSID:-}|g" \
       -e "s|@BRIDGE@|${GUEST_IF}|g" -e "s|@PORTAL_PORT@|${PORTAL_PORT}|g" -e "s|@HTTPS_PORT@|${HTTPS_PORT}|g" \
       -e "s|@PORTAL_HOST@|${PORTAL_HOST}|g" -e "s|@TLS_CERT@|${TLS_CERT}|g" -e "s|@TLS_KEY@|${TLS_KEY}|g" \

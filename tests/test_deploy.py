@@ -230,9 +230,10 @@ def hostapd_sections(path: Path) -> list[dict[str, str]]:
 
 
 def test_hostapd_open_ssid_isolates_guests(tmp_path):
-    assert install("--root", str(tmp_path), "--ssid", "Cà Phê Guest").returncode == 0
+    # & and | mean something to sed, which fills the templates in.
+    assert install("--root", str(tmp_path), "--ssid", "Cà Phê & Bánh | Guest").returncode == 0
     [bss] = hostapd_sections(tmp_path / "etc/hostapd/footfall.conf")
-    assert bss["interface"] == "wlan0" and bss["ssid"] == "Cà Phê Guest"
+    assert bss["interface"] == "wlan0" and bss["ssid"] == "Cà Phê & Bánh | Guest"
     assert bss["ap_isolate"] == "1" and bss["wpa"] == "0" and bss["auth_algs"] == "1"
     assert "owe_transition_ifname" not in bss and "bridge" not in bss
     assert not (tmp_path / "etc/systemd/system/hostapd.service.d/footfall.conf").exists()
