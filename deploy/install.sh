@@ -130,10 +130,15 @@ if [ -n "$TLS_CERT$TLS_KEY$PORTAL_HOST" ]; then
   for f in "$TLS_CERT" "$TLS_KEY"; do
     [[ "$f" =~ ^/[A-Za-z0-9._/@+-]+$ ]] || die "use a certificate/key path of letters, digits and ._/@+- only: $f"
   done
+  case "$(stat -L -c %a "$TLS_KEY")" in
+    *0) ;;
+    *) echo "warning: $TLS_KEY is readable by every user of this machine (chmod 600 it)" >&2 ;;
+  esac
   if command -v openssl >/dev/null; then
     openssl x509 -noout -in "$TLS_CERT" 2>/dev/null || die "$TLS_CERT is not a PEM certificate"
-    [ "$(openssl x509 -noout -pubkey -in "$TLS_CERT")" = "$(openssl pkey -pubout -in "$TLS_KEY" 2>/dev/null)" ] \
-      || die "$TLS_KEY is not the private key of $TLS_CERT"
+    # -passin: a key with a passphrase (nginx could not read it either) fails here, never prompts.
+    [ "$(openssl x509 -noout -pubkey -in "$TLS_CERT")" = "$(openssl pkey -pubout -passin pass: -in "$TLS_KEY" 2>/dev/null)" ] \
+      || die "$TLS_KEY is not the private key of $TLS_CERT (or it has a passphrase)"
     openssl x509 -noout -checkend 0 -in "$TLS_CERT" >/dev/null || die "$TLS_CERT has expired"
     openssl x509 -noout -checkhost "$PORTAL_HOST" -in "$TLS_CERT" | grep -q "does match" \
       || die "$TLS_CERT is not valid for $PORTAL_HOST"

@@ -124,6 +124,7 @@ def certs(tmp_path_factory):
         paths[name] = (tmp / f"{name}.pem", tmp / f"{name}.key")
         leaf.cert_chain_pems[0].write_to_path(str(paths[name][0]))
         leaf.private_key_pem.write_to_path(str(paths[name][1]))
+        paths[name][1].chmod(0o600)
     return paths
 
 

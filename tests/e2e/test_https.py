@@ -84,6 +84,7 @@ def stack(tmp_path_factory):
     ca = trustme.CA()
     leaf = ca.issue_cert(HOST)
     leaf.private_key_pem.write_to_path(str(tmp / "key.pem"))
+    (tmp / "key.pem").chmod(0o600)
     # The full chain up to the CA: Chromium matches the CA's key (--ignore-certificate-errors-spki-list)
     # against the certificates the server presents.
     (tmp / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + ca.cert_pem.bytes())
