@@ -4,10 +4,11 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives for real: a headless browser and its driver; the guest
 # network of the namespace tests (nftables, dnsmasq, DHCP clients, arping, openNDS with legacy
-# iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze).
-# dnsmasq-base has no service.
+# iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze, nginx as the HTTPS
+# front, hostapd reading its rendered file). dnsmasq-base has no service; the tests run their own
+# nginx and hostapd never starts here, so the packaged services are masked before installing.
 TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
-	ieee-data shellcheck systemd
+	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
 .PHONY: test bench bench-gateway bench-collector bench-panel bench-sync demo deb-test deb-bench clean
@@ -22,7 +23,7 @@ deb-test:
 	@missing=$$(for p in $(TEST_DEB); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
-	  $(SUDO) systemctl mask opennds.service >/dev/null 2>&1 || true; \
+	  $(SUDO) systemctl mask opennds.service nginx.service hostapd.service >/dev/null 2>&1 || true; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 

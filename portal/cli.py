@@ -31,6 +31,10 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     from portal import create_app
 
     holder = {}
+    # Behind the TLS front (nginx), believe its X-Forwarded-For/Proto, and only from its address:
+    # the guest's own address for the gateway and panel_networks, https for URLs and CSRF checks.
+    proxy = dict(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                 trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}) if settings.trusted_proxy else {}
 
     def dispatch(environ, start_response):
         return holder["app"](environ, start_response)
@@ -38,7 +42,7 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     server = create_server(dispatch, host=host, port=port, threads=settings.threads,
                            max_request_header_size=settings.max_header_bytes,
                            max_request_body_size=settings.max_body_bytes,
-                           clear_untrusted_proxy_headers=True, ident="footfall")
+                           clear_untrusted_proxy_headers=True, ident="footfall", **proxy)
     real_port = server.effective_port
     settings = configure(settings, real_port)
     holder["app"] = create_app(settings)

@@ -41,6 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen_port", 8080, "Port the portal's web server binds to."),
     Setting("threads", 8, "Worker threads of the portal's web server."),
     Setting("db_lock_wait_ms", 5000, "How long a write waits for the database's write lock before the visitor is asked to try again (503)."),
+    Setting("trusted_proxy", "", "Address of the TLS front (nginx, see deploy/install.sh --tls-cert) whose X-Forwarded-For and X-Forwarded-Proto the portal believes; empty believes no one."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
     Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver, fas_secure_enabled 1)."),
@@ -167,6 +168,13 @@ def _validate(settings: "Settings") -> None:
             ipaddress.ip_network(cidr.strip(), strict=False)
         except ValueError:
             raise ConfigError(f"panel_networks: {cidr.strip()!r} is not a network") from None
+    if settings.trusted_proxy:
+        # One exact address: waitress compares it with the peer's; "*" would let any guest forge
+        # its address (and reach the panel) with an X-Forwarded-For header.
+        try:
+            ipaddress.ip_address(settings.trusted_proxy)
+        except ValueError:
+            raise ConfigError(f"trusted_proxy: {settings.trusted_proxy!r} is not an IP address") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
 

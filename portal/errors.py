@@ -74,7 +74,9 @@ def init_app(app: Flask) -> None:
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
         h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
+        # Never to other sites; to our own pages, yes: over HTTPS flask-wtf refuses a form POST
+        # whose Referer is missing or foreign (WTF_CSRF_SSL_STRICT), so "no-referrer" broke sign-in.
+        h.setdefault("Referrer-Policy", "same-origin")
         h.setdefault("X-Frame-Options", "DENY")
         if response.mimetype == "text/html":
             h.setdefault("Cache-Control", "no-store")

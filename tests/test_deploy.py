@@ -108,3 +108,180 @@ def test_units_are_hardened_with_only_the_capability_they_need(unit, capability)
     for line in ("User=footfall", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
                  "Restart=on-failure", f"CapabilityBoundingSet={capability}"):
         assert line in text.splitlines(), f"{unit}: {line}"
+
+
+# -- HTTPS front (nginx) ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A throwaway CA's certificate for portal.test, another for elsewhere.test, and their keys."""
+    trustme = pytest.importorskip("trustme")
+    tmp = tmp_path_factory.mktemp("certs")
+    ca = trustme.CA()
+    paths = {}
+    for name in ("portal.test", "elsewhere.test"):
+        leaf = ca.issue_cert(name)
+        paths[name] = (tmp / f"{name}.pem", tmp / f"{name}.key")
+        leaf.cert_chain_pems[0].write_to_path(str(paths[name][0]))
+        leaf.private_key_pem.write_to_path(str(paths[name][1]))
+        paths[name][1].chmod(0o600)
+    return paths
+
+
+def tls_args(certs, host="portal.test", key_of=None):
+    cert, key = certs[host]
+    return ["--tls-cert", str(cert), "--tls-key", str(certs[key_of or host][1]), "--portal-host", host]
+
+
+def test_dry_run_with_a_certificate_sets_up_the_https_front(certs):
+    done = install("--dry-run", *tls_args(certs))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in ("dhcp-option=114,https://portal.test/api/captive", "host-record=portal.test,10.77.0.1",
+                     "+ write /etc/nginx/conf.d/footfall.conf", f"ssl_certificate {certs['portal.test'][0]};",
+                     "listen 10.77.0.1:443 ssl http2 default_server;", "listen 10.77.0.1:8080 default_server;",
+                     "server 127.0.0.1:8080;", "proxy_set_header X-Forwarded-For $remote_addr;",
+                     "return 301 https://portal.test$request_uri;", "+ nginx -t -q",
+                     "After=footfall-guest-address.service", "Visitors are sent to https://portal.test/"):
+        assert expected in out, expected
+
+
+def test_tls_front_rendered_by_the_deploy_script_passes_nginx_t(tmp_path, certs):
+    from tests.e2e import nginx
+
+    nginx.need_nginx()
+    http_port = nginx.free_port("127.0.0.2")
+    https_port = nginx.free_port("127.0.0.2")
+    done = install("--root", str(tmp_path / "root"), "--no-hostapd", "--guest-ip", "127.0.0.2",
+                   "--portal-port", str(http_port), "--https-port", str(https_port), *tls_args(certs))
+    assert done.returncode == 0, done.stderr
+    site = tmp_path / "root/etc/nginx/conf.d/footfall.conf"
+    checked = nginx.config_test(nginx.main_config(tmp_path / "nginx", site))
+    assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
+    # The same check refuses a site whose key is not the certificate's (so it is a real check).
+    site.write_text(site.read_text().replace(str(certs["portal.test"][1]), str(certs["elsewhere.test"][1])))
+    refused = nginx.config_test(nginx.main_config(tmp_path / "nginx", site))
+    assert refused.returncode == 1 and "key values mismatch" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (lambda c: tls_args(c)[:2], "needs all three"),
+    (lambda c: tls_args(c, key_of="elsewhere.test"), "is not the private key of"),
+    (lambda c: [*tls_args(c, host="elsewhere.test")[:4], "--portal-host", "portal.test"], "is not valid for portal.test"),
+    (lambda c: [*tls_args(c)[:4], "--portal-host", "portal.test;evil"], "invalid --portal-host"),
+    (lambda c: ["--tls-cert", "/nonexistent.pem", *tls_args(c)[2:]], "cannot read /nonexistent.pem"),
+    (lambda c: [*tls_args(c), "--https-port", "8080"], "must differ"),
+    (lambda c: [*tls_args(c), "--https-port", "70000"], "invalid --https-port"),
+    (lambda c: ["--owe", "--no-hostapd"], "--owe needs hostapd"),
+    (lambda c: ["--owe", "--guest-if", "wlan0123456789"], "too long for its twin"),
+])
+def test_bad_https_and_owe_options_are_refused_before_anything_happens(tmp_path, certs, args, message):
+    done = install("--root", str(tmp_path), *args(certs))
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_path_nginx_would_misread_is_refused(tmp_path, certs):
+    odd = tmp_path / "odd dir;"
+    odd.mkdir()
+    cert = odd / "cert.pem"
+    cert.write_bytes(certs["portal.test"][0].read_bytes())
+    done = install("--root", str(tmp_path / "root"), "--tls-cert", str(cert), *tls_args(certs)[2:])
+    assert done.returncode == 1 and "letters, digits and ._/@+- only" in done.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def test_reruns_keep_the_owners_settings_and_switch_https_on_and_off(tmp_path, certs):
+    toml = tmp_path / "etc/footfall/footfall.toml"
+    assert install("--root", str(tmp_path)).returncode == 0
+    toml.write_text(toml.read_text().replace('store_name = "Footfall WiFi"', 'store_name = "Cà Phê"'))
+    on = install("--root", str(tmp_path), *tls_args(certs))
+    assert on.returncode == 0, on.stderr
+    lines = toml.read_text().splitlines()
+    for line in ('store_name = "Cà Phê"', 'listen_host = "127.0.0.1"', 'portal_url = "https://portal.test"',
+                 'trusted_proxy = "127.0.0.1"', "listen_port = 8080"):
+        assert line in lines, line
+    assert (tmp_path / "etc/nginx/conf.d/footfall.conf").exists()
+    assert install("--root", str(tmp_path), *tls_args(certs)).stdout.count("wrote ") == 0
+    off = install("--root", str(tmp_path))
+    assert off.returncode == 0, off.stderr
+    lines = toml.read_text().splitlines()
+    for line in ('store_name = "Cà Phê"', 'listen_host = "10.77.0.1"', 'portal_url = "http://10.77.0.1:8080"',
+                 'trusted_proxy = ""'):
+        assert line in lines, line
+    assert not (tmp_path / "etc/nginx/conf.d/footfall.conf").exists()
+    assert not (tmp_path / "etc/systemd/system/nginx.service.d/footfall.conf").exists()
+    assert "dhcp-option=114,http://10.77.0.1:8080/api/captive" in (tmp_path / "etc/dnsmasq.d/footfall.conf").read_text()
+
+
+# -- hostapd: ap_isolate and OWE transition mode ---------------------------------------------------
+
+def hostapd_sections(path: Path) -> list[dict[str, str]]:
+    """The file as hostapd reads it: key=value lines, a new BSS at each `bss=`."""
+    sections: list[dict[str, str]] = [{}]
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        if key == "bss":
+            sections.append({})
+        assert key not in sections[-1], f"{key} twice in one BSS"
+        sections[-1][key] = value
+    return sections
+
+
+def test_hostapd_open_ssid_isolates_guests(tmp_path):
+    # & and | mean something to sed, which fills the templates in.
+    assert install("--root", str(tmp_path), "--ssid", "Cà Phê & Bánh | Guest").returncode == 0
+    [bss] = hostapd_sections(tmp_path / "etc/hostapd/footfall.conf")
+    assert bss["interface"] == "wlan0" and bss["ssid"] == "Cà Phê & Bánh | Guest"
+    assert bss["ap_isolate"] == "1" and bss["wpa"] == "0" and bss["auth_algs"] == "1"
+    assert "owe_transition_ifname" not in bss and "bridge" not in bss
+    assert not (tmp_path / "etc/systemd/system/hostapd.service.d/footfall.conf").exists()
+
+
+def test_hostapd_owe_transition_mode_is_as_hostapd_documents_it(tmp_path):
+    done = install("--root", str(tmp_path), "--owe", "--ssid", "Cà Phê Guest")
+    assert done.returncode == 0, done.stderr
+    open_bss, owe_bss = hostapd_sections(tmp_path / "etc/hostapd/footfall.conf")
+    # The open BSS: unchanged for phones without OWE, and it names its twin.
+    assert open_bss["interface"] == "wlan0" and open_bss["ssid"] == "Cà Phê Guest" and open_bss["wpa"] == "0"
+    assert open_bss["owe_transition_ifname"] == "wlan0-owe" and open_bss["ap_isolate"] == "1"
+    # The twin: hidden, OWE with CCMP and required PMF, naming the open BSS back.
+    assert owe_bss["bss"] == "wlan0-owe" and owe_bss["ignore_broadcast_ssid"] == "1"
+    assert owe_bss["ssid"] != open_bss["ssid"] and 1 <= len(owe_bss["ssid"].encode()) <= 32
+    assert (owe_bss["wpa"], owe_bss["wpa_key_mgmt"], owe_bss["rsn_pairwise"], owe_bss["ieee80211w"]) == ("2", "OWE", "CCMP", "2")
+    assert owe_bss["owe_transition_ifname"] == "wlan0" and owe_bss["ap_isolate"] == "1"
+    # Both BSSes are ports of one bridge, the guest LAN everything else is set up on.
+    assert open_bss["bridge"] == owe_bss["bridge"] == "br-footfall"
+    toml = (tmp_path / "etc/footfall/footfall.toml").read_text().splitlines()
+    assert 'guest_interface = "br-footfall"' in toml
+    assert "interface=br-footfall" in (tmp_path / "etc/dnsmasq.d/footfall.conf").read_text().splitlines()
+    assert 'iifname "br-footfall"' in (tmp_path / "etc/footfall/gateway.nft").read_text()
+    unit = (tmp_path / "etc/systemd/system/footfall-guest-address.service").read_text().splitlines()
+    assert "ExecStartPre=-/usr/sbin/ip link add br-footfall type bridge" in unit
+    assert "ExecStart=/usr/sbin/ip addr replace 10.77.0.1/24 dev br-footfall" in unit
+    # ap_isolate stops at each BSS; isolated bridge ports keep the two BSSes' guests apart too.
+    dropin = (tmp_path / "etc/systemd/system/hostapd.service.d/footfall.conf").read_text().splitlines()
+    assert dropin[1:] == ["ExecStartPost=/usr/sbin/bridge link set dev wlan0 isolated on",
+                          "ExecStartPost=/usr/sbin/bridge link set dev wlan0-owe isolated on"]
+    # Same options, same files.
+    assert install("--root", str(tmp_path), "--owe", "--ssid", "Cà Phê Guest").stdout.count("wrote ") == 0
+
+
+@pytest.mark.parametrize("owe", [False, True])
+def test_debians_hostapd_reads_the_rendered_file_without_error(tmp_path, owe):
+    require(have("hostapd") or Path("/usr/sbin/hostapd").exists(), "Debian package hostapd is not installed")
+    # Interface names no radio has: hostapd reads and checks the whole file, then fails to find the
+    # radio (there is none here); it never touches a real one.
+    args = ["--guest-if", "ffnoradio0"] + (["--owe"] if owe else [])
+    assert install("--root", str(tmp_path), *args).returncode == 0
+    prefix = ["unshare", "--net"] if os.geteuid() == 0 and have("unshare") else []
+    done = subprocess.run([*prefix, "/usr/sbin/hostapd", "-dd", str(tmp_path / "etc/hostapd/footfall.conf")],
+                          capture_output=True, text=True, timeout=30)
+    out = done.stdout + done.stderr
+    assert "errors found in configuration file" not in out and "unknown configuration item" not in out, out
+    # It got past the configuration to the driver, with one BSS, or two with OWE.
+    assert "Failed to initialize driver 'nl80211'" in out or "Could not read interface ffnoradio0" in out, out
+    assert f"num_bss={2 if owe else 1} conf->num_bss={2 if owe else 1}" in out, out
+    assert done.returncode != 0

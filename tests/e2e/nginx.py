@@ -1,0 +1,101 @@
+"""Debian's nginx, run by a test with the TLS-front site that deploy/install.sh writes.
+
+Debian's nginx.conf includes /etc/nginx/conf.d/*.conf inside its http{} block; the tests put the
+rendered site in a main configuration of their own that does the same, with every path (pid, logs,
+temporary files) in the test's directory, so nothing of the host's nginx is read or touched.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import have, require
+
+
+def need_nginx() -> None:
+    require(have("nginx") or Path("/usr/sbin/nginx").exists(), "Debian package nginx is not installed")
+
+
+def nginx_binary() -> str:
+    return "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
+
+
+def free_port(*hosts: str) -> int:
+    """A port free on every one of `hosts` (the portal and nginx share a number on two addresses)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no port free on all of {hosts}")
+
+
+def main_config(directory: Path, site: Path) -> Path:
+    """A main nginx.conf that includes `site` in http{}, as Debian's includes conf.d/*.conf."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "logs").mkdir(exist_ok=True)
+    # As root, nginx's workers would switch to nobody, who cannot enter pytest's 0700 directories.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    conf = directory / "nginx.conf"
+    conf.write_text(f"""{user}worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/logs/error.log notice;
+events {{ worker_connections 128; }}
+http {{
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include {site};
+}}
+""")
+    return conf
+
+
+def config_test(conf: Path) -> subprocess.CompletedProcess:
+    """`nginx -t` on `conf` (it parses everything, loads the certificate and binds the listeners)."""
+    return subprocess.run([nginx_binary(), "-t", "-p", str(conf.parent), "-c", str(conf),
+                           "-e", str(conf.parent / "logs" / "error.log")], capture_output=True, text=True, timeout=30)
+
+
+@contextmanager
+def running(conf: Path, listeners: list[tuple[str, int]], timeout: float = 15.0):
+    """Run nginx in the foreground with `conf` until every listener accepts; stop it after."""
+    proc = subprocess.Popen([nginx_binary(), "-p", str(conf.parent), "-c", str(conf),
+                             "-e", str(conf.parent / "logs" / "error.log"), "-g", "daemon off;"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        pending = list(listeners)
+        while pending and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(pending[0], timeout=1).close()
+                pending.pop(0)
+            except OSError:
+                time.sleep(0.05)
+        if pending:
+            log = (conf.parent / "logs" / "error.log")
+            raise RuntimeError(f"nginx did not start ({proc.poll()}): "
+                               f"{log.read_text() if log.exists() else ''}{proc.stdout.read() if proc.poll() is not None else ''}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)  # graceful stop: workers finish, then the master exits
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
