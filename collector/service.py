@@ -15,8 +15,9 @@ from collector.pcap import PcapReader
 from collector.pipeline import Pipeline
 from collector.store import Store, Writer
 from portal import store_settings
-from portal.config import database_path
+from portal.config import backups_dir, database_path
 from portal.db import database, init_db
+from portal.recovery import ensure_sound
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def _ignored(settings, *interfaces: str) -> frozenset[str]:
 def _pipeline(settings, ignore: frozenset[str]) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
+    ensure_sound(database_path(settings), backups_dir(settings))
     init_db(database_path(settings), synchronous="normal", cache_size=-2000, busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # visit thresholds the owner set in the panel

@@ -12,11 +12,12 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from portal import consent, segments, store_settings
-from portal.config import Settings, database_path, key_path, load_settings
+from portal.config import Settings, backups_dir, database_path, key_path, load_settings
 from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
 from portal.identity import Vault, load_or_create_keys
 from portal.journal import Journal
+from portal.recovery import ensure_sound
 from portal.models import Authorization, Device, utcnow
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
@@ -64,6 +65,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     keys = load_or_create_keys(key_path(settings))
+    ensure_sound(database_path(settings), backups_dir(settings))
     init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel

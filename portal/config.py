@@ -40,6 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
     Setting("listen_port", 8080, "Port the portal's web server binds to."),
     Setting("threads", 8, "Worker threads of the portal's web server."),
+    Setting("disk_floor_mb", 100, "Free space (MB) the scheduler keeps on the data disk: it prunes its backups first and skips a backup that would cross it."),
     Setting("db_lock_wait_ms", 5000, "How long a write waits for the database's write lock before the visitor is asked to try again (503)."),
     Setting("trusted_proxy", "", "Address of the TLS front (nginx, see deploy/install.sh --tls-cert) whose X-Forwarded-For and X-Forwarded-Proto the portal believes; empty believes no one."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
@@ -158,7 +159,7 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds" and not settings.opennds_faskey:
         raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "db_lock_wait_ms", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
         if getattr(settings, name) <= 0:
@@ -177,6 +178,10 @@ def _validate(settings: "Settings") -> None:
             raise ConfigError(f"trusted_proxy: {settings.trusted_proxy!r} is not an IP address") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
+
+
+def backups_dir(settings: "Settings") -> Path:
+    return Path(settings.data_dir) / "backups"
 
 
 def database_path(settings: "Settings") -> Path:

@@ -2,8 +2,11 @@
 (`footfall jobs run NAME`); the scheduler runs in exactly one process (`footfall scheduler`)."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
+import shutil
 import signal
 from dataclasses import dataclass
 from typing import Callable
@@ -13,10 +16,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from portal import privacy, segments, store_settings
-from portal.config import database_path
-from portal.db import database, init_db
+from portal.config import backups_dir, database_path
+from portal.db import checkpoint, database, init_db
 from portal.gateway.null import NullGateway
 from portal.models import OutboxEvent
+from portal.recovery import ensure_sound
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +61,53 @@ def _push(settings) -> dict:
 
 
 def _backup(settings) -> dict:
-    """An online copy of the SQLite file (consistent while others write), the last 7 kept."""
-    import sqlite3
-    from pathlib import Path
+    """An online copy of the SQLite file (consistent while others write), the last 7 kept.
 
-    folder = Path(settings.data_dir) / "backups"
+    The free-space floor comes first: old backups are pruned to stay above it, and a backup that
+    would cross it is not written (the owner sees why in the health view). A copy is written under
+    a temporary name and renamed, so a half-written backup never looks like a sound one."""
+    import sqlite3
+
+    folder = backups_dir(settings)
     folder.mkdir(mode=0o700, exist_ok=True)
+    floor = settings.disk_floor_mb * 1024 * 1024
+    need = database_path(settings).stat().st_size
+    old = sorted(folder.glob("footfall-*.db"))
+    for stale in folder.glob("footfall-*.db.partial"):
+        stale.unlink()
+    pruned = 0
+    while len(old) > 1 and shutil.disk_usage(folder).free - need < floor:
+        old.pop(0).unlink()
+        pruned += 1
+    free = shutil.disk_usage(folder).free
+    if free - need < floor:
+        logger.error("backup skipped: %d MB free, a copy needs %d MB, the floor is %d MB",
+                     free // 2**20, need // 2**20, settings.disk_floor_mb)
+        return {"skipped": "free-space floor", "free_bytes": free, "needed_bytes": need, "pruned": pruned}
     target = folder / f"footfall-{datetime.datetime.now():%Y%m%d-%H%M%S}.db"
-    with sqlite3.connect(target) as copy:
+    partial = target.with_name(target.name + ".partial")
+    with contextlib.closing(sqlite3.connect(partial)) as copy:
         database.connection().backup(copy)
-    target.chmod(0o600)
-    old = sorted(folder.glob("footfall-*.db"))[:-7]
-    for path in old:
+    partial.chmod(0o600)
+    os.replace(partial, target)
+    removed = sorted(folder.glob("footfall-*.db"))[:-7]
+    for path in removed:
         path.unlink()
-    return {"backup": target.name, "bytes": target.stat().st_size, "removed": len(old)}
+    return {"backup": target.name, "bytes": target.stat().st_size, "removed": len(removed) + pruned}
+
+
+def _checkpoint(settings) -> dict:
+    """Fold the WAL into the database and cut it back, so it never grows into the card's free space."""
+    busy, log, copied = checkpoint()
+    return {"busy": busy, "wal_frames": log, "copied": copied,
+            "free_bytes": shutil.disk_usage(database_path(settings).parent).free}
 
 
 JOBS = {job.name: job for job in (
     Job("push", _push, lambda s: IntervalTrigger(seconds=s.sync_interval_seconds), "Push the outbox to the central store."),
     Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
     Job("segments", _segments, lambda s: IntervalTrigger(minutes=15), "Recompute every segment's members."),
+    Job("checkpoint", _checkpoint, lambda s: IntervalTrigger(minutes=10), "Fold the WAL into the database."),
     Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
 )}
 
@@ -94,6 +125,7 @@ def next_run(name: str, settings, now: datetime.datetime | None = None) -> datet
 
 
 def run_scheduler(settings) -> None:
+    ensure_sound(database_path(settings), backups_dir(settings))
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job in JOBS.values():
         scheduler.add_job(_logged, job.trigger(settings), args=(job.name, settings), id=job.name, name=job.help)
