@@ -14,9 +14,10 @@ from collector.oui import OuiTable
 from collector.pcap import PcapReader
 from collector.pipeline import Pipeline
 from collector.store import Store, Writer
-from portal import store_settings
+from portal import clock, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import database, init_db
+from portal.health import Heartbeat
 from portal.recovery import ensure_sound
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def _pipeline(settings, ignore: frozenset[str]) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
     ensure_sound(database_path(settings), backups_dir(settings))
+    clock.load_floor(settings.data_dir)
     init_db(database_path(settings), synchronous="normal", cache_size=-2000, busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # visit thresholds the owner set in the panel
@@ -86,11 +88,21 @@ def run_live(settings, stop: threading.Event | None = None, announce=print) -> d
                for src, linktype in sources[1:]]
     for t in threads:
         t.start()
-    announce(f"collector listening on {', '.join(s.interface for s, _ in sources)}")
     lan, _ = sources[0]
+    last_batch = [time.monotonic()]
+    # Alive while the capture loop turns (it does at least every second, frames or not) and the
+    # writer thread runs: a wedged loop or a dead writer stops the watchdog's pings.
+    heartbeat = Heartbeat("collector", settings.data_dir,
+                          alive=lambda: time.monotonic() - last_batch[0] < 10 and writer.is_alive(),
+                          counters=lambda: {"frames": pipeline.stats.frames, "writer_errors": writer.errors,
+                                            "writer_busy_waits": writer.busy_waits,
+                                            "kernel_drops": sum(s.kernel_drops for s, _ in sources)})
+    heartbeat.ready()
+    announce(f"collector listening on {', '.join(s.interface for s, _ in sources)}")
     try:
         for frames in lan.batches(stop):
             now = time.time()
+            last_batch[0] = time.monotonic()
             with _feed_lock:  # a probe-request capture may feed the same pipeline
                 for ts, frame in frames:
                     pipeline.feed(ts, frame)
@@ -104,6 +116,7 @@ def run_live(settings, stop: threading.Event | None = None, announce=print) -> d
         lan.read_stats()
         pipeline.flush()
         writer.stop()
+        heartbeat.stop()
         database.close()
     return {**asdict(pipeline.stats), "kernel_packets": sum(s.kernel_packets for s, _ in sources),
             "kernel_drops": sum(s.kernel_drops for s, _ in sources), "capture_errors": sum(s.errors for s, _ in sources),

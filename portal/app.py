@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from portal import consent, segments, store_settings
+from portal import clock, consent, segments, store_settings
 from portal.config import Settings, backups_dir, database_path, key_path, load_settings
 from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
@@ -66,6 +66,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
 
     keys = load_or_create_keys(key_path(settings))
     ensure_sound(database_path(settings), backups_dir(settings))
+    clock.load_floor(settings.data_dir)
     init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel

@@ -26,9 +26,12 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     The socket is bound first (so the demo knows its port), then the app is built (database,
     gateway rules), and only then is the address announced: whoever waits for that line finds
     the portal, and the gate, ready."""
+    from urllib.parse import urlsplit
+
     from waitress import create_server
 
     from portal import create_app
+    from portal.health import Heartbeat, http_alive
 
     holder = {}
     # Behind the TLS front (nginx), believe its X-Forwarded-For/Proto, and only from its address:
@@ -46,12 +49,16 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     real_port = server.effective_port
     settings = configure(settings, real_port)
     holder["app"] = create_app(settings)
+    heartbeat = Heartbeat("portal", settings.data_dir,
+                          alive=lambda: http_alive(host, real_port, urlsplit(settings.portal_url).netloc))
     announce(settings, real_port)
+    heartbeat.ready()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        heartbeat.stop()
         server.close()
 
 
@@ -119,6 +126,43 @@ def portal(config: str | None) -> None:
         sys.stdout.flush()
 
     _serve(settings, settings.listen_host, settings.listen_port, lambda s, _port: s, announce)
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--json", "as_json", is_flag=True, help="The whole report as JSON.")
+def health(config: str | None, as_json: bool) -> None:
+    """Disk, clock, backups, sync, waiting sign-ins and each process; exit status 1 on a problem."""
+    import json
+
+    from portal.db import init_db
+    from portal.health_report import report
+
+    settings = _settings(config)
+    init_db(database_path(settings), migrate=False)
+    result = report(settings)
+    if as_json:
+        click.echo(json.dumps(result, indent=1, sort_keys=True, default=str))
+    else:
+        disk = result["disk"]
+        click.echo(f"disk: {disk['free_bytes'] // 2**20} MB free of {disk['total_bytes'] // 2**20} MB "
+                   f"(floor {disk['floor_bytes'] // 2**20} MB); database {disk['database_bytes'] // 2**20} MB")
+        c = result["clock"]
+        click.echo(f"clock: {c['now']} UTC, {'synchronized' if c['synchronized'] else 'NOT synchronized'}, "
+                   f"last good {c['last_good'] or '-'}")
+        click.echo(f"backups: {result['backup']['count']}, newest {result['backup']['newest'] or '-'}")
+        s = result["sync"]
+        click.echo(f"sync: {'on' if s['configured'] else 'off'}; {s['pending_events']} events waiting; "
+                   f"last delivered {s['last_delivered'] or '-'}")
+        for name, p in result["processes"].items():
+            db = p.get("database", {})
+            click.echo(f"{name}: {'stopped' if p.get('stopped') else 'alive' if p.get('alive') else 'NOT ANSWERING'}, "
+                       f"reported {p['age_seconds']} s ago; write transactions {db.get('transactions', 0)}, "
+                       f"slow lock waits {db.get('slow_waits', 0)}, busy {db.get('busy', 0)}")
+        click.echo("problems: " + ("none" if not result["problems"] else ""))
+        for problem in result["problems"]:
+            click.echo(f"  - {problem}")
+    sys.exit(1 if result["problems"] else 0)
 
 
 @main.command("init-db")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+from portal import clock
 from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
 from portal.policy_texts import DEFAULTS, DOCUMENTS, PURPOSES, REQUIRED_PURPOSE
 
@@ -68,7 +69,11 @@ def record(lead: Lead, purpose: str, granted: bool, where: Where,
     `uid` are given when a sign-in kept in the journal is replayed (its own time, idempotent)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
-    extra = {"created_at": at} if at else {}
+    if at is None:
+        at, suspect = clock.utcnow()
+        extra = {"created_at": at, "clock_suspect": suspect}
+    else:
+        extra = {"created_at": at}
     if uid:
         extra["uid"] = uid
     consent = Consent.create(

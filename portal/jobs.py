@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,11 +16,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from portal import privacy, segments, store_settings
+from portal import clock, privacy, segments, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import checkpoint, database, init_db
 from portal.gateway.null import NullGateway
 from portal.models import OutboxEvent
+from portal.health import Heartbeat
 from portal.recovery import ensure_sound
 
 logger = logging.getLogger(__name__)
@@ -126,12 +128,24 @@ def next_run(name: str, settings, now: datetime.datetime | None = None) -> datet
 
 def run_scheduler(settings) -> None:
     ensure_sound(database_path(settings), backups_dir(settings))
+    clock.load_floor(settings.data_dir)
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job in JOBS.values():
         scheduler.add_job(_logged, job.trigger(settings), args=(job.name, settings), id=job.name, name=job.help)
+    # Alive while APScheduler's own loop still runs jobs: a tick job every heartbeat.
+    ticked = [time.monotonic()]
+    heartbeat = Heartbeat("scheduler", settings.data_dir, alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval)
+    scheduler.add_job(lambda: ticked.__setitem__(0, time.monotonic()), IntervalTrigger(seconds=heartbeat.interval),
+                      id="heartbeat", name="Liveness tick")
+
+    def stop(*_):
+        heartbeat.stop()
+        scheduler.shutdown(wait=False)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: scheduler.shutdown(wait=False))
+        signal.signal(sig, stop)
     logger.info("scheduler started: %s", ", ".join(JOBS))
+    heartbeat.ready()
     scheduler.start()
 
 

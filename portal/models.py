@@ -10,12 +10,14 @@ from peewee import (
     Model, TextField,
 )
 
+from portal import clock
 from portal.db import database
 
 
 def utcnow() -> datetime.datetime:
-    """Naive UTC, the one time zone stored in the database."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    """Naive UTC, the one time zone stored in the database; never before the last good time
+    (a Raspberry Pi boots in the past until NTP answers: see portal.clock)."""
+    return clock.utcnow()[0]
 
 
 def new_uid() -> str:
@@ -106,6 +108,8 @@ class Consent(BaseModel):
     ip = CharField(null=True)
     method = CharField()
     created_at = DateTimeField(default=utcnow)
+    # The clock read earlier than the last good time: created_at is that time, not the clock's.
+    clock_suspect = BooleanField(default=False)
 
     class Meta:
         indexes = ((("lead", "purpose", "created_at"), False),)
@@ -217,6 +221,8 @@ class AuditLog:
 
     @staticmethod
     def record(actor: str, action: str, subject: str | None = None, ip: str | None = None, **detail) -> None:
+        if clock.utcnow()[1]:
+            detail["clock"] = "unsynchronized: dated with the last good time"
         AuditEntry.create(actor=actor, action=action, subject=subject, ip=ip,
                           detail=json.dumps(detail, sort_keys=True, default=str))
 

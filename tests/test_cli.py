@@ -64,7 +64,7 @@ def test_scheduler_runs_and_stops_on_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        assert "scheduler running: push, backup, segments, purge" in proc.stdout.readline()
+        assert "scheduler running: push, backup, segments, checkpoint, purge" in proc.stdout.readline()
         time.sleep(1)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
