@@ -110,8 +110,9 @@ def start_opennds(topo: Topology, faskey: str, level: int, ca_file: Path | None 
               'if [ -f /etc/opennds/opennds.conf ]; then mount --bind "$0/authmon.conf" /etc/opennds/opennds.conf; fi; '
               'mount --bind "$0" /tmp; exec opennds -f -d 3 -c /tmp/opennds.conf')
     env = {"PATH": f"/tmp/bin:{os.environ['PATH']}"}
-    if ca_file is not None:
-        env["SSL_CERT_FILE"] = str(ca_file)  # php's https client (authmon) trusts the test CA only
+    if ca_file is not None:  # php's https client (authmon) trusts the test CA only; /tmp is nds_tmp in there
+        shutil.copyfile(ca_file, tmp / "test-ca.pem")
+        env["SSL_CERT_FILE"] = "/tmp/test-ca.pem"
     proc = topo.spawn("sh", "-c", script, str(tmp), ns=topo.gw,
                       env=env, log="opennds.log")
     topo._wait(lambda: "openNDS is now running" in (topo.workdir / "opennds.log").read_text(errors="replace"),
