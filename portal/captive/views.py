@@ -182,8 +182,7 @@ def fas_entry():
     nonce = session.setdefault("fas_nonce", secrets.token_urlsafe(16))
     try:
         fas = rt.gateway.open_fas(request.args, request.remote_addr or "", nonce)
-    except FasThrottled as exc:
-        current_app.logger.warning("refused fas request: %s", exc)
+    except FasThrottled:  # its refusals were logged; a flood must not flood the log too
         return rate_limited_page()
     except InvalidFas as exc:
         current_app.logger.warning("refused fas request from %s: %s", request.remote_addr, exc)
