@@ -4,9 +4,10 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives for real: a headless browser and its driver; the guest
 # network of the namespace tests (nftables, dnsmasq, DHCP clients, arping, openNDS with legacy
-# iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze).
+# iptables, php-cli for openNDS's FAS levels 2/3); the IEEE OUI registry; the deploy checks
+# (shellcheck, systemd-analyze).
 # dnsmasq-base has no service.
-TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
+TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds php-cli \
 	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 
