@@ -4,10 +4,11 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives for real: a headless browser and its driver; the guest
 # network of the namespace tests (nftables, dnsmasq, DHCP clients, arping, openNDS with legacy
-# iptables); the IEEE OUI registry; the deploy checks (shellcheck, systemd-analyze, nginx as the HTTPS
-# front, hostapd reading its rendered file). dnsmasq-base has no service; the tests run their own
-# nginx and hostapd never starts here, so the packaged services are masked before installing.
-TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds \
+# iptables, php-cli for openNDS's FAS levels 2/3); the IEEE OUI registry; the deploy checks
+# (shellcheck, systemd-analyze, nginx as the HTTPS front, hostapd reading its rendered file).
+# dnsmasq-base has no service; the tests run their own nginx and hostapd never starts here, so the
+# packaged services are masked before installing.
+TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base udhcpc isc-dhcp-client arping iptables opennds php-cli \
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxy", "", "Address of the TLS front (nginx, see deploy/install.sh --tls-cert) whose X-Forwarded-For and X-Forwarded-Proto the portal believes; empty believes no one."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
-    Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver, fas_secure_enabled 1)."),
+    Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver): letters and digits, up to 32."),
     Setting("opennds_gateways", "", "openNDS gateway addresses (`ip:port`, comma-separated) this portal serves; empty means any private address."),
+    Setting("opennds_secure_level", 2, "The router's `fas_secure_enabled`: 2 (encrypted query; php-cli and php openssl on the router), 3 (the same over HTTPS, and openNDS's authmon polls the portal) or 1 (unencrypted: any guest can claim another device; logged as a warning)."),
+    Setting("opennds_authmon_networks", "", "Level 3: addresses (CIDRs, comma-separated) openNDS's authmon polls the portal from; no other address may read or acknowledge the list of clients to let out."),
     Setting("session_seconds", 14400, "How long a visitor stays online after signing in (seconds)."),
     Setting("default_region", "VN", "Region for phone numbers written without a country code (ISO 3166 code)."),
     Setting("default_language", "vi", "Language when the browser states no preference we support (`vi` or `en`)."),
@@ -156,8 +159,8 @@ def _validate(settings: "Settings") -> None:
         raise ConfigError("default_language must be 'vi' or 'en'")
     if settings.gateway not in ("null", "nftables", "opennds"):
         raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
-    if settings.gateway == "opennds" and not settings.opennds_faskey:
-        raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
+    if settings.gateway == "opennds":
+        _validate_opennds(settings)
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
                  "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
@@ -182,6 +185,23 @@ def _validate(settings: "Settings") -> None:
 
 def backups_dir(settings: "Settings") -> Path:
     return Path(settings.data_dir) / "backups"
+
+
+def _validate_opennds(settings: "Settings") -> None:
+    if not settings.opennds_faskey:
+        raise ConfigError("the opennds gateway needs opennds_faskey (the router's faskey)")
+    if settings.opennds_secure_level not in (1, 2, 3):
+        raise ConfigError("opennds_secure_level must be 1, 2 or 3 (the router's fas_secure_enabled)")
+    if settings.opennds_secure_level >= 2 and not re.fullmatch(r"[A-Za-z0-9]{1,32}", settings.opennds_faskey):
+        raise ConfigError("opennds_faskey must be letters and digits, at most 32 (openNDS hands it to php as the AES key)")
+    networks = [n.strip() for n in settings.opennds_authmon_networks.split(",") if n.strip()]
+    for cidr in networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"opennds_authmon_networks: {cidr!r} is not a network") from None
+    if settings.opennds_secure_level == 3 and not networks:
+        raise ConfigError("opennds_secure_level 3 needs opennds_authmon_networks: the address(es) the router polls from")
 
 
 def database_path(settings: "Settings") -> Path:

@@ -109,6 +109,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "vi": "Bộ nhớ của thiết bị đã đầy nên không thể lưu. Vui lòng báo cho nhân viên."},
     "details_not_kept": {"en": "You are online. Our storage is full, so your details were not saved: nothing about you was kept.",
                          "vi": "Bạn đã được kết nối. Bộ nhớ của chúng tôi đã đầy nên thông tin của bạn không được lưu: không có gì về bạn được giữ lại."},
+    "err_fas_timeout": {"en": "The WiFi router did not confirm your connection. Reconnect to the WiFi and open any web page to try again.",
+                        "vi": "Bộ định tuyến WiFi chưa xác nhận kết nối của bạn. Hãy kết nối lại WiFi và mở một trang web bất kỳ để thử lại."},
+    "fas_wait_title": {"en": "Connecting you…", "vi": "Đang kết nối…"},
+    "fas_wait_lead": {"en": "The WiFi router is letting your device online. This takes a few seconds.",
+                      "vi": "Bộ định tuyến WiFi đang cho thiết bị của bạn truy cập mạng. Việc này mất vài giây."},
+    "fas_wait_check": {"en": "Check again", "vi": "Kiểm tra lại"},
     "err_server": {"en": "Something went wrong on our side. Please try again.",
                    "vi": "Đã có lỗi từ phía chúng tôi. Vui lòng thử lại."},
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import secrets
 from urllib.parse import quote, unquote_to_bytes
 
 from flask import Response, abort, current_app, g, redirect, render_template, request, send_file, session, url_for
@@ -11,7 +12,9 @@ from flask import Response, abort, current_app, g, redirect, render_template, re
 from portal import consent, store_settings
 from portal.captive import bp
 from portal.safeurl import safe_continue
-from portal.gateway.opennds import FasRequest, InvalidFas, auth_url, parse_fas
+from portal.app import csrf
+from portal.gateway.opennds import FasRequest, FasThrottled, InvalidFas, auth_token, auth_url
+from portal.gateway.opennds_authmon import AuthGetRefused
 from portal.i18n import LANGUAGES, negotiate, translate
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
@@ -59,6 +62,8 @@ def finish(nxt: str | None):
     fas = current_fas()
     if fas is not None:
         session.pop("fas", None)  # a hid authenticates once
+        if fas.level == 3:
+            return await_authmon(fas, nxt)
         redir = runtime().portal_url + "/online" + (f"?continue={quote(nxt, safe='')}" if nxt else "")
         return redirect(auth_url(fas, runtime().settings.opennds_faskey, redir), code=303)
     return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
@@ -135,6 +140,9 @@ def continue_param() -> str | None:
 def limited() -> bool:
     c = client()
     keys = [f"ip:{c.ip}"] + ([f"mac:{c.mac}"] if c.mac else [])
+    fas = current_fas()
+    if fas is not None and not fas.verified:
+        keys = [f"peer:{request.remote_addr}"]  # FAS level 1: the identity is the guest's own claim
     return not runtime().limiter.allow(*keys)
 
 
@@ -167,21 +175,65 @@ def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, sta
 
 @bp.get("/fas/")
 def fas_entry():
-    """openNDS sends captive clients here (FAS, fas_secure_enabled 1)."""
+    """openNDS sends captive clients here (FAS); levels 2/3 prove who they are (portal/gateway/opennds.py)."""
     rt = runtime()
     if rt.gateway.name != "opennds":
         abort(404)
-    allowed = frozenset(g.strip() for g in rt.settings.opennds_gateways.split(",") if g.strip())
+    nonce = session.setdefault("fas_nonce", secrets.token_urlsafe(16))
     try:
-        fas = parse_fas(request.args.get("fas"), allowed)
+        fas = rt.gateway.open_fas(request.args, request.remote_addr or "", nonce)
+    except FasThrottled:  # its refusals were logged; a flood must not flood the log too
+        return rate_limited_page()
     except InvalidFas as exc:
-        current_app.logger.warning("refused fas request: %s", exc)
+        current_app.logger.warning("refused fas request from %s: %s", request.remote_addr, exc)
         return render_template("captive/error.html", message="err_fas_invalid", code=400), 400
     session["fas"] = fas.to_session()
-    lead = rt.visitors.recognised(client())
+    # A level-1 query is a claim anyone can write: never greet a person by it.
+    lead = rt.visitors.recognised(client()) if fas.verified else None
     if lead is not None:
         return render_template("captive/welcome.html", name=rt.visitors.greeting_name(lead), next=fas.originurl)
     return render_splash(SignInForm(language=g.lang), {}, fas.originurl)
+
+
+@bp.post("/fas/")
+@csrf.exempt
+def fas_authmon():
+    """FAS level 3: openNDS's authmon polls for clients to let out (portal/gateway/opennds_authmon.py)."""
+    authlist = getattr(runtime().gateway, "authlist", None)
+    if authlist is None:
+        abort(404)
+    try:
+        body = authlist.answer(request.form, request.remote_addr or "")
+    except AuthGetRefused as exc:
+        current_app.logger.warning("refused authmon request from %s: %s", request.remote_addr, exc)
+        return Response(f"refused: {exc.status}\n", status=exc.status, mimetype="text/plain")
+    return Response(body, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+
+
+def await_authmon(fas: FasRequest, nxt: str | None):
+    """Level 3: queue the client for authmon, then a page that waits for the router's confirmation."""
+    rt = runtime()
+    rhid = auth_token(fas.hid, rt.settings.opennds_faskey)
+    if not rt.gateway.authlist.add(fas.gatewayhash, rhid, rt.settings.session_seconds):
+        return render_template("captive/error.html", message="err_gateway_failed", code=503), 503
+    session["fas_wait"] = {"gatewayhash": fas.gatewayhash, "rhid": rhid, "next": nxt}
+    return redirect(url_for("captive.fas_wait"), code=303)
+
+
+@bp.get("/fas/wait")
+def fas_wait():
+    authlist = getattr(runtime().gateway, "authlist", None)
+    wait = session.get("fas_wait")
+    if authlist is None or not isinstance(wait, dict):
+        return redirect(url_for("captive.splash"), code=303)
+    state = authlist.state(str(wait.get("gatewayhash")), str(wait.get("rhid")))
+    if state == "pending":
+        return render_template("captive/fas_wait.html"), 200, {"Refresh": "2", "Cache-Control": "no-store"}
+    session.pop("fas_wait", None)
+    if state == "done":
+        nxt = safe_continue(wait.get("next"))
+        return redirect(url_for("captive.online", **({"continue": nxt} if nxt else {})), code=303)
+    return render_template("captive/error.html", message="err_fas_timeout", code=504), 504
 
 
 @bp.post("/connect")

@@ -46,5 +46,5 @@ def load_gateway(settings) -> Gateway:
         return NftablesGateway(settings.guest_interface, settings.listen_port)
     if settings.gateway == "opennds":
         from portal.gateway.opennds import OpenNDSGateway
-        return OpenNDSGateway(settings.opennds_faskey)
+        return OpenNDSGateway.from_settings(settings)
     raise ValueError(f"unknown gateway driver {settings.gateway!r}")

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, can_run, portal_command, topology  # noqa: E402
+from tests.e2e.opennds_harness import start_opennds  # noqa: E402
 from tests.livecheck import footfall_process  # noqa: E402
 
 PORTAL = f"http://{GW_GUEST}:8080"
@@ -78,7 +79,7 @@ def opennds_flow(workdir: Path, runs: int) -> dict:
         cmd, env = portal_command(workdir / "data", gateway="opennds", faskey=FASKEY)
         env["FOOTFALL_RATE_LIMIT_COUNT"] = "1000000"
         with footfall_process(cmd[3:], env, prefix=["ip", "netns", "exec", net.gw]):
-            net.start_opennds(FASKEY)
+            start_opennds(net, FASKEY, level=2)  # the default FAS level: an encrypted query
             flow, ndsctl = [], []
             for i in range(runs):
                 steps = net.client("fas-signin", probe, f"nds{i}@example.com", "wait", timeout=60)
