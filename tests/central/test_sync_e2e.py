@@ -22,7 +22,6 @@ from portal.db import database
 from portal.identity import load_or_create_keys
 from portal.models import OutboxEvent, Visit
 from portal.visitors import Client, SignInForm
-from tests.central.conftest import DSN
 from tests.livecheck import footfall_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def central_server(central_settings, tmp_path):
-    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": DSN,
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2",
            "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": ROOT}
     with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
@@ -106,7 +105,8 @@ def test_a_days_long_outage_loses_nothing(app, visitors, central_settings, tmp_p
     state = sync._state()
     assert state["failures"] == failures >= 8 and 0 < state["next_at"] - clock[0] <= sync.BACKOFF_CAP
     assert sync.pending() == expected()["applied_event"]
-    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": DSN, "FOOTFALL_LOG_LEVEL": "WARNING",
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
+           "FOOTFALL_LOG_LEVEL": "WARNING",
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2", "PYTHONPATH": ROOT}
     with footfall_process(["central", "serve", "--port", str(port)], env, timeout=60):
         clock[0] = state["next_at"] + 1
