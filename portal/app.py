@@ -15,6 +15,7 @@ from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
 from portal.identity import Vault, load_or_create_keys
 from portal.models import Authorization, Device, utcnow
+from portal.numbers import StrictInt
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter
@@ -72,6 +73,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
         restore_grants(gateway)
 
     app = Flask(__name__)
+    app.url_map.converters["int"] = StrictInt  # ASCII digits, bounded: never "１２" or a 40-digit id (a 500)
     secure = settings.portal_url.startswith("https://")
     app.config.update(
         SECRET_KEY=keys.secret,

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
            "FOOTFALL_CENTRAL_WORKERS": str(args.workers), "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     try:
         with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
-            target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key)
+            target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key, allow_http=True)
             start = time.perf_counter()
             with database.connection_context():
                 while sync.pending():
