@@ -193,7 +193,9 @@ def _check(topic: str, d: dict) -> None:
     elif topic == "segment.members":
         _str(d, "segment", 64, UID)
         members = d.get("members")
-        if not isinstance(members, list) or len(members) > MAX_MEMBERS or not all(isinstance(m, str) and UID.match(m) for m in members):
+        if not isinstance(members, list) or len(members) > MAX_MEMBERS:
+            raise ValueError("members")
+        if not all(isinstance(m, str) and UID.match(m) for m in members):
             raise ValueError("members")
     elif topic == "devices.erased":
         macs = d.get("devices")

@@ -178,7 +178,8 @@ def _apply_visits(cur, store: Store, events: list[Event]) -> None:
     ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
     # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
     lines = io.StringIO("".join(
-        f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}\t{event_time(e.data['end']).isoformat()}"
+        f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
+        f"\t{event_time(e.data['end']).isoformat()}"
         f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in events))
     cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
 

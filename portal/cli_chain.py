@@ -71,10 +71,9 @@ def sync_enroll(store_id: str, keys_file: str | None, config: str | None) -> Non
 
 
 def _keys_from_stdin() -> str:
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():  # typed or pasted: not echoed
+    if sys.stdin.isatty():  # typed or pasted: not echoed
         return "\n".join(f"{name}={click.prompt(name, hide_input=True)}" for name in ("store_key", "index_key"))
-    return stdin.read(4096)
+    return sys.stdin.read(4096)
 
 
 @click.group(invoke_without_command=True)
