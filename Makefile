@@ -51,8 +51,8 @@ bench-collector: $(VENV)/.installed deb-test
 bench-panel: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_panel.py
 
-# Needs PostgreSQL (FOOTFALL_TEST_DSN, default postgresql://postgres@127.0.0.1:5432/test).
-bench-sync: $(VENV)/.installed
+# PostgreSQL: FOOTFALL_TEST_DSN when set, else a throwaway server of its own (as the tests).
+bench-sync: $(VENV)/.installed deb-test
 	$(VENV)/bin/python tests/perf/bench_sync.py
 
 demo: $(VENV)/.installed

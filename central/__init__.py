@@ -18,6 +18,7 @@ from central.db import database, init_db
 from central.models import ApiToken, Store, utcnow
 from portal.config import Settings, central_key_path, load_settings
 from portal.identity import Vault, load_or_create_keys
+from portal.numbers import StrictInt
 
 logger = logging.getLogger(__name__)
 SCOPES = ("people:read", "exports:read", "erase:write", "stores:read")
@@ -49,6 +50,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return jsonify(error="internal error"), 500
 
+    # <int:...> in every route: ASCII digits and bounded (werkzeug's own takes "１２" and 40 digits).
+    app.url_map.converters["int"] = StrictInt
     from central import api, sync_api  # noqa: F401  (register routes)
     app.register_blueprint(sync_api.bp)
     app.register_blueprint(api.bp)

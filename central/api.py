@@ -11,6 +11,7 @@ from central.db import database
 from central.ingest import erase_person
 from central.models import Person, Store, utcnow
 from portal import exports as audience
+from portal.numbers import NumberError, parse_int
 from portal.segments import BUILTIN, LeadStat, matches
 
 bp = Blueprint("api", __name__)
@@ -35,9 +36,10 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name, "")
     if raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    try:
+        return parse_int(raw, low, high)
+    except NumberError:
         abort(400, description=f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
 
 
 def _consents(person_ids: list[int]) -> dict[int, dict[str, bool]]:

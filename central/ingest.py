@@ -1,161 +1,48 @@
 """Signed batches from the stores, applied exactly once and in bulk.
 
 Wire format: POST /v1/ingest, body = gzip(JSON {"events": [...]}), headers X-Footfall-Store,
-X-Footfall-Timestamp (epoch seconds) and X-Footfall-Signature = hex HMAC-SHA256 of
-"<timestamp>." + the gzip body, with the store's key. A batch is verified whole and applied whole
-in one transaction, or refused whole: nothing is applied from a batch that fails any check.
+X-Footfall-Timestamp and X-Footfall-Signature (portal/wire.py defines the signatures, of the
+batch and of the answer; central/batch.py reads the body). A batch is verified whole and applied
+whole in one transaction, or refused whole: nothing is applied from a batch that fails any check.
 """
 from __future__ import annotations
 
 import base64
-import datetime
-import gzip
-import hashlib
-import hmac
 import io
-import json
-import re
-from dataclasses import dataclass
 
 from psycopg2.extras import execute_values
 
+from central.batch import UID, Event, Refused, event_time
 from central.db import database
 from central.models import Store, utcnow
+from portal import wire
 from portal.identity import Vault
 
-TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
-          "lead.erased", "devices.erased", "erase.ack")
-MAX_EVENTS = 20_000
-MAX_INFLATED = 64 * 1024 * 1024
-_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_PURPOSES = ("wifi_terms", "marketing_email", "marketing_sms", "ad_audiences")
-
-
-class Refused(Exception):
-    """The batch is refused; status and a message the store can act on."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def sign(key: bytes, timestamp: int, body: bytes) -> str:
-    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+__all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
+sign = wire.sign  # the batch signature, defined in portal.wire
 
 
 def store_key(store: Store, vault: Vault) -> bytes:
     return base64.b64decode(vault.decrypt(store.key_enc, "store.key"))
 
 
-def verify(headers, body: bytes, vault: Vault, window: int, now: float) -> Store:
-    store_id = headers.get("X-Footfall-Store", "")
-    stamp = headers.get("X-Footfall-Timestamp", "")
-    signature = headers.get("X-Footfall-Signature", "")
-    if not _UID.match(store_id) or not stamp.isdigit() or not re.match(r"^[0-9a-f]{64}$", signature):
+def verify(headers, body: bytes, vault: Vault, window: int, now: float) -> tuple[Store, bytes]:
+    """The store that signed this batch, and its key (the answer is signed with it)."""
+    store_id = headers.get(wire.STORE_HEADER, "")
+    raw_stamp = headers.get(wire.TIMESTAMP_HEADER, "")
+    stamp = wire.parse_timestamp(raw_stamp)
+    signature = headers.get(wire.SIGNATURE_HEADER, "")
+    if raw_stamp and stamp is None:  # "²", "１２", "-1", forty digits: a clear 400, never int()'s 500
+        raise Refused(400, f"{wire.TIMESTAMP_HEADER} must be epoch seconds in ASCII digits")
+    if not UID.match(store_id) or stamp is None or not wire.well_formed_signature(signature):
         raise Refused(401, "missing or malformed X-Footfall-Store, X-Footfall-Timestamp or X-Footfall-Signature")
     store = Store.get_or_none(Store.id == store_id)
-    expected = sign(store_key(store, vault) if store else b"\0" * 32, int(stamp), body)
-    if store is None or not hmac.compare_digest(expected, signature):
+    key = store_key(store, vault) if store else b"\0" * 32  # the same work for unknown stores
+    if store is None or not wire.same(wire.sign(key, stamp, body), signature):
         raise Refused(401, "unknown store or bad signature")
-    if abs(now - int(stamp)) > window:
+    if not wire.fresh(stamp, now, window):
         raise Refused(401, f"timestamp outside the {window} s replay window (check the store's clock)")
-    return store
-
-
-def inflate(body: bytes) -> dict:
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
-            raw = stream.read(MAX_INFLATED + 1)
-    except (OSError, EOFError):
-        raise Refused(400, "body is not gzip") from None
-    if len(raw) > MAX_INFLATED:
-        raise Refused(413, "batch inflates beyond 64 MiB")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Refused(400, "body is not JSON") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
-        raise Refused(400, "body must be {\"events\": [...]}")
-    if len(doc["events"]) > MAX_EVENTS:
-        raise Refused(413, f"at most {MAX_EVENTS} events per batch")
-    return doc
-
-
-@dataclass(frozen=True)
-class Event:
-    uid: str
-    topic: str
-    at: datetime.datetime
-    data: dict
-
-
-def _str(data, key, limit, pattern=None, optional=False):
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit or (pattern and not pattern.match(value)):
-        raise ValueError(key)
-    return value
-
-
-def _time(value) -> datetime.datetime:
-    if not isinstance(value, str) or len(value) > 40:
-        raise ValueError("time")
-    parsed = datetime.datetime.fromisoformat(value)
-    return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
-
-
-def parse_events(doc: dict) -> list[Event]:
-    events = []
-    for i, raw in enumerate(doc["events"]):
-        try:
-            if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-                raise ValueError("event")
-            uid = _str(raw, "uid", 64, _UID)
-            topic = raw.get("topic")
-            if topic not in TOPICS:
-                raise ValueError("topic")
-            data = raw["data"]
-            _check(topic, data)
-            events.append(Event(uid, topic, _time(raw.get("at")), data))
-        except ValueError as exc:
-            raise Refused(400, f"event {i}: invalid {exc.args[0] if exc.args else 'value'}") from None
-    return events
-
-
-def _check(topic: str, d: dict) -> None:
-    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
-        _str(d, "lead", 64, _UID)
-    if topic == "lead.upserted" and not d.get("gone"):
-        _str(d, "email", 254, optional=True)
-        _str(d, "phone", 32, optional=True)
-        _str(d, "name", 80, optional=True)
-        _str(d, "email_index", 64, _HEX64, optional=True)
-        _str(d, "phone_index", 64, _HEX64, optional=True)
-        if d.get("language") not in ("vi", "en"):
-            raise ValueError("language")
-    elif topic == "consent.recorded":
-        if d.get("purpose") not in _PURPOSES or not isinstance(d.get("granted"), bool):
-            raise ValueError("purpose")
-        _str(d, "policy_sha256", 64, _HEX64, optional=True)
-        _str(d, "method", 32, optional=True)
-    elif topic in ("device.linked", "visit.closed"):
-        _str(d, "device", 17, _MAC)
-        if topic == "visit.closed":
-            _time(d.get("start")), _time(d.get("end"))
-            if not isinstance(d.get("passerby"), bool):
-                raise ValueError("passerby")
-    elif topic == "segment.members":
-        _str(d, "segment", 64, _UID)
-        members = d.get("members")
-        if not isinstance(members, list) or len(members) > 1_000_000 or not all(isinstance(m, str) and _UID.match(m) for m in members):
-            raise ValueError("members")
-    elif topic == "devices.erased":
-        macs = d.get("devices")
-        if not isinstance(macs, list) or not all(isinstance(m, str) and _MAC.match(m) for m in macs):
-            raise ValueError("devices")
+    return store, key
 
 
 # -- applying ------------------------------------------------------------------------------------
@@ -291,7 +178,8 @@ def _apply_visits(cur, store: Store, events: list[Event]) -> None:
     ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
     # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
     lines = io.StringIO("".join(
-        f"{store.id}\t{ids[e.data['device']]}\t{_time(e.data['start']).isoformat()}\t{_time(e.data['end']).isoformat()}"
+        f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
+        f"\t{event_time(e.data['end']).isoformat()}"
         f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in events))
     cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
 

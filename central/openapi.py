@@ -18,9 +18,12 @@ DOCUMENT = {
     "paths": {
         "/v1/ingest": {"post": {
             "summary": "Push a signed, gzip-compressed batch of events (stores only)",
+            "description": "Answers to a verified store carry X-Footfall-Timestamp and X-Footfall-Signature: "
+                           "HMAC-SHA256(store key, \"answer.<timestamp>.<request signature>.\" + body).",
             "parameters": [
                 {"name": "X-Footfall-Store", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 64}},
-                {"name": "X-Footfall-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Footfall-Timestamp", "in": "header", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"}},
                 {"name": "X-Footfall-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
                 {"name": "Content-Encoding", "in": "header", "required": True, "schema": {"type": "string", "enum": ["gzip"]}},
             ],

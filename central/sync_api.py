@@ -1,23 +1,42 @@
-"""The machines' endpoint: stores push signed batches here."""
+"""The machines' endpoint: stores push signed batches here, and get signed answers."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+
+from flask import Blueprint, Response, request
 
 from central import ctx, now
-from central.ingest import Refused, apply, inflate, parse_events, verify
+from central.batch import Refused, read_batch
+from central.ingest import apply, verify
+from portal import wire
 
 bp = Blueprint("sync", __name__)
+
+
+def _answer(payload: dict, status: int, key: bytes | None = None) -> Response:
+    """JSON, signed for the store once it is known (portal/wire.py): the store acts on nothing else."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    response = Response(body, status=status, mimetype="application/json")
+    if key is not None:
+        stamp = int(now())
+        response.headers[wire.TIMESTAMP_HEADER] = str(stamp)
+        response.headers[wire.SIGNATURE_HEADER] = wire.sign_answer(
+            key, stamp, request.headers.get(wire.SIGNATURE_HEADER, ""), body)
+    return response
 
 
 @bp.post("/v1/ingest")
 def ingest():
     c = ctx()
     body = request.get_data(cache=False)
+    if request.headers.get("Content-Encoding", "") != "gzip":
+        return _answer({"error": "send the batch gzip-compressed (Content-Encoding: gzip)"}, 415)
     try:
-        if request.headers.get("Content-Encoding", "") != "gzip":
-            raise Refused(415, "send the batch gzip-compressed (Content-Encoding: gzip)")
-        store = verify(request.headers, body, c["vault"], c["settings"].sync_replay_window, now())
-        events = parse_events(inflate(body))
+        store, key = verify(request.headers, body, c["vault"], c["settings"].sync_replay_window, now())
     except Refused as exc:
-        return jsonify(error=exc.message), exc.status
-    return jsonify(apply(store, events, c["vault"]))
+        return _answer({"error": exc.message}, exc.status)
+    try:
+        events = read_batch(body)
+    except Refused as exc:
+        return _answer({"error": exc.message}, exc.status, key)
+    return _answer(apply(store, events, c["vault"]), 200, key)

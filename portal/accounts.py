@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from portal.identity import Vault
 from portal.models import AuditLog, Manager, utcnow
+from portal.numbers import is_ascii_digits
 
 ROLES = ("owner", "manager", "analyst")
 PASSWORD_MIN = 12
@@ -154,7 +155,7 @@ def verify_second_factor(manager: Manager, vault: Vault, code: str, ip: str | No
     """A current TOTP code never used before, or an unused recovery code (which is then spent)."""
     code = (code or "").strip()
     secret = vault.decrypt(manager.totp_secret_enc, "manager.totp")
-    if secret and code.isdigit() and len(code) == 6:
+    if secret and is_ascii_digits(code, 6) and len(code) == 6:
         step = _totp_step(secret, code, manager.totp_last_step)
         if step is not None:
             manager.totp_last_step = step

@@ -19,6 +19,7 @@ from portal.identity import Vault, load_or_create_keys
 from portal.journal import Journal
 from portal.recovery import ensure_sound
 from portal.models import Authorization, Device, utcnow
+from portal.numbers import StrictInt
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter
@@ -78,6 +79,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
         restore_grants(gateway)
 
     app = Flask(__name__)
+    app.url_map.converters["int"] = StrictInt  # ASCII digits, bounded: never "１２" or a 40-digit id (a 500)
     secure = settings.portal_url.startswith("https://")
     app.config.update(
         SECRET_KEY=keys.secret,

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from portal.cli_common import _settings
+from portal.cli_common import _settings, read_private_file, write_private_file
 from portal.config import database_path
 
 @click.group()
@@ -45,27 +45,35 @@ def sync_status(config: str | None) -> None:
 
 @sync.command("enroll")
 @click.option("--store-id", required=True, help="As `footfall central add-store` printed it.")
-@click.option("--store-key", required=True, help="This store's signing key (base64).")
-@click.option("--index-key", required=True, help="The chain's blind-index key (base64).")
+@click.option("--keys-file", type=click.Path(dir_okay=False),
+              help="The keys add-store wrote (mode 0600); without it they are read from standard input.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
-def sync_enroll(store_id: str, store_key: str, index_key: str, config: str | None) -> None:
+def sync_enroll(store_id: str, keys_file: str | None, config: str | None) -> None:
     """Join the chain: keep the store key, adopt the chain's index key and re-index every lead.
-    Restart the portal afterwards so that it uses the new key."""
+    The keys (store_key=..., index_key=...) come from a 0600 file or standard input, never from
+    the command line (process list, shell history). Restart the portal afterwards."""
     from portal import sync as syncing
     from portal.config import key_path
     from portal.db import database, init_db
     from portal.identity import Vault, load_or_create_keys
 
+    text = read_private_file(keys_file) if keys_file else _keys_from_stdin()
+    try:
+        store, index = syncing.parse_enrollment(text)
+    except syncing.SyncError as exc:
+        raise click.ClickException(str(exc)) from None
     settings = _settings(config)
     init_db(database_path(settings))
     keys = load_or_create_keys(key_path(settings))
-    try:
-        store, index = syncing.decode_key(store_key), syncing.decode_key(index_key)
-    except syncing.SyncError as exc:
-        raise click.ClickException(str(exc)) from None
     with database.connection_context():
         count = syncing.enroll(key_path(settings), keys, Vault(keys), store_id.strip(), store, index)
     click.echo(f"enrolled as {store_id.strip()}; {count} leads re-indexed with the chain's key; restart the portal")
+
+
+def _keys_from_stdin() -> str:
+    if sys.stdin.isatty():  # typed or pasted: not echoed
+        return "\n".join(f"{name}={click.prompt(name, hide_input=True)}" for name in ("store_key", "index_key"))
+    return sys.stdin.read(4096)
 
 
 @click.group(invoke_without_command=True)
@@ -124,9 +132,12 @@ def central_serve(config: str | None, port: int | None) -> None:
 @central.command("add-store")
 @click.argument("store_id")
 @click.option("--name", required=True)
+@click.option("--keys-file", type=click.Path(dir_okay=False),
+              help="Write the store's keys to this new file (mode 0600) instead of standard output.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
-def central_add_store(store_id: str, name: str, config: str | None) -> None:
-    """Enroll a store; prints the command to run on its appliance (keys shown once)."""
+def central_add_store(store_id: str, name: str, keys_file: str | None, config: str | None) -> None:
+    """Enroll a store; its keys (shown once) go to a 0600 file or standard output, for
+    `footfall sync enroll` on the store's appliance."""
     import base64
     import re
 
@@ -143,7 +154,14 @@ def central_add_store(store_id: str, name: str, config: str | None) -> None:
         except Exception as exc:
             raise click.ClickException(f"cannot add {store_id}: {exc.__class__.__name__}") from None
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    click.echo(f"footfall sync enroll --store-id {store_id} --store-key {b64(key)} --index-key {b64(rt['keys'].index)}")
+    keys = f"store_key={b64(key)}\nindex_key={b64(rt['keys'].index)}\n"
+    how = f"footfall sync enroll --store-id {store_id} --keys-file FILE (or the two lines on its standard input)"
+    if keys_file:
+        write_private_file(keys_file, keys)
+        click.echo(f"keys written to {keys_file} (0600); move it to the store's appliance, then run: {how}", err=True)
+    else:
+        click.echo(keys, nl=False)
+        click.echo(f"on the store's appliance, keep these two lines in a 0600 file, then run: {how}", err=True)
 
 
 @central.command("token")

@@ -1,6 +1,9 @@
 """What every `footfall` command shares."""
 from __future__ import annotations
 
+import os
+import stat
+
 import click
 
 from portal.config import ConfigError, load_settings
@@ -11,3 +14,29 @@ def _settings(config: str | None, **overrides):
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def read_private_file(path: str, limit: int = 4096) -> str:
+    """A secret from a file only its owner can read: refused when group or others may (chmod 600)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise click.ClickException(f"cannot open {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())  # of what was opened, not of a name swapped meanwhile
+        if not stat.S_ISREG(info.st_mode):
+            raise click.ClickException(f"{path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise click.ClickException(f"{path} is readable by group or others (mode {info.st_mode & 0o777:o}): "
+                                       f"chmod 600 {path}, and consider its keys seen")
+        return handle.read(limit).decode("utf-8", "replace")
+
+
+def write_private_file(path: str, text: str) -> None:
+    """A new file, mode 0600 from its creation (never an existing one overwritten)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from portal.weak_secrets import WeakSecret, check_faskey
+
 ENV_PREFIX = "FOOTFALL_"
 
 
@@ -77,6 +79,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ignore_macs", "", "MAC addresses the collector never counts (comma-separated); the capture interface's own is always ignored."),
     Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),
     Setting("sync_ca_file", "", "A CA file to pin the central store's TLS certificate to; empty uses the system's."),
+    Setting("sync_allow_http", False, "Allow an http:// central_url on a loopback address (tests only: batches carry personal data)."),
     Setting("sync_interval_seconds", 30, "The scheduler pushes the outbox this often."),
     Setting("sync_batch_events", 5000, "Events per signed batch."),
     Setting("central_dsn", "postgresql://postgres@127.0.0.1:5432/footfall", "Central store: the PostgreSQL database."),
@@ -159,6 +162,10 @@ def _validate(settings: "Settings") -> None:
         raise ConfigError("default_language must be 'vi' or 'en'")
     if settings.gateway not in ("null", "nftables", "opennds"):
         raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
+    try:
+        check_faskey(settings.opennds_faskey)
+    except WeakSecret as exc:
+        raise ConfigError(str(exc)) from None
     if settings.gateway == "opennds":
         _validate_opennds(settings)
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",

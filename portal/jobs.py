@@ -56,7 +56,7 @@ def _push(settings) -> dict:
     keys = load_or_create_keys(key_path(settings))
     if not settings.central_url or not keys.store_id:
         return {"skipped": "not enrolled (central_url and `footfall sync enroll`)"}
-    target = sync.Target(settings.central_url, keys.store_id, keys.sync_key, settings.sync_ca_file)
+    target = sync.Target(settings.central_url, keys.store_id, keys.sync_key, settings.sync_ca_file, settings.sync_allow_http)
     # Erasures from the central store cannot revoke at the gateway from here (no CAP_NET_ADMIN):
     # the portal's authorization expires on its own, and the erased device is gone from the database.
     return sync.drain(target, Vault(keys), NullGateway(), keys.store_id, settings.sync_batch_events)

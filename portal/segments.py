@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from portal.db import database
 from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
+from portal.numbers import NumberError, parse_int
 from portal.policy_texts import PURPOSES
 
 RULE_FIELDS = {
@@ -51,13 +52,13 @@ def clean_rule(raw: dict) -> dict:
             continue
         if key in RULE_FIELDS:
             lo, hi = RULE_FIELDS[key]
+            if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+                rule[key] = value  # stored rules, read back
+                continue
             try:
-                number = int(value)
-            except (TypeError, ValueError):
+                rule[key] = parse_int(value if isinstance(value, str) else "", lo, hi)  # int() would take "１２"
+            except NumberError:
                 raise RuleError(key) from None
-            if not lo <= number <= hi:
-                raise RuleError(key)
-            rule[key] = number
         elif key in TEXT_FIELDS:
             if value not in TEXT_FIELDS[key]:
                 raise RuleError(key)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from portal.models import AuditLog, StoreSetting, utcnow
+from portal.numbers import NumberError, parse_int
 
 # name: (kind, low, high) for numbers, or a pattern for text
 EDITABLE = {
@@ -34,12 +35,9 @@ def clean(name: str, raw) -> object:
     if isinstance(rule, tuple):
         _, low, high = rule
         try:
-            value = int(str(raw).strip())
-        except ValueError:
+            return parse_int(str(raw).strip(), low, high)  # int() would take "１２" and "1_2"
+        except NumberError:
             raise SettingError(name) from None
-        if not low <= value <= high:
-            raise SettingError(name)
-        return value
     value = " ".join(str(raw).split())
     if not rule.match(value):
         raise SettingError(name)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
-import hmac
 import http.client
+import ipaddress
 import json
 import logging
 import random
@@ -22,11 +21,12 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from portal import privacy
+from portal import privacy, wire
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
 from portal.models import Consent, Lead, OutboxEvent, StoreSetting, utcnow
+from portal.weak_secrets import WeakSecret, check_key
 
 logger = logging.getLogger(__name__)
 STATE_KEY = "sync.state"
@@ -45,10 +45,19 @@ class Target:
     store_id: str
     key: bytes
     ca_file: str = ""
+    allow_http: bool = False  # sync_allow_http: plain http to a loopback central, for tests
 
 
-def sign(key: bytes, timestamp: int, body: bytes) -> str:
-    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+sign = wire.sign  # the batch signature, defined once in portal.wire
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def to_wire(event: OutboxEvent, vault: Vault) -> dict:
@@ -74,20 +83,30 @@ def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tu
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=target.ca_file or None)  # verification always on
         conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
-    elif parts.scheme == "http":
+    elif parts.scheme == "http" and target.allow_http and _loopback(parts.hostname):
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    elif parts.scheme == "http":
+        raise SyncError(f"central_url must be https:// (batches carry personal data), not {target.url!r}; "
+                        "sync_allow_http allows http:// to a loopback address only, for tests")
     else:
-        raise SyncError(f"central_url must be https:// (or http:// on a trusted network), not {target.url!r}")
+        raise SyncError(f"central_url must be https://, not {target.url!r}")
+    signature = sign(target.key, timestamp, body)
     try:
         conn.request("POST", (parts.path.rstrip("/") or "") + "/v1/ingest", body=body, headers={
-            "Content-Type": "application/octet-stream", "Content-Encoding": "gzip", "X-Footfall-Store": target.store_id,
-            "X-Footfall-Timestamp": str(timestamp), "X-Footfall-Signature": sign(target.key, timestamp, body)})
+            "Content-Type": "application/octet-stream", "Content-Encoding": "gzip", wire.STORE_HEADER: target.store_id,
+            wire.TIMESTAMP_HEADER: str(timestamp), wire.SIGNATURE_HEADER: signature})
         response = conn.getresponse()
         raw = response.read(1 << 20)
     except (OSError, http.client.HTTPException) as exc:
         raise SyncError(f"central store unreachable: {exc}") from None
     finally:
         conn.close()
+    if response.status == 200:
+        # Only a 200 is acted on (delivered, commands applied): it must be the central's answer to
+        # this very batch, fresh. Anything else is a failure, retried later (the central dedups).
+        problem = wire.check_answer(target.key, signature, response.headers, raw, time.time())
+        if problem:
+            raise SyncError(f"refused the central store's answer: {problem}")
     try:
         answer = json.loads(raw) if raw else {}
     except ValueError:
@@ -236,11 +255,33 @@ def enroll(key_file, keys: Keys, vault: Vault, store_id: str, store_key: bytes, 
     return count
 
 
-def decode_key(text: str) -> bytes:
+def decode_key(text: str, what: str = "key") -> bytes:
     try:
         key = base64.b64decode(text, validate=True)
     except ValueError:
-        raise SyncError("keys are base64, as `footfall central add-store` prints them") from None
-    if len(key) < 32:
-        raise SyncError("keys are 32 bytes")
+        raise SyncError(f"{what} is not base64, as `footfall central add-store` prints it") from None
+    try:
+        check_key(key, what)
+    except WeakSecret as exc:
+        raise SyncError(str(exc)) from None
     return key
+
+
+def parse_enrollment(text: str) -> tuple[bytes, bytes]:
+    """(store key, index key) from the lines `footfall central add-store` prints:
+    store_key=<base64> and index_key=<base64>; blank lines and # comments ignored."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or name.strip() not in ("store_key", "index_key") or name.strip() in found:
+            raise SyncError("expected two lines, store_key=<base64> and index_key=<base64>, as add-store prints them")
+        found[name.strip()] = value.strip()
+    if set(found) != {"store_key", "index_key"}:
+        raise SyncError("expected two lines, store_key=<base64> and index_key=<base64>, as add-store prints them")
+    store, index = decode_key(found["store_key"], "store_key"), decode_key(found["index_key"], "index_key")
+    if store == index:
+        raise SyncError("store_key and index_key are the same: use the two keys add-store printed")
+    return store, index

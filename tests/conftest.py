@@ -13,6 +13,8 @@ from portal.db import database
 from portal.gateway.null import NullGateway
 
 PORTAL_HOST = "portal.test:8080"
+# The central store's PostgreSQL fixtures (a server for the session, a schema per test).
+pytest_plugins = ("tests.central.fixtures",)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -8,6 +8,7 @@ from flask import Response, abort, redirect, render_template, request, stream_wi
 from flask_login import current_user, login_required
 
 from portal import accounts, consent, exports, jobs, privacy, segments, store_settings
+from portal.numbers import INT64_MAX, NumberError, is_ascii_digits, parse_int
 from portal.models import AuditEntry, AuditLog, DataRequest, Lead, Manager, Segment, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.policy_texts import DOCUMENTS, PURPOSES
@@ -123,8 +124,11 @@ def request_close(request_id: int):
 def audit():
     before = request.args.get("before", "")
     select = AuditEntry.select().order_by(AuditEntry.id.desc())
-    if before.isdigit():
-        select = select.where(AuditEntry.id < int(before))
+    if before:
+        try:
+            select = select.where(AuditEntry.id < parse_int(before, 0, INT64_MAX))
+        except NumberError:
+            abort(400)
     entries = list(select.limit(100))
     return render_template("panel/audit.html", entries=entries, before=entries[-1].id if len(entries) == 100 else None)
 
@@ -170,7 +174,7 @@ def settings_page():
         changes = {name: form[name] for name in store_settings.EDITABLE if name in form and form[name].strip()}
         if "session_minutes" in form and form["session_minutes"].strip():
             minutes = form["session_minutes"].strip()
-            changes["session_seconds"] = str(int(minutes) * 60) if minutes.isdigit() else "x"
+            changes["session_seconds"] = str(int(minutes) * 60) if is_ascii_digits(minutes, 6) else "x"
         try:
             store_settings.save(changes, current_user.actor)
             for document in DOCUMENTS:

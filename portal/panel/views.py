@@ -8,11 +8,20 @@ from portal import consent, privacy, segments
 from portal.identity import InvalidContact, normalize_email, normalize_phone
 from peewee import fn
 
+from portal.numbers import INT64_MAX, NumberError, parse_int
 from portal.models import AuditLog, Consent, Device, Lead, Segment, SegmentMember, Visit
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.policy_texts import MARKETING_PURPOSES, PURPOSES
 
 PAGE = 50
+
+
+def _page_id(raw: str) -> int:
+    """A paging cursor (a row id): ASCII digits in range, else 400 (never int("²"), a 500)."""
+    try:
+        return parse_int(raw, 0, INT64_MAX)
+    except NumberError:
+        abort(400)
 
 
 @bp.get("/")
@@ -58,8 +67,8 @@ def leads():
         select = select.where(Lead.id.in_(SegmentMember.select(SegmentMember.lead).where(SegmentMember.segment == segment)))
     if purpose in MARKETING_PURPOSES:
         select = select.where(Lead.id.in_(_granted(purpose)))
-    if after.isdigit():
-        select = select.where(Lead.id < int(after))
+    if after:
+        select = select.where(Lead.id < _page_id(after))
     page = list(select.order_by(Lead.id.desc()).limit(PAGE + 1))
     more = len(page) > PAGE
     page = page[:PAGE]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from central.db import database
-from tests.central.conftest import event, post_batch
+from tests.central.fixtures import event, post_batch
 
 IDX = {k: hashlib.sha256(k.encode()).hexdigest() for k in ("lan@example.com", "+84912345678", "minh@example.com")}
 

@@ -22,7 +22,6 @@ from portal.db import database
 from portal.identity import load_or_create_keys
 from portal.models import OutboxEvent, Visit
 from portal.visitors import Client, SignInForm
-from tests.central.conftest import DSN
 from tests.livecheck import footfall_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def central_server(central_settings, tmp_path):
-    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": DSN,
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2",
            "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": ROOT}
     with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
@@ -79,7 +78,7 @@ def expected():
 def test_everything_is_delivered_once(app, visitors, central_settings, central_server):
     keys = enroll_store(central_settings, app)
     activity(visitors, 0, 30)
-    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key)
+    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key, allow_http=True)
     result = sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, batch=40)
     assert result["sent"] == expected()["applied_event"] and result["batches"] >= 4
     assert sync.pending() == 0
@@ -91,7 +90,7 @@ def test_a_days_long_outage_loses_nothing(app, visitors, central_settings, tmp_p
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here yet: the central store is down
-    target = sync.Target(f"http://127.0.0.1:{port}", keys.store_id, keys.sync_key)
+    target = sync.Target(f"http://127.0.0.1:{port}", keys.store_id, keys.sync_key, allow_http=True)
     clock = [1_800_000_000.0]
     attempts = failures = 0
     for day in range(3):
@@ -106,7 +105,8 @@ def test_a_days_long_outage_loses_nothing(app, visitors, central_settings, tmp_p
     state = sync._state()
     assert state["failures"] == failures >= 8 and 0 < state["next_at"] - clock[0] <= sync.BACKOFF_CAP
     assert sync.pending() == expected()["applied_event"]
-    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": DSN, "FOOTFALL_LOG_LEVEL": "WARNING",
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
+           "FOOTFALL_LOG_LEVEL": "WARNING",
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2", "PYTHONPATH": ROOT}
     with footfall_process(["central", "serve", "--port", str(port)], env, timeout=60):
         clock[0] = state["next_at"] + 1
@@ -169,9 +169,10 @@ class FaultyProxy:
             answer = self.forward(lines[0].split()[1], headers, body)
         if behaviour == "lose_answer":
             return  # the central store applied it; the appliance never hears so
-        status, payload = answer
+        status, signed, payload = answer
+        extra = "".join(f"{k}: {v}\r\n" for k, v in signed.items())  # the answer's signature travels on
         conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + payload)
+                     f"{extra}Connection: close\r\n\r\n".encode() + payload)
 
     def forward(self, path, headers, body):
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
@@ -179,8 +180,9 @@ class FaultyProxy:
         upstream.request("POST", path, body=body, headers=keep)
         response = upstream.getresponse()
         payload = response.read()
+        signed = {k: v for k, v in response.getheaders() if k.lower().startswith("x-footfall")}
         upstream.close()
-        return response.status, payload
+        return response.status, signed, payload
 
     def close(self):
         self.stop.set()
@@ -192,7 +194,7 @@ def test_a_faulty_network_applies_every_event_exactly_once(app, visitors, centra
     keys = enroll_store(central_settings, app)
     activity(visitors, 0, 25)
     proxy = FaultyProxy(central_server)
-    target = sync.Target(f"http://127.0.0.1:{proxy.port}", keys.store_id, keys.sync_key)
+    target = sync.Target(f"http://127.0.0.1:{proxy.port}", keys.store_id, keys.sync_key, allow_http=True)
     clock = [1_800_000_000.0]
     try:
         for _ in range(200):
@@ -232,7 +234,8 @@ def test_kill_9_mid_batch_then_restart(app, visitors, central_settings, central_
     database.close()
     with slow_answers(central_server, 3.0) as port:
         env = {**os.environ, "PYTHONPATH": ROOT, "FOOTFALL_DATA_DIR": settings.data_dir, "FOOTFALL_LOG_LEVEL": "WARNING",
-               "FOOTFALL_CENTRAL_URL": f"http://127.0.0.1:{port}", "FOOTFALL_SYNC_BATCH_EVENTS": "1000"}
+               "FOOTFALL_CENTRAL_URL": f"http://127.0.0.1:{port}", "FOOTFALL_SYNC_BATCH_EVENTS": "1000",
+               "FOOTFALL_SYNC_ALLOW_HTTP": "1"}
         proc = subprocess.Popen([sys.executable, "-m", "portal", "sync", "now"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -284,7 +287,7 @@ def test_an_erasure_decided_centrally_reaches_the_store(app, visitors, central_s
     from portal.models import Lead
     keys = enroll_store(central_settings, app)
     activity(visitors, 0, 2)
-    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key)
+    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key, allow_http=True)
     sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, 100)
     with central_db.connection_context():
         token = add_token("dpo", ["erase:write", "people:read"])

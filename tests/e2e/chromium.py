@@ -1,8 +1,6 @@
 """Debian's headless Chromium driven by Selenium, as both browser tests use it."""
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import have, require
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -12,7 +10,7 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 def chromium(tmp_path, *extra: str, mobile: dict | None = None):
     """A driver (quit it after); fails under CI, skips elsewhere, when Chromium is missing."""
     require(have("chromium") and have("chromedriver"), "Debian packages chromium and chromium-driver are not installed")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver  # a dev dependency: missing, the test fails rather than skips
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

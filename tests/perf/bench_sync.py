@@ -19,9 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests import pgserver  # noqa: E402
 from tests.livecheck import footfall_process  # noqa: E402
-
-DSN = os.environ.get("FOOTFALL_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def fill_outbox(n: int) -> list[tuple]:
@@ -42,13 +41,10 @@ def fill_outbox(n: int) -> list[tuple]:
     return rows
 
 
-def copy_baseline(schema: str, rows: list[tuple]) -> float:
+def copy_baseline(dsn: str, schema: str, rows: list[tuple]) -> float:
     """COPY the same visits (store, device, start, end, passerby) into a bare table: rows/s."""
     import psycopg2
-    from urllib.parse import urlsplit
-    parts = urlsplit(DSN)
-    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"),
-                            options=f"-c search_path={schema}")
+    conn = psycopg2.connect(**pgserver.connect_kwargs(dsn), options=f"-c search_path={schema}")
     cur = conn.cursor()
     cur.execute('CREATE TABLE copy_visit (store_id text, device text, start timestamp, "end" timestamp, passerby boolean)')
     buffer = io.StringIO()
@@ -70,6 +66,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    # FOOTFALL_TEST_DSN when set, else a throwaway server for this run (tests/pgserver.py).
+    with pgserver.postgres_dsn() as dsn:
+        return run(args, dsn)
+
+
+def run(args: argparse.Namespace, dsn: str) -> int:
     schema = f"ff_bench_{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="footfall-sync-"))
     from central import add_store
@@ -80,7 +82,7 @@ def main() -> int:
     from portal.db import database
     from portal.identity import load_or_create_keys
 
-    central_settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=DSN, central_schema=schema,
+    central_settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=dsn, central_schema=schema,
                                      log_level="WARNING")
     capp = central_app(central_settings)
     with central_db.connection_context():
@@ -93,12 +95,13 @@ def main() -> int:
         sync.enroll(path, load_or_create_keys(path), rt.vault, "bench", store_key, capp.extensions["central"]["keys"].index)
         keys = load_or_create_keys(path)
         rows = fill_outbox(args.events)
-    result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers}
-    env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": DSN, "FOOTFALL_CENTRAL_SCHEMA": schema,
+    result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers,
+                    "postgres": "FOOTFALL_TEST_DSN" if os.environ.get(pgserver.ENV_DSN) else "throwaway (fsync off)"}
+    env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": dsn, "FOOTFALL_CENTRAL_SCHEMA": schema,
            "FOOTFALL_CENTRAL_WORKERS": str(args.workers), "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     try:
         with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
-            target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key)
+            target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key, allow_http=True)
             start = time.perf_counter()
             with database.connection_context():
                 while sync.pending():
@@ -108,19 +111,14 @@ def main() -> int:
         with central_db.connection_context():
             committed = central_db.execute_sql("SELECT count(*) FROM visit").fetchone()[0]
         assert committed == args.events, committed
-        copy_rate = copy_baseline(schema, rows)
+        copy_rate = copy_baseline(dsn, schema, rows)
         rate = args.events / elapsed
         result.update({"drain_seconds": round(elapsed, 1), "events_per_s": round(rate), "rows_committed": committed,
                        "copy_rows_per_s": round(copy_rate), "ratio_to_copy": round(rate / copy_rate, 3)})
         result["goals"] = {"events_per_s>=20000": rate >= 20_000, "ratio_to_copy>=0.2": rate / copy_rate >= 0.2}
     finally:
-        import psycopg2
-        from urllib.parse import urlsplit
-        parts = urlsplit(DSN)
-        conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"))
-        conn.autocommit = True
-        conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.close()
+        central_db.close_all()
+        pgserver.drop_schema(dsn, schema)
     print(json.dumps(result, indent=2))
     return 0
 

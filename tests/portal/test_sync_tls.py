@@ -3,6 +3,7 @@ import datetime
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -11,7 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from portal import sync
+from portal import sync, wire
+
+KEY = bytes(range(32))
 
 
 def make_ca_and_cert(tmp_path):
@@ -43,8 +46,11 @@ def https_central(tmp_path):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             body = json.dumps({"applied": 0, "duplicates": 0, "commands": [], "seen_store": self.headers["X-Footfall-Store"]}).encode()
+            stamp = int(time.time())
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header(wire.TIMESTAMP_HEADER, str(stamp))  # signed as the central signs (portal/wire.py)
+            self.send_header(wire.SIGNATURE_HEADER, wire.sign_answer(KEY, stamp, self.headers[wire.SIGNATURE_HEADER], body))
             self.end_headers()
             self.wfile.write(body)
 
@@ -64,16 +70,16 @@ def https_central(tmp_path):
 
 def test_pinned_ca_is_trusted(https_central):
     port, ca = https_central
-    status, answer = sync.post(sync.Target(f"https://127.0.0.1:{port}", "hcm-01", b"k" * 32, str(ca)), b"x", 1)
+    status, answer = sync.post(sync.Target(f"https://127.0.0.1:{port}", "hcm-01", KEY, str(ca)), b"x", 1)
     assert status == 200 and answer["seen_store"] == "hcm-01"
 
 
 def test_an_unknown_certificate_is_refused(https_central):
     port, _ = https_central
     with pytest.raises(sync.SyncError, match="unreachable"):
-        sync.post(sync.Target(f"https://127.0.0.1:{port}", "hcm-01", b"k" * 32), b"x", 1)
+        sync.post(sync.Target(f"https://127.0.0.1:{port}", "hcm-01", KEY), b"x", 1)
 
 
 def test_other_schemes_are_refused():
     with pytest.raises(sync.SyncError, match="https://"):
-        sync.post(sync.Target("ftp://central.example", "s", b"k" * 32), b"x", 1)
+        sync.post(sync.Target("ftp://central.example", "s", KEY), b"x", 1)

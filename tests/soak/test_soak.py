@@ -18,7 +18,6 @@ import pytest
 from portal.config import key_path
 from portal.db import database
 from portal.identity import Vault, load_or_create_keys
-from tests.central.conftest import DSN
 from tests.soak.harness import ROOT, Background, Portal, run, store_pcap
 from tests.visitors_load import Tally, Visitor, source_ip, timed_sign_in
 
@@ -33,7 +32,7 @@ def shop(app, central_settings, tmp_path):
     from tests.central.test_sync_e2e import enroll_store
     from tests.livecheck import footfall_process
 
-    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": DSN,
+    env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2",
            "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (_proc, central_port):
@@ -46,7 +45,8 @@ def shop(app, central_settings, tmp_path):
                     "FOOTFALL_PORTAL_URL": "http://portal.test:8080", "FOOTFALL_LISTEN_HOST": "127.0.0.1",
                     "FOOTFALL_STORE_NAME": settings.store_name, "FOOTFALL_RATE_LIMIT_COUNT": "1000000",
                     "FOOTFALL_LOG_LEVEL": "WARNING", "FOOTFALL_OUI_FILE": "/nonexistent",
-                    "FOOTFALL_CENTRAL_URL": f"http://127.0.0.1:{central_port}", "FOOTFALL_SYNC_BATCH_EVENTS": "200"},
+                    "FOOTFALL_CENTRAL_URL": f"http://127.0.0.1:{central_port}", "FOOTFALL_SYNC_ALLOW_HTTP": "1",
+                    "FOOTFALL_SYNC_BATCH_EVENTS": "200"},
         }
 
 
@@ -105,7 +105,7 @@ def test_a_busy_minute_loses_nothing_and_doubles_nothing(shop, tmp_path):
             t.join(60)
         collector.join(120)
         scheduler.join(120)
-    portal.stop()  # its exit status on SIGTERM: tests/test_shutdown.py
+    portal.stop()  # its exit status on SIGTERM: tests/test_shutdown.py (issue 13)
 
     # Every visitor answer: never a server error.
     assert tally.server_errors() == 0 and other.server_errors() == 0, (tally.statuses, other.statuses, tally.failures[:5])

@@ -1,4 +1,8 @@
-"""Real PostgreSQL for the central store: a schema per test, dropped afterwards."""
+"""Real PostgreSQL for the central store: one server per session, a schema per test, dropped afterwards.
+
+Registered for the whole suite from tests/conftest.py (tests/security uses it too). The server
+is FOOTFALL_TEST_DSN when set, else a throwaway one started by tests/pgserver.py on first use.
+"""
 from __future__ import annotations
 
 import gzip
@@ -9,44 +13,41 @@ import uuid
 
 import pytest
 
+from tests import pgserver
 from tests.conftest import require
 
-DSN = os.environ.get("FOOTFALL_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
-
-def postgres_reachable() -> bool:
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """Started lazily: a session that runs no central test starts no server."""
+    if os.environ.get(pgserver.ENV_DSN):
+        try:
+            pgserver.check_reachable(os.environ[pgserver.ENV_DSN])
+        except pgserver.ServerError as exc:
+            pytest.fail(str(exc))  # named on purpose: never quietly fall back to another server
+        yield os.environ[pgserver.ENV_DSN]
+        return
+    require(pgserver.bin_dir() is not None, "initdb and pg_ctl not found: install the Debian package postgresql")
+    server = pgserver.start_throwaway()
     try:
-        import psycopg2
-        from urllib.parse import urlsplit
-        parts = urlsplit(DSN)
-        psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"),
-                         connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
+        yield server.dsn
+    finally:
+        pgserver.stop_throwaway(server)
 
 
 @pytest.fixture
-def schema():
-    require(postgres_reachable(), f"no PostgreSQL answers at {DSN}")
+def schema(pg_dsn):
     name = f"ff_{uuid.uuid4().hex[:12]}"
     yield name
-    import psycopg2
-    from urllib.parse import urlsplit
-
     from central.db import database
     database.close_all()
-    parts = urlsplit(DSN)
-    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname=parts.path.strip("/"))
-    conn.autocommit = True
-    conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    conn.close()
+    pgserver.drop_schema(pg_dsn, name)
 
 
 @pytest.fixture
-def central_settings(schema, tmp_path):
+def central_settings(pg_dsn, schema, tmp_path):
     from portal.config import load_settings
-    return load_settings(environ={}, data_dir=str(tmp_path / "central"), central_dsn=DSN, central_schema=schema,
+    return load_settings(environ={}, data_dir=str(tmp_path / "central"), central_dsn=pg_dsn, central_schema=schema,
                          log_level="WARNING")
 
 
