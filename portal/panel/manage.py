@@ -9,7 +9,8 @@ from flask_login import current_user, login_required
 
 from portal import accounts, consent, exports, jobs, privacy, segments, store_settings
 from portal.models import AuditEntry, AuditLog, DataRequest, Lead, Manager, Segment, utcnow
-from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
+from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime, whole_number
+from portal.panel.auth import configure_throttle
 from portal.policy_texts import DOCUMENTS, PURPOSES
 
 RULE_KEYS = (*segments.RULE_FIELDS, *segments.TEXT_FIELDS)
@@ -123,8 +124,11 @@ def request_close(request_id: int):
 def audit():
     before = request.args.get("before", "")
     select = AuditEntry.select().order_by(AuditEntry.id.desc())
-    if before.isdigit():
-        select = select.where(AuditEntry.id < int(before))
+    if before:
+        number = whole_number(before)
+        if number is None:
+            abort(400)
+        select = select.where(AuditEntry.id < number)
     entries = list(select.limit(100))
     return render_template("panel/audit.html", entries=entries, before=entries[-1].id if len(entries) == 100 else None)
 
@@ -152,11 +156,7 @@ def user_access(manager_id: int):
     manager = Manager.get_or_none(Manager.id == manager_id) or abort(404)
     if manager.id == current_user.manager.id:
         abort(400)
-    disable = request.form.get("disabled") == "yes"
-    manager.disabled = disable
-    manager.save()
-    AuditLog.record(current_user.actor, "account_disabled" if disable else "account_enabled", manager.username,
-                    request.remote_addr)
+    accounts.set_disabled(manager, request.form.get("disabled") == "yes", current_user.actor, request.remote_addr)
     return redirect(url_for("panel.users"))
 
 
@@ -170,7 +170,8 @@ def settings_page():
         changes = {name: form[name] for name in store_settings.EDITABLE if name in form and form[name].strip()}
         if "session_minutes" in form and form["session_minutes"].strip():
             minutes = form["session_minutes"].strip()
-            changes["session_seconds"] = str(int(minutes) * 60) if minutes.isdigit() else "x"
+            number = whole_number(minutes, 10**6)
+            changes["session_seconds"] = str(number * 60) if number is not None else "x"
         try:
             store_settings.save(changes, current_user.actor)
             for document in DOCUMENTS:
@@ -220,3 +221,4 @@ def _reload(rt) -> None:
     settings = store_settings.apply(rt.settings)
     rt.visitors.settings = settings
     current_app.extensions["footfall"] = dataclasses.replace(rt, settings=settings)
+    configure_throttle(current_app.extensions["footfall"])

@@ -9,7 +9,7 @@ from portal.identity import InvalidContact, normalize_email, normalize_phone
 from peewee import fn
 
 from portal.models import AuditLog, Consent, Device, Lead, Segment, SegmentMember, Visit
-from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
+from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime, whole_number
 from portal.policy_texts import MARKETING_PURPOSES, PURPOSES
 
 PAGE = 50
@@ -58,8 +58,11 @@ def leads():
         select = select.where(Lead.id.in_(SegmentMember.select(SegmentMember.lead).where(SegmentMember.segment == segment)))
     if purpose in MARKETING_PURPOSES:
         select = select.where(Lead.id.in_(_granted(purpose)))
-    if after.isdigit():
-        select = select.where(Lead.id < int(after))
+    if after:
+        number = whole_number(after)
+        if number is None:
+            abort(400)
+        select = select.where(Lead.id < number)
     page = list(select.order_by(Lead.id.desc()).limit(PAGE + 1))
     more = len(page) > PAGE
     page = page[:PAGE]
