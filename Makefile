@@ -10,7 +10,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-gateway bench-collector bench-panel bench-sync demo deb-test deb-bench clean
+.PHONY: test bench bench-gateway bench-collector bench-panel bench-login bench-sync demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-collector: $(VENV)/.installed deb-test
 
 bench-panel: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_panel.py
+
+bench-login: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_login.py
 
 # Needs PostgreSQL (FOOTFALL_TEST_DSN, default postgresql://postgres@127.0.0.1:5432/test).
 bench-sync: $(VENV)/.installed

@@ -58,7 +58,7 @@ def load_session(req) -> PanelUser | None:
     if found.expired:
         g.panel_expired = True
         AuditLog.record(f"manager:{found.manager.username}", "session_expired", None, req.remote_addr)
-    return PanelUser(found.manager, found.session.id) if found.session is not None else None
+    return PanelUser(found.manager, found.session_id) if found.session_id is not None else None
 
 
 def idle() -> datetime.timedelta:

@@ -12,6 +12,7 @@ from flask import redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from portal import accounts, manager_sessions
+from portal.db import database
 from portal.models import AuditLog, Manager
 from portal.panel import COOKIE, bp, idle, runtime, set_cookie
 
@@ -35,7 +36,6 @@ def _limited() -> bool:
 def _signed_in(manager: Manager, token: str):
     set_cookie(token)
     session.pop("pending_2fa", None)  # left by an older version's signed cookie
-    AuditLog.record(f"manager:{manager.username}", "login", manager.username, request.remote_addr)
     return redirect(url_for("panel.dashboard"))
 
 
@@ -54,18 +54,23 @@ def login():
         except accounts.AccountError as exc:
             error = "err_login_" + exc.code
         else:
-            manager_sessions.prune(idle())
-            if manager.totp_confirmed:
-                set_cookie(manager_sessions.start(manager, manager_sessions.CODE, request.remote_addr))
+            stage = manager_sessions.CODE if manager.totp_confirmed else manager_sessions.FULL
+            with database.atomic():  # one commit (one fsync) for the three writes
+                manager_sessions.prune(idle())
+                token = manager_sessions.start(manager, stage, request.remote_addr)
+                if stage == manager_sessions.FULL:
+                    AuditLog.record(f"manager:{manager.username}", "login", manager.username, request.remote_addr)
+            if stage == manager_sessions.CODE:
+                set_cookie(token)
                 return redirect(url_for("panel.login_second_factor"))
-            return _signed_in(manager, manager_sessions.start(manager, manager_sessions.FULL, request.remote_addr))
+            return _signed_in(manager, token)
     return render_template("panel/login.html", error=error, expired=request.args.get("expired")), 401 if error else 200
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_second_factor():
     pending = manager_sessions.lookup(request.cookies.get(COOKIE), manager_sessions.CODE, idle())
-    if pending.session is None:
+    if pending.session_id is None:
         if COOKIE in request.cookies:
             set_cookie(None)
         return redirect(url_for("panel.login"))
@@ -77,8 +82,9 @@ def login_second_factor():
         if _limited() or accounts.is_locked(manager):
             error = "err_login_locked"
         elif accounts.verify_second_factor(manager, runtime().vault, request.form.get("code", "")[:32], ip):
-            token = manager_sessions.promote(pending.session, ip) if accounts.second_factor_passed(manager) else None
+            token = manager_sessions.promote(pending.session_id, manager, ip) if accounts.second_factor_passed(manager) else None
             if token is not None:
+                AuditLog.record(f"manager:{manager.username}", "login", manager.username, ip)
                 return _signed_in(manager, token)
             error = "err_login_locked"
         elif accounts.register_failure(manager, ip, "2fa_failed", max_failures, lockout, accounts.SECOND_FACTOR):
