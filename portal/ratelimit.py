@@ -3,15 +3,17 @@
 The portal runs as one multi-threaded process, so the limiter lives in memory. Each purpose gets
 its own bucket (its own limit, window and table): a flood of keys in one bucket (forged captive
 identities, say) never touches another (the panel's login throttle). Inside a bucket, memory is
-bounded by `max_keys`, and the eviction that keeps it bounded only ever forgets keys that are
-*not* blocked: a blocked key stays blocked until its window has passed, however many other keys
-arrive. When every slot holds a blocked key, a new key is refused (fails closed) until one of them
-expires, rather than letting a flood unblock anyone.
+bounded by `max_keys`, and the eviction that keeps it bounded forgets keys that are *not*
+blocked first: a flood of new keys never unblocks anyone. Only when every slot holds a blocked
+key does the bucket's policy decide: `fail_closed` refuses new keys until a blocked one expires
+(the panel's login: a few management addresses could never fill it, so only an attack does);
+otherwise the key blocked longest ago makes room (the visitor forms: refusing every newcomer
+would turn an attacker's 20,000 blocked identities into a sign-in outage for the shop).
 
 Keys must be what a client cannot choose: the peer address, a gateway-vouched MAC, a blind index
 of a verified contact; never a request parameter, or one client holds as many keys as it likes.
 
-    limiter.bucket("panel-login", limit=10, window=600).allow(peer_ip)
+    limiter.bucket("panel-login", limit=10, window=600, fail_closed=True).allow(peer_ip)
     limiter.bucket("code-send", limit=3, window=3600).allow(peer_ip, contact_index)  # both keys count
 """
 from __future__ import annotations
@@ -30,14 +32,17 @@ Clock = Callable[[], float]
 class Bucket:
     """One sliding-window store: at most `limit` attempts per key within `window` seconds."""
 
-    def __init__(self, limit: int, window: float, max_keys: int = 20_000, clock: Clock = time.monotonic) -> None:
+    def __init__(self, limit: int, window: float, max_keys: int = 20_000, clock: Clock = time.monotonic,
+                 fail_closed: bool = True) -> None:
         self.limit, self.window, self.max_keys, self.clock = limit, window, max_keys, clock
+        self.fail_closed = fail_closed
         # Keys under their limit, stalest first: the only ones eviction may forget.
         self._open: OrderedDict[str, deque[float]] = OrderedDict()
         # Keys at their limit, in the order they were blocked: kept until their window passes.
         self._blocked: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
-        self.refused_full = 0  # new keys refused because every slot held a blocked key
+        self.refused_full = 0  # new keys refused because every slot held a blocked key (fail_closed)
+        self.evicted_blocked = 0  # blocked keys forgotten to make room (not fail_closed)
 
     def __len__(self) -> int:
         return len(self._open) + len(self._blocked)
@@ -98,11 +103,14 @@ class Bucket:
         if self._open:
             self._open.popitem(last=False)  # the stalest key under its limit: forgetting it frees no one
             return True
-        # Only blocked keys: the one blocked longest ago goes if its window has passed.
+        # Only blocked keys: the one blocked longest ago goes if its window has passed, or if
+        # this bucket prefers letting one blocked key go to refusing everyone new.
         if self._blocked:
             key, hits = next(iter(self._blocked.items()))
             self._expire(hits, now)
-            if len(hits) < self.limit:
+            if len(hits) < self.limit or not self.fail_closed:
+                if len(hits) >= self.limit:
+                    self.evicted_blocked += 1
                 del self._blocked[key]
                 return True
         return False
@@ -118,11 +126,11 @@ class RateLimiter:
 
     def __init__(self, limit: int, window: float, max_keys: int = 20_000, clock: Clock = time.monotonic) -> None:
         self.clock, self.max_keys = clock, max_keys
-        self._buckets: dict[str, Bucket] = {"forms": Bucket(limit, window, max_keys, clock)}
+        self._buckets: dict[str, Bucket] = {"forms": Bucket(limit, window, max_keys, clock, fail_closed=False)}
         self._lock = threading.Lock()
 
     def bucket(self, name: str, limit: int | None = None, window: float | None = None,
-               max_keys: int | None = None) -> Bucket:
+               max_keys: int | None = None, fail_closed: bool = True) -> Bucket:
         """The bucket called `name`, created on first use with these limits (later calls get the same
         one; pass limits to change them, e.g. after the owner edits settings)."""
         with self._lock:
@@ -130,7 +138,8 @@ class RateLimiter:
             if found is None:
                 if limit is None or window is None:
                     raise KeyError(f"rate-limit bucket {name!r} has no limits yet")
-                found = self._buckets[name] = Bucket(limit, window, max_keys or self.max_keys, self.clock)
+                found = self._buckets[name] = Bucket(limit, window, max_keys or self.max_keys, self.clock,
+                                                     fail_closed)
             else:
                 if limit is not None:
                     found.limit = limit

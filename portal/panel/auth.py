@@ -21,7 +21,7 @@ LOGIN_BUCKET = "panel-login"
 
 def configure_throttle(rt) -> None:
     """Create (or, after a settings change, resize) the login throttle's own bucket."""
-    rt.limiter.bucket(LOGIN_BUCKET, rt.settings.rate_limit_count, rt.settings.rate_limit_window)
+    rt.limiter.bucket(LOGIN_BUCKET, rt.settings.rate_limit_count, rt.settings.rate_limit_window, fail_closed=True)
 
 
 def _lockout():

@@ -217,7 +217,6 @@ def measure(args, result: dict, data: Path) -> None:
         # The session check: a signed-in panel page against the login page, same connection kind.
         owner = Client(port)
         status, _, _ = owner.request("POST", "/panel/login", owner.login_form("owner"))
-        import pyotp
         code_page = owner.request("GET", "/panel/login/code")[1]
         token = re.search(r'name="csrf_token" value="([^"]+)"', code_page).group(1)
         status, _, _ = owner.request("POST", "/panel/login/code", {"csrf_token": token,

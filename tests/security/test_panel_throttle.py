@@ -64,6 +64,19 @@ def test_a_table_full_of_blocked_keys_refuses_new_keys_until_one_expires():
     assert bucket.allow("newcomer")
 
 
+def test_a_fail_open_bucket_full_of_blocked_keys_lets_the_oldest_go():
+    """The visitor forms' policy: 100 blocked identities must not lock every newcomer out."""
+    bucket = Bucket(limit=1, window=60, max_keys=100, clock=Clock(), fail_closed=False)
+    for i in range(100):
+        bucket.allow(f"k{i}")
+    assert bucket.allow("newcomer") and bucket.evicted_blocked == 1
+    assert bucket.allow("k0") and not bucket.allow("k99")
+
+
+def test_the_panel_login_bucket_fails_closed(app):
+    assert app.extensions["footfall"].limiter.bucket("panel-login").fail_closed
+
+
 def test_buckets_are_separate_stores():
     limiter = RateLimiter(limit=3, window=600, max_keys=100)
     login = limiter.bucket("panel-login", limit=2, window=600)
