@@ -114,9 +114,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     from portal.captive import CaptiveProbes, bp as captive_bp
     from portal.captive.views import body_limits, check_encoding
 
-    # A foreign Host is a captive probe, answered before Flask (see CaptiveProbes). Then, in
+    # A foreign Host is a captive probe, answered before Flask (see CaptiveProbes); on the own
+    # host, the panel from outside panel_networks becomes an unknown path (PanelFence). Then, in
     # order: the logo's larger body limit, and broken encodings refused before CSRF parses forms.
-    app.wsgi_app = CaptiveProbes(app.wsgi_app, app)
+    from portal.panel.fence import PanelFence
+    app.wsgi_app = CaptiveProbes(PanelFence(app.wsgi_app, app), app)
     app.before_request(body_limits)
     app.before_request(check_encoding)
     csrf.init_app(app)

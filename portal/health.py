@@ -12,7 +12,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import socket
 import threading
 import time

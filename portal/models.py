@@ -136,6 +136,7 @@ class Manager(BaseModel):
     recovery_codes = TextField(default="[]")  # argon2 hashes, each usable once
     totp_last_step = IntegerField(default=0)   # a TOTP code is accepted once: later steps only
     failed_logins = IntegerField(default=0)
+    second_factor_failures = IntegerField(default=0)  # apart: a right password never resets them
     locked_until = DateTimeField(null=True)
     disabled = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
@@ -229,3 +230,18 @@ class AuditLog:
 
 MODELS = (Lead, Device, Visit, OpenRun, PolicyVersion, Consent, Authorization, Manager, StoreSetting, Segment,
           SegmentMember, FunnelDay, DataRequest, AuditEntry, OutboxEvent)
+
+
+class ManagerSession(BaseModel):
+    """A panel session held on the server. The browser's cookie carries only a random token whose
+    SHA-256 is `token_hash` (a copy of the database opens no session); deleting the row ends the
+    session for good, whatever cookie a browser kept."""
+    token_hash = CharField(unique=True)
+    manager = ForeignKeyField(Manager, backref="sessions", on_delete="CASCADE")
+    stage = CharField()  # "code": right password, second factor awaited; "full": signed in
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+    ip = CharField(null=True)
+
+
+MODELS = MODELS + (ManagerSession,)

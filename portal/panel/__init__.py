@@ -1,38 +1,45 @@
 """The manager panel: the store's dashboard, leads, segments, privacy desk and settings.
 
 Answers only on the management networks (`panel_networks`); anything else gets a 404, so a
-guest cannot even see that it exists. Roles: owner (everything), manager (leads, segments,
+guest cannot even see that it exists (portal/panel/fence.py). Sessions live on the server
+(portal/manager_sessions.py); the panel's cookie carries only a session's random token. Roles: owner (everything), manager (leads, segments,
 exports, data-subject requests), analyst (aggregates only: never an email or a phone).
 """
 from __future__ import annotations
 
+import datetime
 import functools
-import ipaddress
-import time
 
-from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
-from flask_login import LoginManager, UserMixin, current_user, logout_user
+from flask import Blueprint, abort, current_app, g, redirect, request, url_for
+from flask_login import LoginManager, UserMixin, current_user
 from flask_login.utils import _user_context_processor
 
+from portal import manager_sessions
 from portal.models import AuditLog, Manager
+from portal.panel.fence import allowed_network  # noqa: F401  (part of this package's interface)
 
 bp = Blueprint("panel", __name__, url_prefix="/panel", template_folder="../templates")
 login_manager = LoginManager()
 login_manager.login_view = "panel.login"
-login_manager.session_protection = "strong"
+# Sessions live on the server (portal/manager_sessions.py); flask-login's own cookie-side
+# protection has nothing left to protect, and in "strong" mode it would refuse our loader.
+login_manager.session_protection = None
 login_manager.login_message = None
 bp.context_processor(_user_context_processor)  # current_user for the panel's templates only (see init_app)
 
 # Who may open what. Analysts see aggregates only.
 SEES_PERSONAL_DATA = ("owner", "manager")
+# The panel's cookie: only the session's random token, only for /panel, never sent cross-site.
+COOKIE = "ff_panel"
 
 
 class PanelUser(UserMixin):
-    def __init__(self, manager: Manager):
+    def __init__(self, manager: Manager, session_id: int):
         self.manager = manager
         self.id = str(manager.id)
         self.username = manager.username
         self.role = manager.role
+        self.session_id = session_id
 
     @property
     def actor(self) -> str:
@@ -40,23 +47,31 @@ class PanelUser(UserMixin):
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> PanelUser | None:
-    if not user_id.isdigit():
-        return None
-    manager = Manager.get_or_none(Manager.id == int(user_id))
-    return PanelUser(manager) if manager is not None and not manager.disabled else None
+def load_user(user_id: str) -> None:
+    """Never from Flask's signed cookie: a panel session is a row on the server (see load_session)."""
+    return None
+
+
+@login_manager.request_loader
+def load_session(req) -> PanelUser | None:
+    found = manager_sessions.lookup(req.cookies.get(COOKIE), manager_sessions.FULL, idle())
+    if found.expired:
+        g.panel_expired = True
+        AuditLog.record(f"manager:{found.manager.username}", "session_expired", None, req.remote_addr)
+    return PanelUser(found.manager, found.session_id) if found.session_id is not None else None
+
+
+def idle() -> datetime.timedelta:
+    return datetime.timedelta(minutes=runtime().settings.panel_idle_minutes)
+
+
+def set_cookie(token: str | None) -> None:
+    """Send this session token with the answer (None: delete the browser's copy)."""
+    g.panel_cookie = token or ""
 
 
 def runtime():
     return current_app.extensions["footfall"]
-
-
-def allowed_network(ip: str, networks: str) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(cidr.strip(), strict=False) for cidr in networks.split(",") if cidr.strip())
 
 
 def requires(*roles: str):
@@ -81,23 +96,30 @@ ENROL_ENDPOINTS = {"panel.setup_2fa", "panel.logout"}
 @bp.before_request
 def guard():
     settings = runtime().settings
+    # PanelFence already turned requests from outside into unknown paths; this stays as a second lock.
     if not allowed_network(request.remote_addr or "", settings.panel_networks):
         abort(404)
     g.panel = True
     if not current_user.is_authenticated:
+        if g.get("panel_expired"):
+            set_cookie(None)
+            return redirect(url_for("panel.login", expired=1))
         return None
-    now = time.time()
-    last = session.get("panel_seen", now)
-    if now - last > settings.panel_idle_minutes * 60:
-        AuditLog.record(current_user.actor, "session_expired", None, request.remote_addr)
-        logout_user()
-        session.clear()
-        return redirect(url_for("panel.login", expired=1))
-    session["panel_seen"] = now
     if (settings.panel_require_2fa and not current_user.manager.totp_confirmed
             and request.endpoint not in ENROL_ENDPOINTS | OPEN_ENDPOINTS):
         return redirect(url_for("panel.setup_2fa"))
     return None
+
+
+@bp.after_request
+def send_cookie(response):
+    if "panel_cookie" in g:
+        secure = current_app.config["SESSION_COOKIE_SECURE"]
+        if g.panel_cookie:
+            response.set_cookie(COOKIE, g.panel_cookie, path="/panel", httponly=True, samesite="Strict", secure=secure)
+        else:
+            response.delete_cookie(COOKIE, path="/panel", httponly=True, samesite="Strict", secure=secure)
+    return response
 
 
 def init_app(app) -> None:
@@ -107,4 +129,5 @@ def init_app(app) -> None:
     # remember-cookie deletion with every answer.
     app.template_context_processors[None].remove(_user_context_processor)
     from portal.panel import auth, manage, views  # noqa: F401  (register routes)
+    auth.configure_throttle(app.extensions["footfall"])
     app.register_blueprint(bp)

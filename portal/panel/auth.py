@@ -1,15 +1,27 @@
-"""Signing in to the panel: password, then TOTP (or a recovery code); enrolment; signing out."""
+"""Signing in to the panel: password, then TOTP (or a recovery code); enrolment; signing out.
+
+The login throttle is the app limiter's "panel-login" bucket, keyed on the peer address (what a
+client cannot choose); a flood of other keys never frees a blocked address (portal/ratelimit.py).
+"""
 from __future__ import annotations
 
 import datetime
 
 import segno
 from flask import redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
-from portal import accounts
+from portal import accounts, manager_sessions
+from portal.db import database
 from portal.models import AuditLog, Manager
-from portal.panel import PanelUser, bp, runtime
+from portal.panel import COOKIE, bp, idle, runtime, set_cookie
+
+LOGIN_BUCKET = "panel-login"
+
+
+def configure_throttle(rt) -> None:
+    """Create (or, after a settings change, resize) the login throttle's own bucket."""
+    rt.limiter.bucket(LOGIN_BUCKET, rt.settings.rate_limit_count, rt.settings.rate_limit_window, fail_closed=True)
 
 
 def _lockout():
@@ -18,15 +30,12 @@ def _lockout():
 
 
 def _limited() -> bool:
-    return not runtime().limiter.allow(f"panel-login:{request.remote_addr}")
+    return not runtime().limiter.bucket(LOGIN_BUCKET).allow(request.remote_addr or "")
 
 
-def _finish_login(manager: Manager):
-    session.pop("pending_2fa", None)
-    session.pop("pending_at", None)
-    login_user(PanelUser(manager))
-    session["panel_seen"] = datetime.datetime.now().timestamp()
-    AuditLog.record(f"manager:{manager.username}", "login", manager.username, request.remote_addr)
+def _signed_in(manager: Manager, token: str):
+    set_cookie(token)
+    session.pop("pending_2fa", None)  # left by an older version's signed cookie
     return redirect(url_for("panel.dashboard"))
 
 
@@ -45,33 +54,43 @@ def login():
         except accounts.AccountError as exc:
             error = "err_login_" + exc.code
         else:
-            if manager.totp_confirmed:
-                session["pending_2fa"], session["pending_at"] = manager.id, datetime.datetime.now().timestamp()
+            stage = manager_sessions.CODE if manager.totp_confirmed else manager_sessions.FULL
+            with database.atomic():  # one commit (one fsync) for the three writes
+                manager_sessions.prune(idle())
+                token = manager_sessions.start(manager, stage, request.remote_addr)
+                if stage == manager_sessions.FULL:
+                    AuditLog.record(f"manager:{manager.username}", "login", manager.username, request.remote_addr)
+            if stage == manager_sessions.CODE:
+                set_cookie(token)
                 return redirect(url_for("panel.login_second_factor"))
-            return _finish_login(manager)
+            return _signed_in(manager, token)
     return render_template("panel/login.html", error=error, expired=request.args.get("expired")), 401 if error else 200
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_second_factor():
-    manager_id = session.get("pending_2fa")
-    started = session.get("pending_at", 0)
-    if not manager_id or datetime.datetime.now().timestamp() - started > 300:
-        session.pop("pending_2fa", None)
+    pending = manager_sessions.lookup(request.cookies.get(COOKIE), manager_sessions.CODE, idle())
+    if pending.session_id is None:
+        if COOKIE in request.cookies:
+            set_cookie(None)
         return redirect(url_for("panel.login"))
-    manager = Manager.get_or_none(Manager.id == manager_id)
-    if manager is None or manager.disabled:
-        return redirect(url_for("panel.login"))
+    manager = pending.manager
     error = None
     if request.method == "POST":
         max_failures, lockout = _lockout()
+        ip = request.remote_addr
         if _limited() or accounts.is_locked(manager):
             error = "err_login_locked"
-        elif accounts.verify_second_factor(manager, runtime().vault, request.form.get("code", "")[:32], request.remote_addr):
-            return _finish_login(manager)
-        else:
-            accounts.register_failure(manager, request.remote_addr, "2fa_failed", max_failures, lockout)
+        elif accounts.verify_second_factor(manager, runtime().vault, request.form.get("code", "")[:32], ip):
+            token = manager_sessions.promote(pending.session_id, manager, ip) if accounts.second_factor_passed(manager) else None
+            if token is not None:
+                AuditLog.record(f"manager:{manager.username}", "login", manager.username, ip)
+                return _signed_in(manager, token)
+            error = "err_login_locked"
+        elif accounts.register_failure(manager, ip, "2fa_failed", max_failures, lockout, accounts.SECOND_FACTOR):
             error = "err_code_invalid"
+        else:
+            error = "err_login_locked"
     return render_template("panel/code.html", error=error), 401 if error else 200
 
 
@@ -102,7 +121,9 @@ def setup_2fa():
 @bp.post("/logout")
 @login_required
 def logout():
-    AuditLog.record(current_user.actor, "logout", current_user.username, request.remote_addr)
-    logout_user()
+    """Signing out ends every session of this account, on every device, for good."""
+    ended = manager_sessions.end_all(current_user.manager.id)
+    AuditLog.record(current_user.actor, "logout", current_user.username, request.remote_addr, sessions_ended=ended)
     session.clear()
+    set_cookie(None)
     return redirect(url_for("panel.login"))

@@ -11,6 +11,7 @@ from portal import accounts, consent, exports, jobs, privacy, segments, store_se
 from portal.numbers import INT64_MAX, NumberError, is_ascii_digits, parse_int
 from portal.models import AuditEntry, AuditLog, DataRequest, Lead, Manager, Segment, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
+from portal.panel.auth import configure_throttle
 from portal.policy_texts import DOCUMENTS, PURPOSES
 
 RULE_KEYS = (*segments.RULE_FIELDS, *segments.TEXT_FIELDS)
@@ -156,11 +157,7 @@ def user_access(manager_id: int):
     manager = Manager.get_or_none(Manager.id == manager_id) or abort(404)
     if manager.id == current_user.manager.id:
         abort(400)
-    disable = request.form.get("disabled") == "yes"
-    manager.disabled = disable
-    manager.save()
-    AuditLog.record(current_user.actor, "account_disabled" if disable else "account_enabled", manager.username,
-                    request.remote_addr)
+    accounts.set_disabled(manager, request.form.get("disabled") == "yes", current_user.actor, request.remote_addr)
     return redirect(url_for("panel.users"))
 
 
@@ -224,3 +221,4 @@ def _reload(rt) -> None:
     settings = store_settings.apply(rt.settings)
     rt.visitors.settings = settings
     current_app.extensions["footfall"] = dataclasses.replace(rt, settings=settings)
+    configure_throttle(current_app.extensions["footfall"])

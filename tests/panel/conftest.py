@@ -4,7 +4,7 @@ import re
 import pyotp
 import pytest
 
-from portal import accounts
+from portal import accounts, passwords
 from portal.models import Manager
 
 PASSWORD = "correct horse battery staple"
@@ -15,7 +15,7 @@ def cheap_hashing(monkeypatch):
     """The same algorithm (argon2id) with small costs, so that a hundred logins take seconds;
     test_auth checks the production parameters separately."""
     from argon2 import PasswordHasher
-    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(passwords, "HASHER", passwords.BoundedHasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)))
 
 
 @pytest.fixture

@@ -59,10 +59,11 @@ def percentiles(samples: list[float]) -> dict:
 class Session:
     def __init__(self, port: int):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.cookie = ""
+        self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: str | None = None) -> tuple[int, str, float]:
-        headers = {"Host": "portal.test:8080", "Accept-Language": "en", "Cookie": self.cookie}
+        headers = {"Host": "portal.test:8080", "Accept-Language": "en",
+                   "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         start = time.perf_counter()
@@ -71,8 +72,8 @@ class Session:
         text = response.read().decode()
         elapsed = (time.perf_counter() - start) * 1000
         for value in response.headers.get_all("Set-Cookie") or []:
-            if value.startswith("ff_session="):
-                self.cookie = value.split(";", 1)[0]
+            name, _, rest = value.partition("=")  # ff_session (CSRF) and ff_panel (the panel session)
+            self.cookies[name] = rest.split(";", 1)[0]
         return response.status, text, elapsed
 
     def login(self, username: str, password: str) -> None:

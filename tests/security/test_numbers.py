@@ -86,7 +86,9 @@ def settings(settings):
 @pytest.fixture
 def owner(app, monkeypatch):
     from argon2 import PasswordHasher
-    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+    from portal import passwords
+    monkeypatch.setattr(passwords, "HASHER", passwords.BoundedHasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)))
     manager = accounts.create_manager("owner1", PASSWORD, "owner")
     client = PanelClient(app.test_client())
     assert client.login("owner1").status_code == 302

@@ -28,7 +28,7 @@ def test_forged_fas_flood_neither_resets_nor_flushes_the_limits(tmp_path):
         guest = PortalClient(app.test_client(), ip=GUEST_IP)
         assert guest.get("/fas/", query_string=level2(clientmac=GUEST_MAC, clientip=GUEST_IP)).status_code == 200
         exhaust(guest, 3)
-        keys_before = len(rt.limiter._hits)
+        keys_before = len(rt.limiter.bucket("forms"))
         forged = [{"fas": level1(clientmac=f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}")}
                   for i in range(FLOOD)]  # a new "device" every time, all from the guest's own TCP peer
         answers: dict[int, int] = {}
@@ -40,7 +40,7 @@ def test_forged_fas_flood_neither_resets_nor_flushes_the_limits(tmp_path):
         for query in forged[1000:]:
             with pytest.raises(FasThrottled):
                 rt.gateway.open_fas(query, GUEST_IP, "attacker-session")
-        assert len(rt.limiter._hits) == keys_before  # no forged identity ever reached the limiter
+        assert len(rt.limiter.bucket("forms")) == keys_before  # no forged identity ever reached the limiter
         assert len(rt.gateway.throttle.items) == 1  # one TCP peer, one refusal counter
         token = guest.token("/?form=1")
         assert guest.post("/connect", data={"csrf_token": token, "email": "x@example.com"}).status_code == 429
@@ -74,12 +74,12 @@ def test_level1_limits_key_on_the_tcp_peer(tmp_path):
         guest = PortalClient(app.test_client(), ip=GUEST_IP)
         guest.get("/fas/", query_string={"fas": level1(clientmac=GUEST_MAC, clientip=GUEST_IP)})
         exhaust(guest, 3)
-        keys_before = len(rt.limiter._hits)
+        keys_before = len(rt.limiter.bucket("forms"))
         for i in range(200):  # forged identities: each one's own counters would start at zero
             assert guest.get("/fas/", query_string={"fas": level1(clientmac=f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}",
                                                                   clientip=f"10.77.1.{i % 250}")}).status_code == 200
             token = guest.token("/?form=1")
             assert guest.post("/connect", data={"csrf_token": token, "email": "x@example.com"}).status_code == 429
-        assert len(rt.limiter._hits) == keys_before
+        assert len(rt.limiter.bucket("forms")) == keys_before
     finally:
         database.close()
