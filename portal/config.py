@@ -42,6 +42,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threads", 8, "Worker threads of the portal's web server."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
+    Setting("uplink_interface", "", "Interface towards the internet (nftables driver); its subnets are refused to guests. Empty means the interfaces of the default routes."),
+    Setting("guest_blocked_networks", "", "More networks (CIDRs, comma-separated) guests may never reach, beside the private and reserved ranges and the uplink's subnets (nftables driver)."),
+    Setting("guest_allowed_services", "", "Store-LAN services guests may reach despite isolation (nftables driver): `address:port` pairs, comma-separated, IPv6 as `[address]:port`; TCP and UDP."),
     Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver, fas_secure_enabled 1)."),
     Setting("opennds_gateways", "", "openNDS gateway addresses (`ip:port`, comma-separated) this portal serves; empty means any private address."),
     Setting("session_seconds", 14400, "How long a visitor stays online after signing in (seconds)."),
@@ -161,6 +164,7 @@ def _validate(settings: "Settings") -> None:
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    _validate_isolation(settings)
     for cidr in settings.panel_networks.split(","):
         try:
             ipaddress.ip_network(cidr.strip(), strict=False)
@@ -168,6 +172,18 @@ def _validate(settings: "Settings") -> None:
             raise ConfigError(f"panel_networks: {cidr.strip()!r} is not a network") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
+
+
+def _validate_isolation(settings: "Settings") -> None:
+    from portal.gateway.isolation import IFACE_RE, parse_networks, parse_services
+
+    if settings.uplink_interface and not IFACE_RE.match(settings.uplink_interface):
+        raise ConfigError(f"uplink_interface: {settings.uplink_interface!r} is not an interface name")
+    for name, parse in (("guest_blocked_networks", parse_networks), ("guest_allowed_services", parse_services)):
+        try:
+            parse(getattr(settings, name))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
 
 
 def database_path(settings: "Settings") -> Path:

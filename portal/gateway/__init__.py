@@ -42,8 +42,9 @@ def load_gateway(settings) -> Gateway:
         from portal.gateway.null import NullGateway
         return NullGateway()
     if settings.gateway == "nftables":
+        from portal.gateway.isolation import Isolation
         from portal.gateway.nftables import NftablesGateway
-        return NftablesGateway(settings.guest_interface, settings.listen_port)
+        return NftablesGateway(settings.guest_interface, settings.listen_port, isolation=Isolation.from_settings(settings))
     if settings.gateway == "opennds":
         from portal.gateway.opennds import OpenNDSGateway
         return OpenNDSGateway(settings.opennds_faskey)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.conftest import require
-from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, NET6, can_run, portal_command, topology
+from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, NET6, STORE_HOST6, can_run, portal_command, topology
 from tests.livecheck import footfall_process
 
 PORTAL = f"http://{GW_GUEST}:8080"
@@ -50,7 +50,7 @@ def test_unauthorized_is_captive_then_signed_in_is_online(net, tmp_path):
         assert https["error"] == "ConnectionRefusedError" and https["elapsed_ms"] < 500  # reset, not a timeout
         assert "error" in net.client("tcp", NET, "22")
         assert "error" in net.client("dns", NET, "example.com")  # outside resolvers are blocked
-        assert "error" in net.client("tcp", NET6, "80")  # no IPv6 forwarding
+        assert net.client("tcp", NET6, "80")["error"] == "ConnectionRefusedError"  # IPv6 gated too
         assert net.hits() == [], "nothing reached the internet before consent"
         assert '"captive": true' in net.client("http", f"{PORTAL}/api/captive")["body"]
 
@@ -61,9 +61,11 @@ def test_unauthorized_is_captive_then_signed_in_is_online(net, tmp_path):
         assert online["status"] == 200 and "Success" in online["body"]
         assert probe(net, "http://connectivitycheck.gstatic.com/generate_204")["status"] == 204
         assert net.client("dns", NET, "example.com").get("answers") is not None
-        assert "error" in net.client("tcp", NET6, "80"), "IPv6 stays blocked after sign-in"
         assert {h["kind"] for h in net.hits()} == {"http", "dns"}
         assert all(":" not in h["client"] for h in net.hits())
+        # IPv6 follows the same rule: the internet yes, the store's ULA network no.
+        assert net.client("tcp", NET6, "80").get("connected") is True
+        assert net.client("tcp", STORE_HOST6, "445")["error"] == "ConnectionRefusedError"
         assert CLIENT_MAC in net.nft("list", "set", "inet", "footfall", "authorized")
         api = net.client("http", f"{PORTAL}/api/captive")["body"]
         assert '"captive": false' in api and "seconds-remaining" in api
