@@ -251,6 +251,20 @@ class Topology:
             raise RuntimeError(f"DHCP failed: {done.stdout}{done.stderr}")
         return dict(line.split("=", 1) for line in self.lease_file.read_text().splitlines() if "=" in line)
 
+    def lease(self) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in self.lease_file.read_text().splitlines() if "=" in line)
+
+    def link_local(self, ns: str, dev: str, timeout: float = 10) -> str:
+        """An interface's IPv6 link-local address, once duplicate address detection is done."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for link in json.loads(self.sh("ip", "-j", "-6", "addr", "show", "dev", dev, "scope", "link", ns=ns).stdout or "[]"):
+                for info in link.get("addr_info", []):
+                    if "local" in info and not info.get("tentative"):
+                        return info["local"]
+            time.sleep(0.1)
+        raise RuntimeError(f"{dev} has no link-local address")
+
     def dns_queries(self, suffix: str) -> int:
         """How many queries for names ending in `suffix` dnsmasq received (and answered)."""
         log = (self.workdir / "dnsmasq.log").read_text(errors="replace")
