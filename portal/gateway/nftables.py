@@ -240,7 +240,7 @@ class NftablesGateway:
                      f"add element inet {TABLE} authorized {{ {mac} timeout {seconds}s }}\n")
         # ~15 ms of conntrack: done beside the answer, well before the browser (which first loads
         # the portal's /online page) reuses an old connection to the site it asked for.
-        threading.Thread(target=forget_redirects, args=(grant.ip,), daemon=True, name="conntrack").start()
+        threading.Thread(target=forget_redirects, args=(grant.ip, self.portal_port), daemon=True, name="conntrack").start()
 
     def revoke(self, mac: str) -> None:
         mac = _mac(mac)
@@ -256,11 +256,13 @@ class NftablesGateway:
         return neighbour_mac(ip)
 
 
-def forget_redirects(ip: str | None) -> None:
-    """Drop the client's port-80 connection tracking: a keep-alive connection that was
-    redirected to the portal keeps its NAT mapping after authorization, and a browser reusing
-    it would keep seeing the portal. Without its entry the old connection is reset and the
-    browser opens a new one, which now goes out."""
+def forget_redirects(ip: str | None, portal_port: int) -> None:
+    """Drop the tracking of the client's port-80 connections that were redirected to the portal:
+    a keep-alive one keeps its NAT mapping after authorization, and a browser reusing it would
+    keep seeing the portal. Without its entry the old connection is reset and the browser opens
+    a new one, which now goes out. Only redirected ones (destination NAT, answered from the
+    portal's port): a connection the browser has meanwhile opened to the internet must survive,
+    or its NAT mapping and its "established" state would go and it would stall."""
     if not ip or shutil.which("conntrack") is None:
         if ip:
             logger.warning("conntrack is not installed: a browser may keep a redirected connection after sign-in")
@@ -270,8 +272,8 @@ def forget_redirects(ip: str | None) -> None:
     except ValueError:
         return
     family = "ipv6" if address.version == 6 else "ipv4"
-    subprocess.run(["conntrack", "-D", "-f", family, "-s", str(address), "-p", "tcp", "--dport", "80"],
-                   capture_output=True, timeout=5)  # exit 1 when there was nothing to delete: fine
+    subprocess.run(["conntrack", "-D", "-f", family, "-s", str(address), "-p", "tcp", "--dport", "80", "--dst-nat",
+                    "--reply-port-src", str(int(portal_port))], capture_output=True, timeout=5)  # exit 1 when there was nothing to delete: fine
 
 
 def neighbour_mac(ip: str, arp_table: Path = Path("/proc/net/arp")) -> str | None:

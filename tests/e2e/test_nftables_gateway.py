@@ -122,3 +122,23 @@ def test_a_real_browser_in_the_client_namespace_signs_in_and_gets_out(net, tmp_p
     assert out["site_text"] == "the internet"
     assert any(h["kind"] == "http" and h["host"] == "example.com" for h in net.hits())
     assert shutil.which("chromium")
+
+
+def test_sign_in_forgets_only_redirected_connections(net, tmp_path):
+    """The conntrack clean-up at sign-in drops the redirected port-80 connections (a browser
+    reusing one would keep seeing the portal) and never one already going to the internet,
+    whose reply would then be refused as a connection started from outside."""
+    import sys
+
+    from tests.e2e.netns import ROOT
+    ip = net.dhcp()["ip"]
+    with run_portal(net, tmp_path / "data"):
+        assert probe(net, f"http://{NET}/before")["status"] == 302  # redirected to the portal
+        assert net.client("signin", PORTAL, "conntrack@example.com")["status"] == 303
+        assert probe(net, f"http://{NET}/after")["status"] == 200
+        forget = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from portal.gateway.nftables import forget_redirects; forget_redirects({ip!r}, 8080)"
+        net.sh(sys.executable, "-c", forget, ns=net.gw)
+        to_80 = [line for line in net.sh("conntrack", "-L", "-p", "tcp", "--dport", "80", ns=net.gw).stdout.splitlines()
+                 if f"src={ip} " in line]
+    assert to_80 and all("sport=80 dport=" in line.split("src=", 2)[2] for line in to_80), to_80
+    assert not any("sport=8080" in line for line in to_80), to_80
