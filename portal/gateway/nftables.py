@@ -14,7 +14,6 @@ import datetime
 import ipaddress
 import logging
 import re
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -91,6 +90,13 @@ table inet {TABLE} {{
         size {DNS_CLIENTS}
         flags dynamic,timeout
         timeout 30s
+    }}
+    chain stale_redirects {{
+        type filter hook prerouting priority mangle; policy accept;
+        # A keep-alive connection redirected to the portal before sign-in is reset at its next
+        # packet (seen here before NAT, so the reset comes from the site the browser asked for):
+        # a browser reusing it would keep seeing the portal; its new connection goes out.
+        iifname "{interface}" ether saddr @authorized ct status dnat tcp dport 80 reject with tcp reset
     }}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
@@ -238,9 +244,6 @@ class NftablesGateway:
         self.nft.run(f"add element inet {TABLE} authorized {{ {mac} }}\n"
                      f"delete element inet {TABLE} authorized {{ {mac} }}\n"
                      f"add element inet {TABLE} authorized {{ {mac} timeout {seconds}s }}\n")
-        # ~15 ms of conntrack: done beside the answer, well before the browser (which first loads
-        # the portal's /online page) reuses an old connection to the site it asked for.
-        threading.Thread(target=forget_redirects, args=(grant.ip, self.portal_port), daemon=True, name="conntrack").start()
 
     def revoke(self, mac: str) -> None:
         mac = _mac(mac)
@@ -254,26 +257,6 @@ class NftablesGateway:
 
     def client_mac(self, ip: str) -> str | None:
         return neighbour_mac(ip)
-
-
-def forget_redirects(ip: str | None, portal_port: int) -> None:
-    """Drop the tracking of the client's port-80 connections that were redirected to the portal:
-    a keep-alive one keeps its NAT mapping after authorization, and a browser reusing it would
-    keep seeing the portal. Without its entry the old connection is reset and the browser opens
-    a new one, which now goes out. Only redirected ones (destination NAT, answered from the
-    portal's port): a connection the browser has meanwhile opened to the internet must survive,
-    or its NAT mapping and its "established" state would go and it would stall."""
-    if not ip or shutil.which("conntrack") is None:
-        if ip:
-            logger.warning("conntrack is not installed: a browser may keep a redirected connection after sign-in")
-        return
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return
-    family = "ipv6" if address.version == 6 else "ipv4"
-    subprocess.run(["conntrack", "-D", "-f", family, "-s", str(address), "-p", "tcp", "--dport", "80", "--dst-nat",
-                    "--reply-port-src", str(int(portal_port))], capture_output=True, timeout=5)  # exit 1 when there was nothing to delete: fine
 
 
 def neighbour_mac(ip: str, arp_table: Path = Path("/proc/net/arp")) -> str | None:

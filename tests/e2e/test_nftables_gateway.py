@@ -124,21 +124,40 @@ def test_a_real_browser_in_the_client_namespace_signs_in_and_gets_out(net, tmp_p
     assert shutil.which("chromium")
 
 
-def test_sign_in_forgets_only_redirected_connections(net, tmp_path):
-    """The conntrack clean-up at sign-in drops the redirected port-80 connections (a browser
-    reusing one would keep seeing the portal) and never one already going to the internet,
-    whose reply would then be refused as a connection started from outside."""
-    import sys
+KEEP_ALIVE = r'''
+import http.client, json, sys
+def get(conn, path):
+    try:
+        conn.request("GET", path, headers={"Host": "example.com"})
+        answer = conn.getresponse()
+        answer.read()
+        return {"status": answer.status}
+    except OSError as exc:
+        return {"error": type(exc).__name__}
+kept = http.client.HTTPConnection(sys.argv[1], 80, timeout=3)
+print(json.dumps(get(kept, "/before")), flush=True)
+sys.stdin.readline()  # the test signs in meanwhile
+print(json.dumps({"kept": get(kept, "/again"), "fresh": get(http.client.HTTPConnection(sys.argv[1], 80, timeout=3), "/fresh")}))
+'''
 
-    from tests.e2e.netns import ROOT
-    ip = net.dhcp()["ip"]
+
+def test_a_connection_redirected_before_sign_in_is_reset_after_it(net, tmp_path):
+    """A browser reusing a keep-alive connection that the gate sent to the portal would keep
+    seeing the portal after sign-in: its next request is reset, and a new connection goes out."""
+    import json
+    import subprocess
+    import sys
+    net.dhcp()
     with run_portal(net, tmp_path / "data"):
-        assert probe(net, f"http://{NET}/before")["status"] == 302  # redirected to the portal
-        assert net.client("signin", PORTAL, "conntrack@example.com")["status"] == 303
-        assert probe(net, f"http://{NET}/after")["status"] == 200
-        forget = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from portal.gateway.nftables import forget_redirects; forget_redirects({ip!r}, 8080)"
-        net.sh(sys.executable, "-c", forget, ns=net.gw)
-        to_80 = [line for line in net.sh("conntrack", "-L", "-p", "tcp", "--dport", "80", ns=net.gw).stdout.splitlines()
-                 if f"src={ip} " in line]
-    assert to_80 and all("sport=80 dport=" in line.split("src=", 2)[2] for line in to_80), to_80
-    assert not any("sport=8080" in line for line in to_80), to_80
+        proc = subprocess.Popen(["ip", "netns", "exec", net.cli, sys.executable, "-c", KEEP_ALIVE, NET],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(proc.stdout.readline()) == {"status": 302}  # the portal answered
+            assert net.client("signin", PORTAL, "keepalive@example.com")["status"] == 303
+            out, _ = proc.communicate("go\n", timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    after = json.loads(out)
+    assert after == {"kept": {"error": "ConnectionResetError"}, "fresh": {"status": 200}}, after
+    assert [h["path"] for h in net.hits() if h["kind"] == "http"] == ["/fresh"]

@@ -6,6 +6,7 @@ nothing reached it.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
@@ -206,6 +207,5 @@ def test_bad_isolation_settings_are_refused_with_a_reason(name, value, message):
 
 def test_isolation_settings_parse():
     assert parse_services(" 192.168.1.20:631, [fd00::5]:443 ,192.168.1.20:631") == (
-        Service(__import__("ipaddress").ip_address("192.168.1.20"), 631),
-        Service(__import__("ipaddress").ip_address("fd00::5"), 443))
+        Service(ipaddress.ip_address("192.168.1.20"), 631), Service(ipaddress.ip_address("fd00::5"), 443))
     assert [str(n) for n in parse_networks("192.168.1.7/24, 2001:db8:1::/48")] == ["192.168.1.0/24", "2001:db8:1::/48"]
