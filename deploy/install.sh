@@ -297,8 +297,8 @@ say "guest gate (nftables) and NAT"
 # Before the venv exists (a dry run, an image build), a footfall already on PATH can render it.
 [ -x "$FOOTFALL" ] || FOOTFALL="$(command -v footfall || echo "$FOOTFALL")"
 if [ -x "$FOOTFALL" ]; then
-  put /etc/footfall/gateway.nft 644 < <(FOOTFALL_GUEST_INTERFACE="$GUEST_IF" FOOTFALL_LISTEN_PORT="$PORTAL_PORT" \
-                                        "$FOOTFALL" gateway-rules)
+  put /etc/footfall/gateway.nft 644 < <(FOOTFALL_GUEST_INTERFACE="$GUEST_IF" FOOTFALL_UPLINK_INTERFACE="$UPLINK_IF" \
+                                        FOOTFALL_LISTEN_PORT="$PORTAL_PORT" "$FOOTFALL" gateway-rules)
 else
   echo "+ write /etc/footfall/gateway.nft (from: $FOOTFALL gateway-rules, once installed)"
   CHANGES=$((CHANGES + 1))

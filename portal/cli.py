@@ -332,10 +332,14 @@ ACCOUNT_ERRORS = {
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
 def gateway_rules(config: str | None) -> None:
     """Print the nftables ruleset of the guest gate, with no one authorized (for boot, before the portal)."""
+    from portal.gateway import tls_ports
+    from portal.gateway.isolation import Isolation
     from portal.gateway.nftables import ruleset
 
     settings = _settings(config)
-    click.echo(ruleset(settings.guest_interface, settings.listen_port), nl=False)
+    isolation = Isolation.from_settings(settings)
+    click.echo(ruleset(settings.guest_interface, settings.listen_port, store=isolation.store_networks(),
+                       allowed=isolation.allowed, tls_ports=tls_ports(settings)), nl=False)
 
 
 @main.command("settings")

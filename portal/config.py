@@ -48,6 +48,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxy", "", "Address of the TLS front (nginx, see deploy/install.sh --tls-cert) whose X-Forwarded-For and X-Forwarded-Proto the portal believes; empty believes no one."),
     Setting("gateway", "null", "Gateway driver: `null` (records only; demo and tests), `nftables` (this machine is the gateway) or `opennds` (Footfall is the FAS of an openNDS router)."),
     Setting("guest_interface", "wlan0", "Interface facing the guests (nftables driver)."),
+    Setting("uplink_interface", "", "Interface towards the internet (nftables driver); its subnets are refused to guests. Empty means the interfaces of the default routes."),
+    Setting("guest_blocked_networks", "", "More networks (CIDRs, comma-separated) guests may never reach, beside the private and reserved ranges and the uplink's subnets (nftables driver)."),
+    Setting("guest_allowed_services", "", "Store-LAN services guests may reach despite isolation (nftables driver): `address:port` pairs, comma-separated, IPv6 as `[address]:port`; TCP and UDP."),
     Setting("opennds_faskey", "", "The openNDS router's `faskey` (opennds driver): letters and digits, up to 32."),
     Setting("opennds_gateways", "", "openNDS gateway addresses (`ip:port`, comma-separated) this portal serves; empty means any private address."),
     Setting("opennds_secure_level", 2, "The router's `fas_secure_enabled`: 2 (encrypted query; php-cli and php openssl on the router), 3 (the same over HTTPS, and openNDS's authmon polls the portal) or 1 (unencrypted: any guest can claim another device; logged as a warning)."),
@@ -174,6 +177,7 @@ def _validate(settings: "Settings") -> None:
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    _validate_isolation(settings)
     for cidr in settings.panel_networks.split(","):
         try:
             ipaddress.ip_network(cidr.strip(), strict=False)
@@ -209,6 +213,18 @@ def _validate_opennds(settings: "Settings") -> None:
             raise ConfigError(f"opennds_authmon_networks: {cidr!r} is not a network") from None
     if settings.opennds_secure_level == 3 and not networks:
         raise ConfigError("opennds_secure_level 3 needs opennds_authmon_networks: the address(es) the router polls from")
+
+
+def _validate_isolation(settings: "Settings") -> None:
+    from portal.gateway.isolation import IFACE_RE, parse_networks, parse_services
+
+    if settings.uplink_interface and not IFACE_RE.match(settings.uplink_interface):
+        raise ConfigError(f"uplink_interface: {settings.uplink_interface!r} is not an interface name")
+    for name, parse in (("guest_blocked_networks", parse_networks), ("guest_allowed_services", parse_services)):
+        try:
+            parse(getattr(settings, name))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
 
 
 def database_path(settings: "Settings") -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from typing import Iterable, Protocol
+from urllib.parse import urlsplit
 
 
 class GatewayError(RuntimeError):
@@ -37,13 +38,21 @@ class Gateway(Protocol):
         """Re-apply the unexpired grants at start-up; returns how many were applied."""
 
 
+def tls_ports(settings) -> tuple[int, ...]:
+    """The https port guests reach the portal on when it sits behind a TLS front, else none."""
+    url = urlsplit(settings.portal_url)
+    return (url.port or 443,) if url.scheme == "https" else ()
+
+
 def load_gateway(settings) -> Gateway:
     if settings.gateway == "null":
         from portal.gateway.null import NullGateway
         return NullGateway()
     if settings.gateway == "nftables":
+        from portal.gateway.isolation import Isolation
         from portal.gateway.nftables import NftablesGateway
-        return NftablesGateway(settings.guest_interface, settings.listen_port)
+        return NftablesGateway(settings.guest_interface, settings.listen_port, isolation=Isolation.from_settings(settings),
+                               tls_ports=tls_ports(settings))
     if settings.gateway == "opennds":
         from portal.gateway.opennds import OpenNDSGateway
         return OpenNDSGateway.from_settings(settings)

@@ -1,9 +1,11 @@
 """The nftables driver: Footfall's own `inet footfall` table gates the guest interface.
 
-Unauthorized devices get DHCP, DNS to the gateway and the portal; their port 80 is redirected
-to the portal, 443 is reset at once, everything else (outside DNS included) is rejected, and
-guests' IPv6 is never forwarded. Authorized MACs sit in a set whose per-element timeouts the
-kernel enforces. Every change is one nft transaction; no other table is ever touched.
+Unauthorized devices get DHCP, DNS to the gateway (bounded per client) and the portal; their
+port 80 is redirected to the portal, everything else is refused at once (TCP reset, ICMP
+admin-prohibited), IPv6 included. Authorized MACs sit in a set whose per-element timeouts the
+kernel enforces, and reach the internet only: the ranges and services of portal.gateway.isolation
+are refused, as are other guests, the appliance's other ports and connections started towards
+guests from outside. Every change is one nft transaction; no other table is ever touched.
 """
 from __future__ import annotations
 
@@ -12,34 +14,91 @@ import datetime
 import ipaddress
 import logging
 import re
-import shutil
 import subprocess
 import threading
 from pathlib import Path
 from typing import Iterable
 
 from portal.gateway import GatewayError, Grant
+from portal.gateway.isolation import GLOBAL_V6, IFACE_RE, REFUSED_V4, REFUSED_V6, IPNetwork, Isolation, Service
 
 logger = logging.getLogger(__name__)
 
 TABLE = "footfall"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_IFACE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+_IFACE_RE = IFACE_RE
+# Unauthorized clients' DNS, per client (MAC, and IPv4 source): enough for a phone's captive
+# detection and the lookups of apps waking up on a new network, far too little for a DNS tunnel
+# to carry a browsing session. The shared limit backs it up when forged MACs fill the per-client set
+# (a full dynamic set no longer matches) or rotate to dodge it.
+DNS_RATE, DNS_BURST = 10, 30
+DNS_ALL_RATE, DNS_ALL_BURST = 250, 1000
+DNS_CLIENTS = 8192
 
 
-def ruleset(interface: str, portal_port: int, grants: Iterable[Grant] = (), now: datetime.datetime | None = None) -> str:
-    """The whole table, with its authorized set filled: applied as one atomic transaction."""
+def ruleset(interface: str, portal_port: int, grants: Iterable[Grant] = (), now: datetime.datetime | None = None,
+            *, store: Iterable[IPNetwork] = (), allowed: Iterable[Service] = (), tls_ports: Iterable[int] = ()) -> str:
+    """The whole table, with its authorized set filled: applied as one atomic transaction.
+
+    `store` are the networks of the store's own LAN (the uplink's subnets, the owner's list) and
+    `allowed` the owner's exceptions; the fixed non-internet ranges are always refused."""
     if not _IFACE_RE.match(interface):
         raise GatewayError(f"invalid interface name {interface!r}")
-    elements = _elements(grants, now)
-    set_elements = f"\n        elements = {{ {elements} }}" if elements else ""
+    if not 1 <= int(portal_port) <= 65535:
+        raise GatewayError(f"invalid portal port {portal_port!r}")
+    store, allowed = list(store), list(allowed)
+    # The TLS front's https port (deploy/install.sh --tls-cert), reachable before and after sign-in.
+    ports = ", ".join(str(p) for p in sorted({53, int(portal_port), *(int(p) for p in tls_ports if 1 <= int(p) <= 65535)}))
     # `table; delete table; table {...}` replaces our table atomically and leaves others alone.
     return f"""table inet {TABLE}
 delete table inet {TABLE}
 table inet {TABLE} {{
     set authorized {{
         type ether_addr
-        flags timeout{set_elements}
+        flags timeout{_listing(_elements(grants, now))}
+    }}
+    set refused4 {{
+        type ipv4_addr
+        flags interval{_listing(", ".join(REFUSED_V4))}
+    }}
+    set refused6 {{
+        type ipv6_addr
+        flags interval{_listing(", ".join(REFUSED_V6))}
+    }}
+    set store4 {{
+        type ipv4_addr
+        flags interval
+        auto-merge{_listing(", ".join(str(n) for n in store if n.version == 4))}
+    }}
+    set store6 {{
+        type ipv6_addr
+        flags interval
+        auto-merge{_listing(", ".join(str(n) for n in store if n.version == 6))}
+    }}
+    set allowed4 {{
+        type ipv4_addr . inet_service{_listing(", ".join(f"{s.address} . {s.port}" for s in allowed if s.address.version == 4))}
+    }}
+    set allowed6 {{
+        type ipv6_addr . inet_service{_listing(", ".join(f"{s.address} . {s.port}" for s in allowed if s.address.version == 6))}
+    }}
+    set dns_clients {{
+        type ether_addr
+        size {DNS_CLIENTS}
+        flags dynamic,timeout
+        timeout 30s
+    }}
+    set dns_clients4 {{
+        type ipv4_addr
+        size {DNS_CLIENTS}
+        flags dynamic,timeout
+        timeout 30s
+    }}
+    chain stale_redirects {{
+        type filter hook prerouting priority mangle; policy accept;
+        # A keep-alive connection redirected to the portal before sign-in is reset at its next
+        # packet (seen here before NAT, so the reset comes from the site the browser asked for):
+        # a browser reusing it would keep seeing the portal; its new connection goes out.
+        iifname "{interface}" ether saddr @authorized ct status dnat tcp dport 80 reject with tcp reset
     }}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
@@ -48,23 +107,46 @@ table inet {TABLE} {{
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname != "{interface}" accept
+        meta l4proto {{ tcp, udp }} th dport 53 ether saddr != @authorized jump dns_bound
         ct state established,related accept
         udp dport {{ 53, 67 }} accept
-        tcp dport {{ 53, {portal_port} }} accept
+        tcp dport {{ {ports} }} accept
         meta l4proto {{ icmp, ipv6-icmp }} accept
-        tcp dport 443 reject with tcp reset
-        reject with icmpx type admin-prohibited
+        jump refuse
+    }}
+    chain dns_bound {{
+        update @dns_clients {{ ether saddr limit rate over {DNS_RATE}/second burst {DNS_BURST} packets }} drop
+        update @dns_clients4 {{ ip saddr limit rate over {DNS_RATE}/second burst {DNS_BURST} packets }} drop
+        limit rate over {DNS_ALL_RATE}/second burst {DNS_ALL_BURST} packets drop
     }}
     chain forward {{
         type filter hook forward priority filter; policy accept;
-        iifname != "{interface}" accept
-        meta nfproto ipv6 reject with icmpx type admin-prohibited
-        ether saddr @authorized accept
+        iifname "{interface}" jump from_guests
+        oifname "{interface}" ct state established,related accept
+        oifname "{interface}" jump refuse
+    }}
+    chain from_guests {{
+        ether saddr != @authorized jump refuse
+        oifname "{interface}" jump refuse
+        meta l4proto {{ tcp, udp }} ip daddr . th dport @allowed4 accept
+        meta l4proto {{ tcp, udp }} ip6 daddr . th dport @allowed6 accept
+        ip daddr @refused4 jump refuse
+        ip daddr @store4 jump refuse
+        ip6 daddr != {GLOBAL_V6} jump refuse
+        ip6 daddr @refused6 jump refuse
+        ip6 daddr @store6 jump refuse
+        accept
+    }}
+    chain refuse {{
         meta l4proto tcp reject with tcp reset
         reject with icmpx type admin-prohibited
     }}
 }}
 """
+
+
+def _listing(elements: str) -> str:
+    return f"\n        elements = {{ {elements} }}" if elements else ""
 
 
 def _timeout(until: datetime.datetime, now: datetime.datetime) -> int:
@@ -138,17 +220,24 @@ class NftablesGateway:
     name = "nftables"
     enforcing = True
 
-    def __init__(self, interface: str, portal_port: int, nft: Nft | None = None) -> None:
+    def __init__(self, interface: str, portal_port: int, nft: Nft | None = None,
+                 isolation: Isolation | None = None, tls_ports: tuple[int, ...] = ()) -> None:
         if not _IFACE_RE.match(interface):
             raise GatewayError(f"invalid interface name {interface!r}")
         self.interface = interface
         self.portal_port = portal_port
+        self.tls_ports = tls_ports
         self.nft = nft or Nft()
+        self.isolation = isolation or Isolation()
 
     def restore(self, grants: Iterable[Grant]) -> int:
-        """(Re)build the table with every unexpired grant, in one transaction."""
+        """(Re)build the table with every unexpired grant, in one transaction; the uplink's
+        subnets are read again here, so a restart follows an uplink that moved."""
         grants = list(grants)
-        self.nft.run(ruleset(self.interface, self.portal_port, grants))
+        store = self.isolation.store_networks()
+        logger.info("guests refused the store LAN %s", ", ".join(map(str, store)) or "(none found)")
+        self.nft.run(ruleset(self.interface, self.portal_port, grants, store=store, allowed=self.isolation.allowed,
+                             tls_ports=self.tls_ports))
         now = _utcnow()
         return sum(1 for g in grants if g.until > now)
 
@@ -159,9 +248,6 @@ class NftablesGateway:
         self.nft.run(f"add element inet {TABLE} authorized {{ {mac} }}\n"
                      f"delete element inet {TABLE} authorized {{ {mac} }}\n"
                      f"add element inet {TABLE} authorized {{ {mac} timeout {seconds}s }}\n")
-        # ~15 ms of conntrack: done beside the answer, well before the browser (which first loads
-        # the portal's /online page) reuses an old connection to the site it asked for.
-        threading.Thread(target=forget_redirects, args=(grant.ip,), daemon=True, name="conntrack").start()
 
     def revoke(self, mac: str) -> None:
         mac = _mac(mac)
@@ -175,24 +261,6 @@ class NftablesGateway:
 
     def client_mac(self, ip: str) -> str | None:
         return neighbour_mac(ip)
-
-
-def forget_redirects(ip: str | None) -> None:
-    """Drop the client's port-80 connection tracking: a keep-alive connection that was
-    redirected to the portal keeps its NAT mapping after authorization, and a browser reusing
-    it would keep seeing the portal. Without its entry the old connection is reset and the
-    browser opens a new one, which now goes out."""
-    if not ip or shutil.which("conntrack") is None:
-        if ip:
-            logger.warning("conntrack is not installed: a browser may keep a redirected connection after sign-in")
-        return
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return
-    family = "ipv6" if address.version == 6 else "ipv4"
-    subprocess.run(["conntrack", "-D", "-f", family, "-s", str(address), "-p", "tcp", "--dport", "80"],
-                   capture_output=True, timeout=5)  # exit 1 when there was nothing to delete: fine
 
 
 def neighbour_mac(ip: str, arp_table: Path = Path("/proc/net/arp")) -> str | None:

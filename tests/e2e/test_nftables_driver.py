@@ -15,9 +15,11 @@ OPS = r'''
 import datetime, json, sys
 sys.path.insert(0, sys.argv[1])
 from portal.gateway import Grant
+from portal.gateway.isolation import Isolation, parse_networks, parse_services
 from portal.gateway.nftables import NftablesGateway
 now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-gw = NftablesGateway("dummy0", 8080)
+isolation = Isolation("dummy1", parse_networks("198.51.100.0/24, 81.0.0.0/29"), parse_services("192.168.1.20:631, [fd00::5]:443"))
+gw = NftablesGateway("dummy0", 8080, isolation=isolation)
 out = {}
 out["restored"] = gw.restore([Grant("02:00:00:00:00:01", None, now + datetime.timedelta(seconds=600)),
                               Grant("02:00:00:00:00:02", None, now - datetime.timedelta(seconds=5))])
@@ -43,6 +45,9 @@ def ns():
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "add", "dummy0", "type", "veth", "peer", "name", "dummy1"], check=True)
+        # The "uplink": its subnets are read when the table is built.
+        subprocess.run(["ip", "-n", name, "addr", "add", "81.0.0.1/29", "dev", "dummy1"], check=True)
+        subprocess.run(["ip", "-n", name, "addr", "add", "2a0c:ff00:1::1/64", "dev", "dummy1", "nodad"], check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -69,3 +74,9 @@ def test_transactions_and_other_tables_untouched(ns):
     assert nft(ns, "list", "table", "inet", "host") == before
     ruleset = nft(ns, "list", "table", "inet", "footfall")
     assert 'iifname "dummy0" ether saddr != @authorized tcp dport 80 redirect to :8080' in ruleset
+    sets = {name: nft(ns, "list", "set", "inet", "footfall", name) for name in ("store4", "store6", "allowed4", "allowed6")}
+    # The uplink's subnets (81.0.0.0/29 also named by the owner: merged) and the owner's network.
+    assert "elements = { 81.0.0.0/29, 198.51.100.0/24 }" in " ".join(sets["store4"].split()), sets["store4"]
+    assert "elements = { 2a0c:ff00:1::/64 }" in " ".join(sets["store6"].split())
+    assert "elements = { 192.168.1.20 . 631 }" in " ".join(sets["allowed4"].split())
+    assert "elements = { fd00::5 . 443 }" in " ".join(sets["allowed6"].split())

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.conftest import require
-from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, NET6, can_run, portal_command, topology
+from tests.e2e.netns import CLIENT_MAC, GW_GUEST, NET, NET6, STORE_HOST6, can_run, portal_command, topology
 from tests.livecheck import footfall_process
 
 PORTAL = f"http://{GW_GUEST}:8080"
@@ -50,7 +50,7 @@ def test_unauthorized_is_captive_then_signed_in_is_online(net, tmp_path):
         assert https["error"] == "ConnectionRefusedError" and https["elapsed_ms"] < 500  # reset, not a timeout
         assert "error" in net.client("tcp", NET, "22")
         assert "error" in net.client("dns", NET, "example.com")  # outside resolvers are blocked
-        assert "error" in net.client("tcp", NET6, "80")  # no IPv6 forwarding
+        assert net.client("tcp", NET6, "80")["error"] == "ConnectionRefusedError"  # IPv6 gated too
         assert net.hits() == [], "nothing reached the internet before consent"
         assert '"captive": true' in net.client("http", f"{PORTAL}/api/captive")["body"]
 
@@ -61,9 +61,11 @@ def test_unauthorized_is_captive_then_signed_in_is_online(net, tmp_path):
         assert online["status"] == 200 and "Success" in online["body"]
         assert probe(net, "http://connectivitycheck.gstatic.com/generate_204")["status"] == 204
         assert net.client("dns", NET, "example.com").get("answers") is not None
-        assert "error" in net.client("tcp", NET6, "80"), "IPv6 stays blocked after sign-in"
         assert {h["kind"] for h in net.hits()} == {"http", "dns"}
         assert all(":" not in h["client"] for h in net.hits())
+        # IPv6 follows the same rule: the internet yes, the store's ULA network no.
+        assert net.client("tcp", NET6, "80").get("connected") is True
+        assert net.client("tcp", STORE_HOST6, "445")["error"] == "ConnectionRefusedError"
         assert CLIENT_MAC in net.nft("list", "set", "inet", "footfall", "authorized")
         api = net.client("http", f"{PORTAL}/api/captive")["body"]
         assert '"captive": false' in api and "seconds-remaining" in api
@@ -120,3 +122,42 @@ def test_a_real_browser_in_the_client_namespace_signs_in_and_gets_out(net, tmp_p
     assert out["site_text"] == "the internet"
     assert any(h["kind"] == "http" and h["host"] == "example.com" for h in net.hits())
     assert shutil.which("chromium")
+
+
+KEEP_ALIVE = r'''
+import http.client, json, sys
+def get(conn, path):
+    try:
+        conn.request("GET", path, headers={"Host": "example.com"})
+        answer = conn.getresponse()
+        answer.read()
+        return {"status": answer.status}
+    except OSError as exc:
+        return {"error": type(exc).__name__}
+kept = http.client.HTTPConnection(sys.argv[1], 80, timeout=3)
+print(json.dumps(get(kept, "/before")), flush=True)
+sys.stdin.readline()  # the test signs in meanwhile
+print(json.dumps({"kept": get(kept, "/again"), "fresh": get(http.client.HTTPConnection(sys.argv[1], 80, timeout=3), "/fresh")}))
+'''
+
+
+def test_a_connection_redirected_before_sign_in_is_reset_after_it(net, tmp_path):
+    """A browser reusing a keep-alive connection that the gate sent to the portal would keep
+    seeing the portal after sign-in: its next request is reset, and a new connection goes out."""
+    import json
+    import subprocess
+    import sys
+    net.dhcp()
+    with run_portal(net, tmp_path / "data"):
+        proc = subprocess.Popen(["ip", "netns", "exec", net.cli, sys.executable, "-c", KEEP_ALIVE, NET],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(proc.stdout.readline()) == {"status": 302}  # the portal answered
+            assert net.client("signin", PORTAL, "keepalive@example.com")["status"] == 303
+            out, _ = proc.communicate("go\n", timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    after = json.loads(out)
+    assert after == {"kept": {"error": "ConnectionResetError"}, "fresh": {"status": 200}}, after
+    assert [h["path"] for h in net.hits() if h["kind"] == "http"] == ["/fresh"]
