@@ -20,7 +20,7 @@ BACKUP_MAX_AGE = datetime.timedelta(hours=48)
 PROCESSES = ("portal", "collector", "scheduler")
 
 
-def _journal_waiting(data_dir: Path) -> int:
+def journal_waiting(data_dir: Path) -> int:
     path = data_dir / "signin-journal.bin"
     try:
         raw = path.read_bytes()
@@ -59,7 +59,7 @@ def report(settings, now: datetime.datetime | None = None) -> dict:
         "clock": time_state,
         "backup": {"count": len(backups), "newest": newest.isoformat() if newest else None},
         "sync": {"configured": bool(settings.central_url), **sync},
-        "journal_waiting": _journal_waiting(data_dir),
+        "journal_waiting": journal_waiting(data_dir),
         "recovery": recovery.__dict__ if recovery else None,
         "processes": processes,
     }

@@ -128,6 +128,6 @@ def init_app(app) -> None:
     # visitor pages would run session protection on visitors' sessions and send them a stray
     # remember-cookie deletion with every answer.
     app.template_context_processors[None].remove(_user_context_processor)
-    from portal.panel import auth, manage, views  # noqa: F401  (register routes)
+    from portal.panel import auth, health, manage, views  # noqa: F401  (register routes)
     auth.configure_throttle(app.extensions["footfall"])
     app.register_blueprint(bp)
