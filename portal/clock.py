@@ -20,6 +20,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 FILE = "clock.json"
+# No clock that reads before this is right: a Pi boots at 1970 or at its last saved time.
+PLAUSIBLE_FROM = datetime.datetime(2026, 1, 1)
 _TIME_ERROR = 5
 _lock = threading.Lock()
 _floor: datetime.datetime | None = None
@@ -95,4 +97,10 @@ def state(data_dir: str | os.PathLike) -> dict:
     now, good = _now(), last_good(data_dir)
     return {"synchronized": synchronized(), "now": now.isoformat(timespec="seconds"),
             "last_good": good.isoformat(timespec="seconds") if good else None,
-            "behind_last_good": bool(good and now < good)}
+            "behind_last_good": bool(good and now < good), "implausible": now < PLAUSIBLE_FROM}
+
+
+def untrustworthy(data_dir: str | os.PathLike) -> bool:
+    """The clock is known wrong: behind a time already seen, or before any plausible date."""
+    time_state = state(data_dir)
+    return time_state["behind_last_good"] or time_state["implausible"]

@@ -175,6 +175,8 @@ PANEL_MESSAGES: dict[str, dict[str, str]] = {
     "err_login_locked": {"en": "Too many failed attempts: this account is locked for a while.",
                          "vi": "Quá nhiều lần thử sai: tài khoản tạm thời bị khóa."},
     "err_code_invalid": {"en": "That code is not right.", "vi": "Mã không đúng."},
+    "err_code_clock": {"en": "This box's clock is not set yet (no time server answered), so authenticator codes cannot be checked. Use a recovery code, or connect the box to the internet and wait a minute.",
+                       "vi": "Đồng hồ của thiết bị chưa được đặt (chưa có máy chủ thời gian nào phản hồi) nên không thể kiểm tra mã xác thực. Hãy dùng mã khôi phục, hoặc kết nối thiết bị với internet và đợi một phút."},
     "err_forbidden": {"en": "Your role does not allow this.", "vi": "Vai trò của bạn không được phép thực hiện thao tác này."},
     "err_email_taken": {"en": "Another person already has this email.", "vi": "Email này đã thuộc về người khác."},
     "err_phone_taken": {"en": "Another person already has this phone number.", "vi": "Số điện thoại này đã thuộc về người khác."},

@@ -6,15 +6,18 @@ client cannot choose); a flood of other keys never frees a blocked address (port
 from __future__ import annotations
 
 import datetime
+import logging
 
 import segno
 from flask import redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from portal import accounts, manager_sessions
+from portal import accounts, clock, manager_sessions
 from portal.db import database
 from portal.models import AuditLog, Manager
 from portal.panel import COOKIE, bp, idle, runtime, set_cookie
+
+logger = logging.getLogger(__name__)
 
 LOGIN_BUCKET = "panel-login"
 
@@ -88,10 +91,22 @@ def login_second_factor():
                 return _signed_in(manager, token)
             error = "err_login_locked"
         elif accounts.register_failure(manager, ip, "2fa_failed", max_failures, lockout, accounts.SECOND_FACTOR):
-            error = "err_code_invalid"
+            error = _code_error()
         else:
             error = "err_login_locked"
     return render_template("panel/code.html", error=error), 401 if error else 200
+
+
+def _code_error() -> str:
+    """A wrong TOTP code, or a clock that cannot check one: a Raspberry Pi without NTP yet lives
+    in the past, and every right code looks wrong. Say which (and log it), never just "wrong"."""
+    data_dir = runtime().settings.data_dir
+    if clock.untrustworthy(data_dir):
+        time_state = clock.state(data_dir)
+        logger.warning("a TOTP code failed while the clock is wrong (%s UTC, last good %s)",
+                       time_state["now"], time_state["last_good"])
+        return "err_code_clock"
+    return "err_code_invalid"
 
 
 @bp.route("/2fa", methods=["GET", "POST"])
@@ -104,7 +119,7 @@ def setup_2fa():
         try:
             codes = accounts.confirm_totp(manager, rt.vault, request.form.get("code", "")[:16], request.remote_addr)
         except accounts.AccountError:
-            error = "err_code_invalid"
+            error = _code_error()
         else:
             return render_template("panel/recovery.html", codes=codes)
     elif manager.totp_confirmed:
