@@ -7,7 +7,7 @@ import uuid
 
 from peewee import (
     BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField, IntegerField,
-    Model, TextField,
+    Model, SQL, TextField,
 )
 
 from portal import clock
@@ -109,7 +109,7 @@ class Consent(BaseModel):
     method = CharField()
     created_at = DateTimeField(default=utcnow)
     # The clock read earlier than the last good time: created_at is that time, not the clock's.
-    clock_suspect = BooleanField(default=False)
+    clock_suspect = BooleanField(default=False, constraints=[SQL("DEFAULT 0")])
 
     class Meta:
         indexes = ((("lead", "purpose", "created_at"), False),)
