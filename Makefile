@@ -12,7 +12,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-gateway bench-collector bench-panel bench-login bench-sync demo deb-test deb-bench clean
+.PHONY: test bench bench-signin bench-gateway bench-collector bench-panel bench-login bench-sync demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-collector: $(VENV)/.installed deb-test
 
 bench-panel: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_panel.py
+
+bench-signin: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_signin.py
 
 bench-login: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_login.py
