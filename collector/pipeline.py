@@ -90,6 +90,12 @@ class Pipeline:
         self.closed.extend(self.sessions.sweep(now))
         self._next_sweep = now + SWEEP_EVERY
 
+    def shift(self, step: float) -> None:
+        """The wall clock stepped: runs in progress and the next sweep move with it."""
+        self.sessions.shift(step)
+        if self._next_sweep is not None:
+            self._next_sweep += step
+
     def tick(self, clock_now: float | None = None) -> None:
         """Called often by the loop: sweep by the wall clock (live) and flush every few seconds."""
         if clock_now is not None and (self._next_sweep is None or clock_now >= self._next_sweep):

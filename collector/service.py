@@ -13,6 +13,7 @@ from collector.capture import (DLT_IEEE802_11_RADIO, LAN_FILTER, MDNS_FILTER, PR
 from collector.oui import OuiTable
 from collector.pcap import PcapReader
 from collector.pipeline import Pipeline
+from collector.steady import SteadyClock
 from collector.store import Store, Writer
 from portal import clock, store_settings
 from portal.config import backups_dir, database_path
@@ -99,13 +100,19 @@ def run_live(settings, stop: threading.Event | None = None, announce=print) -> d
                                             "kernel_drops": sum(s.kernel_drops for s, _ in sources)})
     heartbeat.ready()
     announce(f"collector listening on {', '.join(s.interface for s, _ in sources)}")
+    steady = SteadyClock()
     try:
         for frames in lan.batches(stop):
-            now = time.time()
+            now, step = steady.now()
             last_batch[0] = time.monotonic()
             with _feed_lock:  # a probe-request capture may feed the same pipeline
-                for ts, frame in frames:
-                    pipeline.feed(ts, frame)
+                if step:
+                    logger.warning("the wall clock stepped by %+.0f s: runs in progress moved with it", step)
+                    pipeline.shift(step)
+                # Frames of one batch arrived within the last half second: dated together, on
+                # the steady clock (the kernel's receive time follows the wall clock's steps).
+                for _ts, frame in frames:
+                    pipeline.feed(now, frame)
                 pipeline.tick(now)
             if prober.due(now):
                 prober.probe(now)

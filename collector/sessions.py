@@ -87,6 +87,15 @@ class Sessionizer:
                     run.dirty = False
                     yield source, mac, run
 
+    def shift(self, step: float) -> None:
+        """The wall clock stepped by `step` seconds (collector/steady.py): move every run in
+        progress with it, so that it neither ends (a step forward) nor swallows the next (back)."""
+        for runs in self.runs.values():
+            for run in runs.values():
+                run.start += step
+                run.last += step
+                run.dirty = True
+
     def open_count(self) -> int:
         return sum(len(runs) for runs in self.runs.values())
 
