@@ -29,6 +29,7 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     from waitress import create_server
 
     from portal import create_app
+    from portal.shutdown import flush_app, serve_until_stopped
 
     holder = {}
 
@@ -43,12 +44,9 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     settings = configure(settings, real_port)
     holder["app"] = create_app(settings)
     announce(settings, real_port)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    # SIGTERM (systemd) or Ctrl+C: stop accepting, finish the requests in flight, flush, exit 0.
+    stats = serve_until_stopped(server, on_stopped=lambda: flush_app(holder["app"]))
+    click.echo(f"Footfall portal stopped ({'drained' if stats['drained'] else str(stats['left']) + ' connection(s) cut'})")
 
 
 @main.command()

@@ -109,6 +109,7 @@ def central_serve(config: str | None, port: int | None) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", settings.central_workers)
             self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)  # on SIGTERM: requests in flight get this long (unit: TimeoutStopSec=20s)
             self.cfg.set("limit_request_field_size", 8190)
             self.cfg.set("accesslog", None)
             self.cfg.set("when_ready", lambda server: click.echo(f"central listening on http://{host}:{port}", nl=True)

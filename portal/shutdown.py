@@ -1,0 +1,87 @@
+"""Serve a waitress server until SIGTERM or SIGINT, then stop the way systemd expects.
+
+waitress's own `run()` leaves SIGTERM to Python's default, which kills the process at once:
+requests in flight are cut and whatever the app holds in memory (the funnel's counts) is lost.
+Here a signal starts a drain instead:
+
+1. the listening socket is closed (new connections are refused; nothing half-accepted);
+2. connections with a request being received, queued or served are left to finish, and
+   their responses are sent; idle keep-alive connections are closed;
+3. when none is left, or after `drain_seconds`, the worker threads are stopped and
+   `on_stopped` runs (flush what the app holds), and the call returns: the process exits 0.
+
+A second signal during the drain stops waiting (an impatient operator, or systemd's final
+SIGKILL comes anyway after TimeoutStopSec).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Callable
+
+from waitress import wasyncore
+
+logger = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 8.0   # systemd's TimeoutStopSec (15 s in systemd/footfall-portal.service) leaves room to flush
+_TICK = 0.25          # how often the loop looks at the stop flag (a signal also wakes it at once)
+
+
+def _close_if_idle(channel) -> None:
+    """Close a connection with no request being received, queued or served, and no response left
+    to send; a busy one is left to finish."""
+    with channel.requests_lock:
+        if not (channel.requests or channel.request is not None or channel.total_outbufs_len):
+            # received() checks this flag under the same lock: no new request starts on it.
+            channel.will_close = True
+
+
+def serve_until_stopped(server, on_stopped: Callable[[], None] = lambda: None,
+                        drain_seconds: float = DRAIN_SECONDS,
+                        signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> dict:
+    """Run `server` (a waitress server from create_server) until one of `signals`; drain; return
+    what the drain saw: {"drained": bool, "left": connections cut at the deadline}."""
+    stop = threading.Event()
+    hurry = threading.Event()
+
+    def handler(signum, frame):
+        (hurry if stop.is_set() else stop).set()
+        server.pull_trigger()  # wake poll() now rather than at its next timeout
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    socket_map = server._map
+    use_poll = server.adj.asyncore_use_poll
+    try:
+        while not stop.is_set():
+            wasyncore.loop(timeout=_TICK, map=socket_map, use_poll=use_poll, count=1)
+        # 1. Stop accepting: the listening socket goes, the channels and the trigger stay.
+        wasyncore.dispatcher.close(server)
+        deadline = time.monotonic() + drain_seconds
+        # 2. Finish what is in flight.
+        while server.active_channels and time.monotonic() < deadline and not hurry.is_set():
+            for channel in list(server.active_channels.values()):
+                _close_if_idle(channel)
+            wasyncore.loop(timeout=_TICK / 5, map=socket_map, use_poll=use_poll, count=1)
+        left = len(server.active_channels)
+        if left:
+            logger.warning("stopping with %d connection(s) still open after %.0f s", left, drain_seconds)
+        # 3. Threads, sockets, then what the app holds in memory.
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+        wasyncore.close_all(socket_map)
+        on_stopped()
+        return {"drained": not left, "left": left}
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def flush_app(app) -> None:
+    """Write what the portal holds in memory: the funnel's counts since the last flush. (The
+    online index, the dashboard snapshot and the rate limiter are caches of the database or
+    deliberately short-lived: nothing there is owed to the database.)"""
+    from portal.db import database
+
+    with database.connection_context():
+        app.extensions["footfall"].funnel.flush()
