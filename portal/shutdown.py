@@ -4,7 +4,8 @@ waitress's own `run()` leaves SIGTERM to Python's default, which kills the proce
 requests in flight are cut and whatever the app holds in memory (the funnel's counts) is lost.
 Here a signal starts a drain instead:
 
-1. the listening socket is closed (new connections are refused; nothing half-accepted);
+1. connections already in the listen backlog are accepted, then the listening socket is
+   closed (new connections are refused);
 2. connections with a request being received, queued or served are left to finish, and
    their responses are sent; idle keep-alive connections are closed;
 3. when none is left, or after `drain_seconds`, the worker threads are stopped and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from typing import Callable
@@ -26,12 +28,23 @@ from waitress import wasyncore
 logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 8.0   # systemd's TimeoutStopSec (15 s in systemd/footfall-portal.service) leaves room to flush
+IDLE_GRACE = 0.5      # seconds of quiet before an idle connection is closed during the drain
 _TICK = 0.25          # how often the loop looks at the stop flag (a signal also wakes it at once)
 
 
-def _close_if_idle(channel) -> None:
-    """Close a connection with no request being received, queued or served, and no response left
-    to send; a busy one is left to finish."""
+def _close_if_idle(channel, now: float) -> None:
+    """Close a connection that has nothing to do: no request being received, queued or served,
+    no response left to send, no bytes waiting to be read, and quiet for IDLE_GRACE (a phone that
+    has just connected sends its request a moment later: closing then would reset it)."""
+    if now - channel.last_activity < IDLE_GRACE:
+        return
+    try:
+        if channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+            return  # a request has arrived: the loop reads it next
+    except BlockingIOError:
+        pass
+    except OSError:
+        pass  # broken: closing it is right
     with channel.requests_lock:
         if not (channel.requests or channel.request is not None or channel.total_outbufs_len):
             # received() checks this flag under the same lock: no new request starts on it.
@@ -56,13 +69,20 @@ def serve_until_stopped(server, on_stopped: Callable[[], None] = lambda: None,
     try:
         while not stop.is_set():
             wasyncore.loop(timeout=_TICK, map=socket_map, use_poll=use_poll, count=1)
-        # 1. Stop accepting: the listening socket goes, the channels and the trigger stay.
-        wasyncore.dispatcher.close(server)
+        # 1. Stop accepting. Connections the kernel has already completed (in the listen backlog,
+        #    their requests likely sent) are taken first: closing the socket would reset them.
+        for _ in range(server.adj.backlog):
+            before = len(server.active_channels)
+            server.handle_accept()
+            if len(server.active_channels) == before:
+                break
+        wasyncore.dispatcher.close(server)  # the listening socket goes; channels and trigger stay
         deadline = time.monotonic() + drain_seconds
         # 2. Finish what is in flight.
         while server.active_channels and time.monotonic() < deadline and not hurry.is_set():
+            now = time.time()  # waitress stamps last_activity with time.time()
             for channel in list(server.active_channels.values()):
-                _close_if_idle(channel)
+                _close_if_idle(channel, now)
             wasyncore.loop(timeout=_TICK / 5, map=socket_map, use_poll=use_poll, count=1)
         left = len(server.active_channels)
         if left:

@@ -87,6 +87,13 @@ def _probe(port: int) -> str:
     return "served"
 
 
+def _probe_until_refused(port: int, most: int = 2000) -> list[str]:
+    outcomes: list[str] = []
+    while len(outcomes) < most and "refused" not in outcomes:
+        outcomes.append(_probe(port))
+    return outcomes
+
+
 def test_portal_drains_in_flight_requests_and_flushes_the_funnel_on_sigterm(tmp_path):
     data = tmp_path / "data"
     env = {"FOOTFALL_DATA_DIR": str(data), "FOOTFALL_GATEWAY": "null", "FOOTFALL_LISTEN_HOST": "127.0.0.1",
@@ -101,6 +108,13 @@ def test_portal_drains_in_flight_requests_and_flushes_the_funnel_on_sigterm(tmp_
             splashes = list(pool.map(lambda _: _get(port, "127.0.0.11", "/")[0], range(10)))
         assert before == ["served"] * 30 and splashes == [200] * 10
 
+        # An idle keep-alive connection (a splash page served on it): closed by the drain.
+        idle = _conn(port, "127.0.0.12")
+        idle.request("GET", "/", headers={"Host": HOST, "Accept-Language": "en"})
+        with idle.getresponse() as resp:
+            assert resp.status == 200 and resp.getheader("Connection", "").lower() != "close"
+            resp.read()
+
         # In flight at the signal, 1: a sign-in inside the app, waiting for the database's write
         # lock (held here, well within busy_timeout).
         holder = sqlite3.connect(data / "footfall.db", isolation_level=None, timeout=10)
@@ -110,9 +124,9 @@ def test_portal_drains_in_flight_requests_and_flushes_the_funnel_on_sigterm(tmp_
         # 2: a sign-in whose body is still arriving (a slow phone).
         slow_client = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.51", 0))
         slow_client.sendall(_post_head(cookie_b, len(body_b)) + body_b[:10])
-        # 3: a burst of probes racing the signal: each is either answered or refused, never cut.
+        # 3: phones probing without pause across the signal: each probe answered or refused, never cut.
         burst_pool = ThreadPoolExecutor(6)
-        burst = [burst_pool.submit(_probe, port) for _ in range(40)]
+        burst = [burst_pool.submit(_probe_until_refused, port) for _ in range(6)]
         time.sleep(0.3)  # let the first two reach the server: they are what "in flight" means here
 
         proc.send_signal(signal.SIGTERM)
@@ -130,7 +144,10 @@ def test_portal_drains_in_flight_requests_and_flushes_the_funnel_on_sigterm(tmp_
         assert _status_of(slow_client) == 303
         slow_client.close()
         slow_server.close()
-        outcomes = [f.result(timeout=30) for f in burst]
+        idle.sock.settimeout(STOP_BOUND)
+        assert idle.sock.recv(1) == b""            # closed by the portal, not left to time out
+        idle.close()
+        outcomes = [o for f in burst for o in f.result(timeout=30)]
         burst_pool.shutdown()
         assert proc.wait(timeout=STOP_BOUND) == 0
 
@@ -138,7 +155,8 @@ def test_portal_drains_in_flight_requests_and_flushes_the_funnel_on_sigterm(tmp_
     with sqlite3.connect(data / "footfall.db") as db:
         funnel = dict(db.execute("SELECT stage, sum(count) FROM funnel_day GROUP BY stage"))
         leads = db.execute("SELECT count(*) FROM lead").fetchone()[0]
-    assert funnel == {"probe": served_probes, "splash": 12, "submit": 2, "online": 2}
+    assert outcomes.count("reset") == 0 and outcomes.count("refused") == 6, {o: outcomes.count(o) for o in set(outcomes)}
+    assert funnel == {"probe": served_probes, "splash": 13, "submit": 2, "online": 2}
     assert leads == 2
 
 
