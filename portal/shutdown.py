@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 8.0   # systemd's TimeoutStopSec (15 s in systemd/footfall-portal.service) leaves room to flush
 IDLE_GRACE = 0.5      # seconds of quiet before an idle connection is closed during the drain
-_TICK = 0.25          # how often the loop looks at the stop flag (a signal also wakes it at once)
+_TICK = 0.05          # the drain's poll timeout: it checks its connections this often
 
 
 def _close_if_idle(channel, now: float) -> None:
@@ -68,7 +68,8 @@ def serve_until_stopped(server, on_stopped: Callable[[], None] = lambda: None,
     use_poll = server.adj.asyncore_use_poll
     try:
         while not stop.is_set():
-            wasyncore.loop(timeout=_TICK, map=socket_map, use_poll=use_poll, count=1)
+            # The handler pulls the trigger: poll() wakes at once, not at its timeout.
+            wasyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=socket_map, use_poll=use_poll, count=1)
         # 1. Stop accepting. Connections the kernel has already completed (in the listen backlog,
         #    their requests likely sent) are taken first: closing the socket would reset them.
         for _ in range(server.adj.backlog):
@@ -83,7 +84,7 @@ def serve_until_stopped(server, on_stopped: Callable[[], None] = lambda: None,
             now = time.time()  # waitress stamps last_activity with time.time()
             for channel in list(server.active_channels.values()):
                 _close_if_idle(channel, now)
-            wasyncore.loop(timeout=_TICK / 5, map=socket_map, use_poll=use_poll, count=1)
+            wasyncore.loop(timeout=_TICK, map=socket_map, use_poll=use_poll, count=1)
         left = len(server.active_channels)
         if left:
             logger.warning("stopping with %d connection(s) still open after %.0f s", left, drain_seconds)
