@@ -5,16 +5,17 @@ import sys
 
 import click
 
-from portal.cli_common import _settings
+from portal.cli_common import _settings, config_option, group_config_option
 from portal.config import database_path
 
 @click.group()
+@group_config_option
 def sync() -> None:
     """This store and the chain's central store."""
 
 
 @sync.command("now")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_now(config: str | None) -> None:
     """Push the outbox now (what the scheduler does every sync_interval_seconds)."""
     import json
@@ -25,7 +26,7 @@ def sync_now(config: str | None) -> None:
 
 
 @sync.command("status")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_status(config: str | None) -> None:
     """Events waiting, and the state of the last attempts."""
     import json
@@ -47,7 +48,7 @@ def sync_status(config: str | None) -> None:
 @click.option("--store-id", required=True, help="As `footfall central add-store` printed it.")
 @click.option("--store-key", required=True, help="This store's signing key (base64).")
 @click.option("--index-key", required=True, help="The chain's blind-index key (base64).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_enroll(store_id: str, store_key: str, index_key: str, config: str | None) -> None:
     """Join the chain: keep the store key, adopt the chain's index key and re-index every lead.
     Restart the portal afterwards so that it uses the new key."""
@@ -69,6 +70,7 @@ def sync_enroll(store_id: str, store_key: str, index_key: str, config: str | Non
 
 
 @click.group(invoke_without_command=True)
+@group_config_option
 @click.pass_context
 def central(ctx: click.Context) -> None:
     """The chain's central store (PostgreSQL); alone, it serves the API."""
@@ -84,7 +86,7 @@ def _central(config: str | None):
 
 
 @central.command("serve")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 @click.option("--port", type=int, default=None, help="Override central_listen_port (0: a free one).")
 def central_serve(config: str | None, port: int | None) -> None:
     """Serve the central API with gunicorn (central_workers processes)."""
@@ -125,7 +127,7 @@ def central_serve(config: str | None, port: int | None) -> None:
 @central.command("add-store")
 @click.argument("store_id")
 @click.option("--name", required=True)
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_add_store(store_id: str, name: str, config: str | None) -> None:
     """Enroll a store; prints the command to run on its appliance (keys shown once)."""
     import base64
@@ -152,7 +154,7 @@ def central_add_store(store_id: str, name: str, config: str | None) -> None:
 @click.option("--scope", "scopes", multiple=True,
               type=click.Choice(["people:read", "exports:read", "erase:write", "stores:read"]))
 @click.option("--revoke", is_flag=True, help="Revoke every live token of that name instead.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_token(name: str, scopes: tuple[str, ...], revoke: bool, config: str | None) -> None:
     """Create a read API token (printed once; only its hash is kept), or --revoke one."""
     from central import add_token
@@ -174,7 +176,7 @@ def central_token(name: str, scopes: tuple[str, ...], revoke: bool, config: str 
 
 
 @central.command("tokens")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_tokens(config: str | None) -> None:
     """List the API tokens (names, scopes, state; never the tokens)."""
     from central.db import database
