@@ -170,7 +170,7 @@ def visits(config: str | None, days: int, top: int) -> None:
         stats = visitor_stats(days)
     s = summarize(stats, days)
     click.echo(f"Last {days} days: {s.visits} visits; {s.people} known people; {s.anonymous_devices} anonymous devices "
-               f"({s.anonymous_randomized} with private addresses); {s.returning} came back at least twice; "
+               f"({s.anonymous_randomized} with private addresses); {s.new} new and {s.returning} returning; "
                f"median dwell {s.median_dwell_minutes if s.median_dwell_minutes is not None else '-'} min.")
     click.echo(s.note)
     for row in stats[:top]:
