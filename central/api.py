@@ -12,7 +12,7 @@ from central.ingest import erase_person
 from central.models import Person, Store, utcnow
 from portal import exports as audience
 from portal.numbers import NumberError, parse_int
-from portal.segments import BUILTIN, LeadStat, matches
+from portal.segment_rules import BUILTIN, LeadStat, member
 
 bp = Blueprint("api", __name__)
 PAGE_MAX = 500
@@ -105,14 +105,15 @@ def chain_segments(now: datetime.datetime | None = None) -> dict[str, list[int]]
     stats: dict[int, LeadStat] = {}
     rows = database.execute_sql(
         f'SELECT d.person_id, p.language, min(v.start), max(v."end"), '
-        f'avg(extract(epoch FROM v."end" - v.start)) / 60, {sums} FROM visit v JOIN device d ON d.id = v.device_id '
+        f'avg(extract(epoch FROM v."end" - v.start)) / 60, count(*), {sums} FROM visit v JOIN device d ON d.id = v.device_id '
         "JOIN person p ON p.id = d.person_id AND p.erased_at IS NULL WHERE NOT v.passerby GROUP BY d.person_id, p.language",
         [now - datetime.timedelta(days=w) for w in windows])
-    for person_id, language, first, last, dwell, *counts in rows:
-        stats[person_id] = LeadStat(person_id, language, dict(zip(windows, counts)), first, last, float(dwell or 0))
+    for person_id, language, first, last, dwell, visits, *counts in rows:
+        stats[person_id] = LeadStat(person_id, language, dict(zip(windows, counts)), first, last, float(dwell or 0),
+                                    visits=visits)
     for person_id, consents in _consents(list(stats)).items():
         stats[person_id].consents = frozenset(p for p, granted in consents.items() if granted)
-    return {key: sorted(pid for pid, s in stats.items() if matches(rule, s, now)) for key, (_, rule) in BUILTIN.items()}
+    return {key: sorted(pid for pid, s in stats.items() if member(key, rule, s, now)) for key, (_, rule) in BUILTIN.items()}
 
 
 @bp.get("/v1/segments")

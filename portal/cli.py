@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from portal.cli_chain import central, sync
-from portal.cli_common import _settings
+from portal.cli_common import _settings, config_option, group_config_option
 from portal.config import database_path, markdown_table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@group_config_option
 def main() -> None:
     """Footfall: captive-portal WiFi marketing appliance."""
 
@@ -32,6 +33,7 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
 
     from portal import create_app
     from portal.health import Heartbeat, http_alive
+    from portal.shutdown import flush_app, serve_until_stopped
 
     holder = {}
     # Behind the TLS front (nginx), believe its X-Forwarded-For/Proto, and only from its address:
@@ -54,19 +56,19 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     announce(settings, real_port)
     heartbeat.ready()
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        # SIGTERM (systemd) or Ctrl+C: stop accepting, finish the requests in flight, flush, exit 0.
+        stats = serve_until_stopped(server, on_stopped=lambda: flush_app(holder["app"]))
     finally:
         heartbeat.stop()
-        server.close()
+    click.echo(f"Footfall portal stopped ({'drained' if stats['drained'] else str(stats['left']) + ' connection(s) cut'})")
 
 
 @main.command()
 @click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1; 0 picks a free one.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=".demo", show_default=True,
               help="Where the demo keeps its SQLite file and keys.")
-def demo(port: int, data_dir: str) -> None:
+@config_option
+def demo(port: int, data_dir: str, config: str | None) -> None:
     """Run the portal on localhost with the null gateway and an embedded SQLite file (no root)."""
     import socket
 
@@ -77,7 +79,7 @@ def demo(port: int, data_dir: str) -> None:
     from portal.models import Manager
 
     # The demo skips forced two-factor so a newcomer can look around; production keeps it on.
-    settings = _settings(None, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1",
+    settings = _settings(config, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1",
                          panel_require_2fa=False)
     init_db(database_path(settings))
     owner_password = None
@@ -116,7 +118,7 @@ def demo(port: int, data_dir: str) -> None:
 
 
 @main.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def portal(config: str | None) -> None:
     """Run the captive portal as configured (settings file and FOOTFALL_* variables)."""
     settings = _settings(config)
@@ -166,7 +168,7 @@ def health(config: str | None, as_json: bool) -> None:
 
 
 @main.command("init-db")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def init_db_command(config: str | None) -> None:
     """Create the database or bring its schema up to date."""
     from portal.db import init_db, migrate_db
@@ -178,7 +180,7 @@ def init_db_command(config: str | None) -> None:
 
 
 @main.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 @click.option("--replay", "replay_file", type=click.Path(dir_okay=False), help="Process a pcap file instead of capturing.")
 @click.option("--iface", help="Capture on this interface (overrides capture_interface).")
 def collector(config: str | None, replay_file: str | None, iface: str | None) -> None:
@@ -204,7 +206,7 @@ def collector(config: str | None, replay_file: str | None, iface: str | None) ->
 
 
 @main.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 @click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Look back this many days.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="List the most frequent visitors.")
 def visits(config: str | None, days: int, top: int) -> None:
@@ -218,7 +220,7 @@ def visits(config: str | None, days: int, top: int) -> None:
         stats = visitor_stats(days)
     s = summarize(stats, days)
     click.echo(f"Last {days} days: {s.visits} visits; {s.people} known people; {s.anonymous_devices} anonymous devices "
-               f"({s.anonymous_randomized} with private addresses); {s.returning} came back at least twice; "
+               f"({s.anonymous_randomized} with private addresses); {s.new} new and {s.returning} returning; "
                f"median dwell {s.median_dwell_minutes if s.median_dwell_minutes is not None else '-'} min.")
     click.echo(s.note)
     for row in stats[:top]:
@@ -229,7 +231,7 @@ def visits(config: str | None, days: int, top: int) -> None:
 
 
 @main.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def scheduler(config: str | None) -> None:
     """Run the scheduled jobs (segments every 15 minutes, retention purge daily) in this one process."""
     import logging
@@ -244,13 +246,14 @@ def scheduler(config: str | None) -> None:
 
 
 @main.group()
+@group_config_option
 def jobs() -> None:
     """Run one scheduled job now."""
 
 
 @jobs.command("run")
 @click.argument("name")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def jobs_run(name: str, config: str | None) -> None:
     """Run job NAME now and print what it did."""
     import json
@@ -263,6 +266,7 @@ def jobs_run(name: str, config: str | None) -> None:
 
 
 @main.group()
+@group_config_option
 def manager() -> None:
     """Manager accounts of the panel."""
 
@@ -277,7 +281,7 @@ def _manager_password(prompt: bool, stdin: bool) -> str:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["owner", "manager", "analyst"]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def manager_add(username: str, role: str, password_stdin: bool, config: str | None) -> None:
     """Create a panel account."""
     from portal import accounts
@@ -298,7 +302,7 @@ def manager_add(username: str, role: str, password_stdin: bool, config: str | No
 @click.argument("username")
 @click.option("--reset-2fa", is_flag=True, help="Also remove two-factor enrolment (a lost phone).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def manager_reset(username: str, reset_2fa: bool, password_stdin: bool, config: str | None) -> None:
     """Set a new password (and unlock the account)."""
     from portal import accounts
@@ -329,7 +333,7 @@ ACCOUNT_ERRORS = {
 
 
 @main.command("gateway-rules")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def gateway_rules(config: str | None) -> None:
     """Print the nftables ruleset of the guest gate, with no one authorized (for boot, before the portal)."""
     from portal.gateway import tls_ports
@@ -344,7 +348,7 @@ def gateway_rules(config: str | None) -> None:
 
 @main.command("settings")
 @click.option("--markdown", is_flag=True, help="Print the table the README carries.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def settings_command(markdown: bool, config: str | None) -> None:
     """Show every setting (name, value in force, meaning)."""
     if markdown:

@@ -5,16 +5,17 @@ import sys
 
 import click
 
-from portal.cli_common import _settings, read_private_file, write_private_file
+from portal.cli_common import _settings, config_option, group_config_option, read_private_file, write_private_file
 from portal.config import database_path
 
 @click.group()
+@group_config_option
 def sync() -> None:
     """This store and the chain's central store."""
 
 
 @sync.command("now")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_now(config: str | None) -> None:
     """Push the outbox now (what the scheduler does every sync_interval_seconds)."""
     import json
@@ -25,7 +26,7 @@ def sync_now(config: str | None) -> None:
 
 
 @sync.command("status")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_status(config: str | None) -> None:
     """Events waiting, and the state of the last attempts."""
     import json
@@ -47,7 +48,7 @@ def sync_status(config: str | None) -> None:
 @click.option("--store-id", required=True, help="As `footfall central add-store` printed it.")
 @click.option("--keys-file", type=click.Path(dir_okay=False),
               help="The keys add-store wrote (mode 0600); without it they are read from standard input.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def sync_enroll(store_id: str, keys_file: str | None, config: str | None) -> None:
     """Join the chain: keep the store key, adopt the chain's index key and re-index every lead.
     The keys (store_key=..., index_key=...) come from a 0600 file or standard input, never from
@@ -57,12 +58,12 @@ def sync_enroll(store_id: str, keys_file: str | None, config: str | None) -> Non
     from portal.db import database, init_db
     from portal.identity import Vault, load_or_create_keys
 
+    settings = _settings(config)  # a wrong config file is refused before any key is asked for
     text = read_private_file(keys_file) if keys_file else _keys_from_stdin()
     try:
         store, index = syncing.parse_enrollment(text)
     except syncing.SyncError as exc:
         raise click.ClickException(str(exc)) from None
-    settings = _settings(config)
     init_db(database_path(settings))
     keys = load_or_create_keys(key_path(settings))
     with database.connection_context():
@@ -77,6 +78,7 @@ def _keys_from_stdin() -> str:
 
 
 @click.group(invoke_without_command=True)
+@group_config_option
 @click.pass_context
 def central(ctx: click.Context) -> None:
     """The chain's central store (PostgreSQL); alone, it serves the API."""
@@ -92,7 +94,7 @@ def _central(config: str | None):
 
 
 @central.command("serve")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 @click.option("--port", type=int, default=None, help="Override central_listen_port (0: a free one).")
 def central_serve(config: str | None, port: int | None) -> None:
     """Serve the central API with gunicorn (central_workers processes)."""
@@ -117,6 +119,7 @@ def central_serve(config: str | None, port: int | None) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", settings.central_workers)
             self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)  # on SIGTERM: requests in flight get this long (unit: TimeoutStopSec=20s)
             self.cfg.set("limit_request_field_size", 8190)
             self.cfg.set("accesslog", None)
             self.cfg.set("when_ready", lambda server: click.echo(f"central listening on http://{host}:{port}", nl=True)
@@ -134,7 +137,7 @@ def central_serve(config: str | None, port: int | None) -> None:
 @click.option("--name", required=True)
 @click.option("--keys-file", type=click.Path(dir_okay=False),
               help="Write the store's keys to this new file (mode 0600) instead of standard output.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_add_store(store_id: str, name: str, keys_file: str | None, config: str | None) -> None:
     """Enroll a store; its keys (shown once) go to a 0600 file or standard output, for
     `footfall sync enroll` on the store's appliance."""
@@ -169,7 +172,7 @@ def central_add_store(store_id: str, name: str, keys_file: str | None, config: s
 @click.option("--scope", "scopes", multiple=True,
               type=click.Choice(["people:read", "exports:read", "erase:write", "stores:read"]))
 @click.option("--revoke", is_flag=True, help="Revoke every live token of that name instead.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_token(name: str, scopes: tuple[str, ...], revoke: bool, config: str | None) -> None:
     """Create a read API token (printed once; only its hash is kept), or --revoke one."""
     from central import add_token
@@ -191,7 +194,7 @@ def central_token(name: str, scopes: tuple[str, ...], revoke: bool, config: str 
 
 
 @central.command("tokens")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@config_option
 def central_tokens(config: str | None) -> None:
     """List the API tokens (names, scopes, state; never the tokens)."""
     from central.db import database

@@ -8,8 +8,33 @@ import click
 
 from portal.config import ConfigError, load_settings
 
+_CONFIG = "footfall.config"  # click's ctx.meta is shared by a command and the groups above it
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        ctx.meta[_CONFIG] = value
+    return value
+
+
+def config_option(f):
+    """`--config FILE` on a command or a group; a group's applies to the commands under it
+    (`footfall central --config FILE`, `footfall --config FILE visits`), a command's own wins."""
+    return click.option("--config", "config", type=click.Path(dir_okay=False), callback=_remember_config,
+                        help="TOML settings file (default: $FOOTFALL_CONFIG).")(f)
+
+
+def group_config_option(f):
+    """config_option for a group: remembered for its commands, not passed to the group itself."""
+    return click.option("--config", "config", type=click.Path(dir_okay=False), callback=_remember_config,
+                        expose_value=False,
+                        help="TOML settings file for the commands below (default: $FOOTFALL_CONFIG).")(f)
+
 
 def _settings(config: str | None, **overrides):
+    if config is None:
+        ctx = click.get_current_context(silent=True)
+        config = ctx.meta.get(_CONFIG) if ctx is not None else None
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:

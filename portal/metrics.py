@@ -7,15 +7,22 @@ appliance's local time.
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
+
+from flask import current_app, has_app_context
 
 from portal import funnel
 from portal.db import database
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES
+from portal.segment_rules import NEW, RETURNING, visitor_kind, window_start
+from portal.visits import EARLIER_VISIT
 
+logger = logging.getLogger(__name__)
 FREQUENCY_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3–4"), (5, 9, "5–9"), (10, 10**9, "10+"))
 DWELL_BUCKETS = ((5, 15, "5–15"), (15, 30, "15–30"), (30, 60, "30–60"), (60, 120, "60–120"), (120, 10**9, "120+"))
 _SUBJECT = "coalesce('l' || d.lead_id, 'd' || d.id)"
@@ -45,26 +52,45 @@ def _local(ts: datetime.datetime) -> datetime.datetime:
     return ts.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
 
 
-def dashboard(now: datetime.datetime | None = None) -> Dashboard:
+def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min_dwell_minutes: float = 5) -> Dashboard:
+    """The figures at `now`. Visitors (today, 7 and 30 days, new and returning, frequency) include
+    the people in the store now: a run of sightings still open (open_run), seen within the visit
+    gap, that has already lasted `min_dwell_minutes` is a visit whatever happens next. Charts of
+    visits (per day, hour, dwell) show closed visits: a visit's length is known when it ends."""
     now = now or utcnow()
     local_now = _local(now)
     midnight_local = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
     offset = local_now - now
-    since = {n: (midnight_local - datetime.timedelta(days=n - 1) - offset).isoformat(" ") for n in (1, 7, 30)}
+    # Charts: the last 30 calendar days. Visitor figures: today since local midnight, 7 and 30 days
+    # as the same rolling windows as the segments and `footfall visits` (window_start).
+    since = {n: (midnight_local - datetime.timedelta(days=n - 1) - offset).isoformat(" ") for n in (1, 30)}
+    rolling = {n: window_start(now, n).isoformat(" ") for n in (7, 30)}
     q = database.execute_sql
 
-    # One pass per person or device: when they came first and last this month, how often,
-    # and whether the device was known before the month (a returning visitor).
-    today = week = month = returning = visits = 0
+    # One pass per person or device: when they were last here this month, how many visits (closed,
+    # and one in progress), and whether they came before the month: new or returning, defined once
+    # in portal/segment_rules.py.
+    today = week = month = new = returning = visits = 0
     per_subject: dict[int, int] = {}
-    for last, n, known_before in q(
-            f"SELECT max(v.start), count(*), max(d.first_seen < ?) FROM visit v JOIN device d ON d.id = v.device_id "
-            f"WHERE v.start >= ? AND {_LAN_VISIT} GROUP BY {_SUBJECT}", (since[30], since[30])):
+    present_since = (now - datetime.timedelta(minutes=gap_minutes)).isoformat(" ")
+    for seen, closed, present, before in q(
+            f"SELECT g.seen, g.closed, g.present, {EARLIER_VISIT.format(lead='g.lead_id', device='g.device_id')} FROM ("
+            "  SELECT min(d.lead_id) AS lead_id, min(d.id) AS device_id, max(x.seen) AS seen, sum(1 - x.open) AS closed, "
+            "         max(x.open) AS present FROM ("
+            f"    SELECT v.device_id, v.start AS seen, 0 AS open FROM visit v WHERE v.start >= ? AND {_LAN_VISIT}"
+            "    UNION ALL"
+            "    SELECT r.device_id, r.last, 1 FROM open_run r WHERE r.source = 'lan' AND r.last >= ? "
+            "      AND (julianday(r.last) - julianday(r.start)) * 1440 >= ?"
+            f"  ) x JOIN device d ON d.id = x.device_id GROUP BY {_SUBJECT}) g",
+            (rolling[30], rolling[30], rolling[30], present_since, min_dwell_minutes)):
+        n = closed + present
         month += 1
-        visits += n
-        week += last >= since[7]
-        today += last >= since[1]
-        returning += bool(known_before)
+        visits += closed
+        week += seen >= rolling[7]
+        today += seen >= since[1]
+        kind = visitor_kind(n, bool(before))
+        new += kind == NEW
+        returning += kind == RETURNING
         per_subject[n] = per_subject.get(n, 0) + 1
     frequency = [(label, sum(c for n, c in per_subject.items() if lo <= n <= hi)) for lo, hi, label in FREQUENCY_BUCKETS]
 
@@ -95,39 +121,64 @@ def dashboard(now: datetime.datetime | None = None) -> Dashboard:
                      "WHERE c.granted = 1 GROUP BY c.purpose"))
     rates = [(p, granted.get(p, 0), round(100.0 * granted.get(p, 0) / leads, 1) if leads else 0.0) for p in MARKETING_PURPOSES]
 
-    return Dashboard(today, week, month, month - returning, returning, visits, per_day, heatmap, frequency, dwell,
+    return Dashboard(today, week, month, new, returning, visits, per_day, heatmap, frequency, dwell,
                      passersby or 0, air or 0, rates, leads, funnel.totals(30, midnight_local.date()))
 
 
 class DashboardCache:
-    """The dashboard served from a snapshot at most `max_age` seconds old; a stale snapshot is
-    served while one background thread computes the next (30-day figures need no more)."""
+    """The dashboard from a snapshot never older than `max_age` seconds (the README's promise).
 
-    def __init__(self, max_age: float = 60.0) -> None:
+    A snapshot younger than `max_age / 2` is served as it is; an older one is still served while
+    one background thread computes the next, so a dashboard watched continuously never waits;
+    past `max_age` (after an idle period, or the first view) the viewer waits for fresh figures
+    instead of being shown stale ones as current. Viewers arriving together share one
+    computation. Thresholds (visit gap, minimum dwell) are the portal's settings in force."""
+
+    def __init__(self, max_age: float = 60.0, settings=None, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age = max_age
+        self.settings = settings
+        self.clock = clock
         self._snapshot: tuple[float, Dashboard] | None = None
-        self._lock = threading.Lock()
-        self._refreshing = False
+        self._lock = threading.Lock()      # held while computing: one computation at a time
+        self._refreshing = threading.Event()
 
     def get(self) -> tuple[Dashboard, float]:
-        """The figures and their age in seconds."""
+        """The figures and their age in seconds (at most max_age)."""
         snapshot = self._snapshot
-        if snapshot is None:
-            with self._lock:
-                if self._snapshot is None:
-                    self._snapshot = (time.monotonic(), dashboard())
-                snapshot = self._snapshot
-        elif time.monotonic() - snapshot[0] > self.max_age and not self._refreshing:
-            self._refreshing = True
-            threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True).start()
-        return snapshot[1], time.monotonic() - snapshot[0]
+        age = None if snapshot is None else self.clock() - snapshot[0]
+        if age is None or age > self.max_age:
+            snapshot = self._compute(self._thresholds(), wait=True)
+        elif age > self.max_age / 2 and not self._refreshing.is_set():
+            self._refreshing.set()
+            thresholds = self._thresholds()
+            threading.Thread(target=self._background, args=(thresholds,), name="dashboard-refresh", daemon=True).start()
+        return snapshot[1], max(0.0, self.clock() - snapshot[0])
 
-    def _refresh(self) -> None:
+    def _thresholds(self) -> tuple[float, float]:
+        settings = self.settings
+        if settings is None and has_app_context():
+            settings = current_app.extensions["footfall"].settings
+        if settings is None:
+            return 15.0, 5.0
+        return float(settings.visit_gap_minutes), float(settings.min_dwell_minutes)
+
+    def _compute(self, thresholds: tuple[float, float], wait: bool) -> tuple[float, Dashboard]:
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is not None and self.clock() - snapshot[0] <= (self.max_age if wait else self.max_age / 2):
+                return snapshot  # computed by someone else while this one waited
+            started = self.clock()  # the figures are as old as the moment they were asked for
+            self._snapshot = (started, dashboard(gap_minutes=thresholds[0], min_dwell_minutes=thresholds[1]))
+            return self._snapshot
+
+    def _background(self, thresholds: tuple[float, float]) -> None:
         try:
             with database.connection_context():
-                self._snapshot = (time.monotonic(), dashboard())
+                self._compute(thresholds, wait=False)
+        except Exception:
+            logger.exception("dashboard refresh failed")  # the next view past max_age computes it itself
         finally:
-            self._refreshing = False
+            self._refreshing.clear()
 
     def invalidate(self) -> None:
         self._snapshot = None

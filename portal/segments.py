@@ -1,7 +1,9 @@
 """Remarketing segments over people (leads): recency, frequency, dwell, consent, language.
 
 Built-in segments (new, returning, loyal, lapsed, lost) have thresholds the owner can edit;
-custom segments combine the same conditions. Membership is recomputed in one pass: one SQL
+custom segments combine the same conditions. New and returning follow the one definition in
+portal/segment_rules.py (visitor_kind), shared with the dashboard, `footfall visits` and the
+central store. Membership is recomputed in one pass: one SQL
 aggregate per lead over their visits on every device, then the rules in Python.
 """
 from __future__ import annotations
@@ -9,91 +11,32 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from dataclasses import dataclass, field
 
 from portal.db import database
 from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
-from portal.numbers import NumberError, parse_int
-from portal.policy_texts import PURPOSES
-
-RULE_FIELDS = {
-    "window_days": (1, 3650),         # visits are counted over this many days (default 90)
-    "visits_min": (0, 100000),
-    "visits_max": (0, 100000),
-    "recency_min_days": (0, 3650),    # days since the last visit
-    "recency_max_days": (0, 3650),
-    "first_within_days": (0, 3650),   # first visit ever within this many days
-    "dwell_min_minutes": (0, 1440),   # average dwell per visit
-}
-TEXT_FIELDS = {"consent": PURPOSES, "language": ("vi", "en")}
-
-BUILTIN: dict[str, tuple[str, dict]] = {
-    "new": ("New", {"first_within_days": 30, "visits_max": 1, "window_days": 30}),
-    "returning": ("Returning", {"visits_min": 2, "window_days": 30, "recency_max_days": 30}),
-    "loyal": ("Loyal", {"visits_min": 5, "window_days": 90, "recency_max_days": 30}),
-    "lapsed": ("Lapsed", {"recency_min_days": 30, "recency_max_days": 90}),
-    "lost": ("Lost", {"recency_min_days": 90}),
-}
-
-
-class RuleError(ValueError):
-    """A segment rule we cannot use; .code says which field."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
-
-
-def clean_rule(raw: dict) -> dict:
-    """Keep known fields with values in range; raise RuleError otherwise."""
-    rule: dict = {}
-    for key, value in raw.items():
-        if value in (None, ""):
-            continue
-        if key in RULE_FIELDS:
-            lo, hi = RULE_FIELDS[key]
-            if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
-                rule[key] = value  # stored rules, read back
-                continue
-            try:
-                rule[key] = parse_int(value if isinstance(value, str) else "", lo, hi)  # int() would take "１２"
-            except NumberError:
-                raise RuleError(key) from None
-        elif key in TEXT_FIELDS:
-            if value not in TEXT_FIELDS[key]:
-                raise RuleError(key)
-            rule[key] = value
-        else:
-            raise RuleError(key)
-    if not rule:
-        raise RuleError("empty")
-    return rule
-
-
-@dataclass
-class LeadStat:
-    lead_id: int
-    language: str
-    visits_by_window: dict[int, int] = field(default_factory=dict)
-    first: datetime.datetime | None = None
-    last: datetime.datetime | None = None
-    avg_dwell: float = 0.0
-    consents: frozenset[str] = frozenset()
+# The rules and the definition of new and returning live in a module without the database (the
+# central store imports it); they are re-exported here for the appliance's callers.
+from portal.segment_rules import (BUILTIN, FORMER_BUILTIN, RULE_FIELDS, TEXT_FIELDS, LeadStat, RuleError,  # noqa: F401
+                                  clean_rule, matches, member, window_start)
+from portal.segment_rules import windows as rule_windows
 
 
 def ensure_builtins() -> None:
     for key, (name, rule) in BUILTIN.items():
-        Segment.get_or_create(key=key, defaults={"name": name, "builtin": True, "rule": json.dumps(rule)})
+        segment, created = Segment.get_or_create(key=key, defaults={"name": name, "builtin": True, "rule": json.dumps(rule)})
+        if not created and key in FORMER_BUILTIN and json.loads(segment.rule) == FORMER_BUILTIN[key]:
+            Segment.update(rule=json.dumps(rule)).where(Segment.id == segment.id).execute()
 
 
 def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]:
     windows = sorted(windows)
-    since = [(now - datetime.timedelta(days=w)).isoformat(" ") for w in windows]
+    since = [window_start(now, w).isoformat(" ") for w in windows]
     window_sums = "".join(f", sum(v.start >= ?)" for _ in windows)
     stats = {lead_id: LeadStat(lead_id, language) for lead_id, language in
              database.execute_sql("SELECT id, language FROM lead WHERE erased_at IS NULL")}
     # Rounded to hundredths of a minute: julianday arithmetic would put exactly 30 min at 29.99999.
-    sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), round(avg(julianday(v."end") - julianday(v.start)) * 1440, 2){window_sums} '
+    sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), round(avg(julianday(v."end") - julianday(v.start)) * 1440, 2), '
+           f'count(*){window_sums} '
            'FROM visit v JOIN device d ON d.id = v.device_id '
            "WHERE d.lead_id IS NOT NULL AND v.passerby = 0 AND v.source = 'lan' GROUP BY d.lead_id")
     parse = datetime.datetime.fromisoformat
@@ -101,8 +44,8 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
         stat = stats.get(row[0])
         if stat is None:
             continue
-        stat.first, stat.last, stat.avg_dwell = parse(row[1]), parse(row[2]), row[3] or 0.0
-        stat.visits_by_window = dict(zip(windows, row[4:]))
+        stat.first, stat.last, stat.avg_dwell, stat.visits = parse(row[1]), parse(row[2]), row[3] or 0.0, row[4]
+        stat.visits_by_window = dict(zip(windows, row[5:]))
     current = ("SELECT c.lead_id, c.purpose FROM consent c JOIN (SELECT max(id) AS id FROM consent "
                "GROUP BY lead_id, purpose) latest ON latest.id = c.id WHERE c.granted = 1")
     granted: dict[int, set[str]] = {}
@@ -112,32 +55,6 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
         if lead_id in stats:
             stats[lead_id].consents = frozenset(purposes)
     return stats
-
-
-def matches(rule: dict, stat: LeadStat, now: datetime.datetime) -> bool:
-    visits = stat.visits_by_window.get(rule.get("window_days", 90), 0)
-    if "visits_min" in rule and visits < rule["visits_min"]:
-        return False
-    if "visits_max" in rule and visits > rule["visits_max"]:
-        return False
-    needs_visit = any(k in rule for k in ("recency_min_days", "recency_max_days", "first_within_days", "dwell_min_minutes"))
-    if needs_visit and stat.last is None:
-        return False
-    if stat.last is not None:
-        recency = (now - stat.last).total_seconds() / 86400
-        if "recency_min_days" in rule and recency < rule["recency_min_days"]:
-            return False
-        if "recency_max_days" in rule and recency > rule["recency_max_days"]:
-            return False
-        if "first_within_days" in rule and (now - stat.first).total_seconds() / 86400 > rule["first_within_days"]:
-            return False
-        if "dwell_min_minutes" in rule and stat.avg_dwell < rule["dwell_min_minutes"]:
-            return False
-    if "consent" in rule and rule["consent"] not in stat.consents:
-        return False
-    if "language" in rule and rule["language"] != stat.language:
-        return False
-    return True
 
 
 # Rows per write transaction of the segment job: a sign-in waits behind at most one such chunk.
@@ -154,10 +71,10 @@ def recompute(now: datetime.datetime | None = None) -> dict[str, int]:
     ensure_builtins()
     segments = list(Segment.select())
     rules = {s.id: json.loads(s.rule) for s in segments}
-    stats = lead_stats({r.get("window_days", 90) for r in rules.values()}, now)
+    stats = lead_stats(rule_windows(list(rules.values())), now)
     counts = {}
     for s in segments:
-        want = {lead_id for lead_id, stat in stats.items() if matches(rules[s.id], stat, now)}
+        want = {lead_id for lead_id, stat in stats.items() if member(s.key, rules[s.id], stat, now)}
         have = {row[0] for row in database.execute_sql("SELECT lead_id FROM segment_member WHERE segment_id = ?", (s.id,))}
         drop, add = sorted(have - want), sorted(want - have)
         for i in range(0, len(drop), WRITE_CHUNK):

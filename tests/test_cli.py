@@ -3,6 +3,8 @@ import http.client
 import re
 import sqlite3
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from portal.cli import main
@@ -75,3 +77,68 @@ def test_scheduler_runs_and_stops_on_sigterm(tmp_path):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def _commands(group: click.Group = main, path: tuple[str, ...] = ()):
+    """Every command and group under `footfall`, as its path of names."""
+    yield path, group
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def _leaf_args(command: click.Command) -> list[str]:
+    """Values for a command's required arguments and options (read before any settings)."""
+    args: list[str] = []
+    for param in command.params:
+        if not param.required:
+            continue
+        value = param.type.choices[0] if isinstance(param.type, click.Choice) else "segments"
+        args += [value] if isinstance(param, click.Argument) else [param.opts[0], value]
+    return args
+
+
+def _invocation(path: tuple[str, ...], command: click.Command, config: str) -> list[str]:
+    """`footfall PATH --config FILE ...`; a group's --config is shown to work on a command under it."""
+    if not isinstance(command, click.Group):
+        return [*path, "--config", config, *_leaf_args(command)]
+    if command.invoke_without_command:
+        return [*path, "--config", config]
+    name, first = sorted(command.commands.items())[0]
+    while isinstance(first, click.Group):
+        sub, first = sorted(first.commands.items())[0]
+        name = f"{name} {sub}"
+    return [*path, "--config", config, *name.split(), *_leaf_args(first)]
+
+
+ALL_COMMANDS = [path for path, _ in _commands()]
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "footfall")
+def test_every_command_reads_config(path, tmp_path):
+    """A command without --config (or one that ignores it) fails here: the file named is read."""
+    command = dict(_commands())[path]
+    missing = tmp_path / "missing.toml"
+    args = _invocation(path, command, str(missing))
+    result = CliRunner().invoke(main, args, env={"FOOTFALL_CONFIG": None})
+    assert result.exit_code == 1, (args, result.output)
+    assert f"cannot read config file {missing}" in result.output
+
+
+def test_a_config_file_is_used_by_commands_and_groups(tmp_path):
+    config = tmp_path / "store.toml"
+    config.write_text(f'store_id = "hn-42"\ndata_dir = "{tmp_path / "data"}"\n')
+    for args in (["settings", "--config", str(config)], ["--config", str(config), "settings"]):
+        result = CliRunner().invoke(main, args, env={"FOOTFALL_CONFIG": None})
+        assert result.exit_code == 0 and "store_id = 'hn-42'" in result.output, args
+    # A command's own --config wins over its group's.
+    other = tmp_path / "other.toml"
+    other.write_text('store_id = "dn-01"\n')
+    result = CliRunner().invoke(main, ["--config", str(config), "settings", "--config", str(other)],
+                                env={"FOOTFALL_CONFIG": None})
+    assert result.exit_code == 0 and "store_id = 'dn-01'" in result.output
+    result = CliRunner().invoke(main, ["jobs", "--config", str(config), "run", "segments"], env={"FOOTFALL_CONFIG": None})
+    assert result.exit_code == 0 and '"new": 0' in result.output
+    assert (tmp_path / "data" / "footfall.db").exists()

@@ -285,3 +285,11 @@ def test_debians_hostapd_reads_the_rendered_file_without_error(tmp_path, owe):
     assert "Failed to initialize driver 'nl80211'" in out or "Could not read interface ffnoradio0" in out, out
     assert f"num_bss={2 if owe else 1} conf->num_bss={2 if owe else 1}" in out, out
     assert done.returncode != 0
+
+
+@pytest.mark.parametrize("unit", ["footfall-portal.service", "footfall-collector.service", "footfall-scheduler.service"])
+def test_long_running_units_are_watched(unit):
+    """Issue 10: a hung process is restarted; portal/health.py sends READY=1 and WATCHDOG=1."""
+    text = (ROOT / "systemd" / unit).read_text()
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=60s", "Restart=on-failure"):
+        assert f"\n{line}\n" in text, f"{unit} lacks {line}"

@@ -1,6 +1,7 @@
 """Frequency, recency and dwell per person across devices, or per anonymous device."""
 import datetime
 
+import pytest
 from click.testing import CliRunner
 
 from portal.cli import main
@@ -63,3 +64,86 @@ def test_cli_report(app, settings):
     assert result.exit_code == 0, result.output
     assert ESTIMATE_NOTE in result.output and "known people" in result.output
     assert "(private address: estimate)" in result.output
+
+
+# -- new and returning: one definition, the same answer everywhere -------------------------------
+
+def shop():
+    """Visitors of the last 30 days and around it; returns the leads by name."""
+    leads = {name: Lead.create(language="en") for name in ("ana", "binh", "chi", "dung", "em", "edge_in", "edge_out")}
+    devices = {name: Device.create(mac=f"02:00:00:00:01:{i:02x}", lead=lead) for i, (name, lead) in enumerate(leads.items())}
+    laptop = Device.create(mac="02:00:00:00:02:01", lead=leads["dung"])
+    twice = Device.create(mac="da:00:00:00:03:01", randomized=True)
+    once = Device.create(mac="da:00:00:00:03:02", randomized=True)
+    passing = Device.create(mac="da:00:00:00:03:03", randomized=True)
+    visit(devices["ana"], 2, 20)                              # new: one visit, the first
+    visit(devices["binh"], 1, 30), visit(devices["binh"], 10, 30)   # returning: twice in the window
+    visit(devices["chi"], 5, 30), visit(devices["chi"], 60, 30)     # returning: back after two months
+    visit(devices["dung"], 3, 30), visit(laptop, 40, 30)            # returning: a person, across devices
+    visit(devices["em"], 45, 30)                              # neither: not in the window
+    visit(devices["edge_in"], 29.9, 30)                       # new: just inside 30 x 24 h
+    visit(devices["edge_out"], 30.1, 30)                      # neither: just outside
+    visit(twice, 4, 20), visit(twice, 6, 20)                  # an anonymous device, returning
+    visit(once, 1, 20)                                        # an anonymous device, new
+    visit(passing, 1, 2, passerby=True)                       # a passer-by: not a visitor
+    return leads
+
+
+def test_dashboard_segments_and_cli_agree_on_new_and_returning(app, settings):
+    from portal import metrics, segments
+    from portal.models import Segment
+
+    leads = shop()
+    figures = metrics.dashboard(NOW)
+    assert (figures.visitors_30, figures.visits_30, figures.new_30, figures.returning_30) == (7, 9, 3, 4)
+
+    segments.recompute(NOW)
+    members = {key: {m.lead_id for m in Segment.get(Segment.key == key).segmentmember_set} for key in ("new", "returning")}
+    assert members == {"new": {leads["ana"].id, leads["edge_in"].id},
+                       "returning": {leads["binh"].id, leads["chi"].id, leads["dung"].id}}
+
+    stats = visitor_stats(30, NOW)
+    kinds = {s.lead_uid or s.subject: s.kind for s in stats}
+    assert kinds == {leads["ana"].uid: "new", leads["edge_in"].uid: "new", "device:da:00:00:00:03:02": "new",
+                     leads["binh"].uid: "returning", leads["chi"].uid: "returning", leads["dung"].uid: "returning",
+                     "device:da:00:00:00:03:01": "returning"}
+    summary = summarize(stats, 30)
+    assert (summary.new, summary.returning) == (3, 4)
+
+
+def test_cli_says_the_same(app, settings, monkeypatch):
+    shop()
+    database.close()
+    # `footfall visits` counts back from the real clock: move the fixture's NOW to it.
+    import portal.visits
+    monkeypatch.setattr(portal.visits, "utcnow", lambda: NOW)
+    result = CliRunner().invoke(main, ["visits", "--days", "30"], env={"FOOTFALL_DATA_DIR": settings.data_dir})
+    assert result.exit_code == 0, result.output
+    assert "Last 30 days: 9 visits; 5 known people; 2 anonymous devices" in result.output
+    assert "3 new and 4 returning" in result.output
+
+
+def test_former_built_in_rules_are_replaced_but_an_owners_edit_is_kept(app):
+    import json
+
+    from portal import segments
+    from portal.models import Segment
+    from portal.segment_rules import BUILTIN, FORMER_BUILTIN
+
+    segments.ensure_builtins()
+    Segment.update(rule=json.dumps(FORMER_BUILTIN["new"])).where(Segment.key == "new").execute()
+    edited = {"visits_min": 3, "window_days": 30}
+    Segment.update(rule=json.dumps(edited)).where(Segment.key == "returning").execute()
+    segments.ensure_builtins()
+    assert json.loads(Segment.get(Segment.key == "new").rule) == BUILTIN["new"][1]
+    assert json.loads(Segment.get(Segment.key == "returning").rule) == edited
+
+
+def test_visitor_kind_is_the_definition():
+    from portal.segment_rules import NEW, RETURNING, visitor_kind
+
+    assert visitor_kind(0, False) is None and visitor_kind(0, True) is None
+    assert visitor_kind(1, False) == NEW
+    assert visitor_kind(1, True) == RETURNING and visitor_kind(2, False) == RETURNING
+    with pytest.raises(ValueError):
+        visitor_kind(-1, False)
