@@ -100,6 +100,12 @@ def state(data_dir: str | os.PathLike) -> dict:
             "behind_last_good": bool(good and now < good), "implausible": now < PLAUSIBLE_FROM}
 
 
+def known_wrong() -> bool:
+    """This process's clock reads before the loaded floor or before any plausible date."""
+    now = _now()
+    return now < PLAUSIBLE_FROM or (_floor is not None and now < _floor)
+
+
 def untrustworthy(data_dir: str | os.PathLike) -> bool:
     """The clock is known wrong: behind a time already seen, or before any plausible date."""
     time_state = state(data_dir)

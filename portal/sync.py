@@ -8,6 +8,7 @@ link comes back, `drain` sends batch after batch at full speed.
 from __future__ import annotations
 
 import base64
+import datetime
 import gzip
 import http.client
 import ipaddress
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from portal import privacy, wire
+from portal import clock, privacy, wire
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
@@ -97,6 +98,12 @@ def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tu
             wire.TIMESTAMP_HEADER: str(timestamp), wire.SIGNATURE_HEADER: signature})
         response = conn.getresponse()
         raw = response.read(1 << 20)
+    except ssl.SSLCertVerificationError as exc:
+        if clock.known_wrong():
+            # A certificate is "not yet valid" to a box that lives in 1970: name the cause.
+            raise SyncError(f"this box's clock is wrong ({datetime.datetime.now():%Y-%m-%d %H:%M}), so the central "
+                            f"store's TLS certificate cannot be checked until NTP sets it: {exc}") from None
+        raise SyncError(f"central store unreachable: {exc}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise SyncError(f"central store unreachable: {exc}") from None
     finally:

@@ -83,3 +83,17 @@ def test_an_unknown_certificate_is_refused(https_central):
 def test_other_schemes_are_refused():
     with pytest.raises(sync.SyncError, match="https://"):
         sync.post(sync.Target("ftp://central.example", "s", KEY), b"x", 1)
+
+
+def test_a_tls_failure_while_the_clock_is_known_wrong_names_the_clock(https_central, tmp_path):
+    """Issue 10: a box whose clock reads before its last good time blames the clock, not the central."""
+    from portal import clock
+    port, _ = https_central
+    tomorrow = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(days=1)
+    (tmp_path / "clock.json").write_text(json.dumps({"last_good": tomorrow.isoformat()}))
+    clock.load_floor(tmp_path)
+    try:
+        with pytest.raises(sync.SyncError, match="clock is wrong"):
+            sync.post(sync.Target(f"https://127.0.0.1:{port}", "hcm-01", KEY), b"x", 1)
+    finally:
+        clock.load_floor(tmp_path / "elsewhere")  # no file: no floor, as before
