@@ -1,6 +1,7 @@
 """Running the collector: live from interfaces, or replaying a pcap file as fast as it goes."""
 from __future__ import annotations
 
+import datetime
 import logging
 import signal
 import threading
@@ -100,7 +101,8 @@ def run_live(settings, stop: threading.Event | None = None, announce=print) -> d
                                             "kernel_drops": sum(s.kernel_drops for s, _ in sources)})
     heartbeat.ready()
     announce(f"collector listening on {', '.join(s.interface for s, _ in sources)}")
-    steady = SteadyClock()
+    floor = clock.load_floor(settings.data_dir)
+    steady = SteadyClock(floor=floor.replace(tzinfo=datetime.timezone.utc).timestamp() if floor else None)
     try:
         for frames in lan.batches(stop):
             now, step = steady.now()

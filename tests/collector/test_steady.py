@@ -56,3 +56,22 @@ def test_small_drift_is_not_a_step():
     clocks.wall += 0.5  # NTP slewing, not stepping
     now, step = steady.now()
     assert step == 0.0 and now == BOOT + 10 and steady.steps == 0
+
+
+def test_a_clock_behind_the_last_good_time_starts_from_it_and_follows_ntp():
+    clocks = Clocks()
+    last_good = NTP - 3600.0
+    steady = SteadyClock(wall=lambda: clocks.wall, mono=lambda: clocks.mono, floor=last_good)
+    sessions = Sessionizer(GAP, DWELL)
+    first, _ = steady.now()
+    assert first == last_good  # never dated in 1970
+    for minute in range(40):
+        if minute == 20:
+            clocks.wall = NTP + 20 * 60  # NTP answers: the real time
+        now, step = steady.now()
+        if step:
+            sessions.shift(step)
+        sessions.observe("3c:22:fb:00:00:02", "lan", now)
+        clocks.advance(60)
+    (visit,) = sessions.close_all()
+    assert visit.start == NTP and visit.end - visit.start == 39 * 60
