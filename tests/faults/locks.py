@@ -1,4 +1,4 @@
-"""Another process's long write transaction on a database file."""
+"""Another process's long write (a backup restore, a stuck job) holding a database's write lock."""
 from __future__ import annotations
 
 import sqlite3

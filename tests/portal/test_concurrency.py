@@ -16,6 +16,7 @@ from portal.i18n import translate
 from portal.models import Consent, Lead, OutboxEvent, Segment, SegmentMember
 from portal.visitors import Client, SignInForm
 from tests.conftest import row_counts
+from tests.faults.locks import hold_lock_in_file
 
 PER_PROCESS = 40
 
@@ -70,24 +71,6 @@ def test_two_processes_and_eight_threads_sign_in_at_once(app, settings):
     assert OutboxEvent.select().where(OutboxEvent.topic == "consent.recorded").count() == Consent.select().count()
 
 
-def hold_write_lock(path, seconds: float) -> threading.Thread:
-    """Another process's long write (a backup restore, a stuck job): holds the lock `seconds`."""
-    ready = threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        ready.set()
-        time.sleep(seconds)
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    t = threading.Thread(target=hold)
-    t.start()
-    ready.wait(5)
-    return t
-
-
 def test_a_write_lock_that_cannot_be_had_is_a_503_and_changes_nothing(settings, gateway, make_client):
     from portal import create_app
     app = create_app(settings.__class__(**{**settings.__dict__, "db_lock_wait_ms": 300}), gateway=gateway)
@@ -97,7 +80,7 @@ def test_a_write_lock_that_cannot_be_had_is_a_503_and_changes_nothing(settings, 
     token = client.token()
     before = row_counts()
     database.stats.reset()
-    holder = hold_write_lock(database_path(settings), 1.5)
+    holder = hold_lock_in_file(database_path(settings), 1.5)
     answer = client.post("/connect", data={"csrf_token": token, "email": "busy@example.com", "terms": "yes"})
     holder.join()
     assert answer.status_code == 503
@@ -114,7 +97,7 @@ def test_a_write_lock_that_cannot_be_had_is_a_503_and_changes_nothing(settings, 
 def test_begin_raises_database_busy_and_releases_the_queue(tmp_path):
     path = tmp_path / "f.db"
     init_db(path, busy_timeout=200)
-    holder = hold_write_lock(path, 1.0)
+    holder = hold_lock_in_file(path, 1.0)
     with pytest.raises(DatabaseBusy):
         with database.atomic():
             Lead.create()
@@ -133,7 +116,7 @@ def test_the_collector_waits_out_a_busy_database_instead_of_dropping_a_batch(tmp
     init_db(path, busy_timeout=200)
     writer = Writer(Store(OuiTable("/nonexistent")))
     writer.start()
-    holder = hold_write_lock(path, 1.2)
+    holder = hold_lock_in_file(path, 1.2)
     writer.submit(Batch((), (VisitRecord("3c:22:fb:00:00:01", "lan", 1.7e9, 1.7e9 + 1800, 9, False),), ()))
     holder.join()
     writer.stop()
