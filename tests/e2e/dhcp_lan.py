@@ -32,7 +32,7 @@ def render(first: str, last: str, leases: Path, drop: tuple[str, ...] = ()) -> s
     test's directory (the one line changed); lines equal to one of `drop` are left out (a
     benchmark's baseline)."""
     values = {"GUEST_IF": "guest0", "GUEST_IP": GW, "DHCP_FIRST": first, "DHCP_LAST": last,
-              "PORTAL_URL": f"http://{GW}:8080"}
+              "PORTAL_URL": f"http://{GW}:8080", "HOST_RECORD": "# (no portal host name: HTTPS is off)"}
     text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], TEMPLATE.read_text())
     text, n = re.subn(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={leases}", text)
     assert n == 1, "the template no longer names its lease file"
