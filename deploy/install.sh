@@ -92,6 +92,12 @@ valid_if "$UPLINK_IF" || die "invalid uplink interface name: $UPLINK_IF"
 [[ "$STORE_NAME" =~ ^[^[:cntrl:]\"\\]{1,80}$ ]] || die "the store name must be 1 to 80 printable characters, no quotes"
 [ -f "$SOURCE/pyproject.toml" ] || die "no Footfall source at $SOURCE"
 [ -z "$ADMIN_NET" ] || [[ "$ADMIN_NET" =~ ^[0-9a-fA-F:.]+/[0-9]{1,3}$ ]] || die "invalid --admin-net: $ADMIN_NET"
+# The guest LAN (the guest address's /24) inside the admin network would open the panel to every guest.
+guest_net="${GUEST_IP%.*}.0/24"
+if [ -n "$ADMIN_NET" ] && ! python3 -c 'import ipaddress, sys
+sys.exit(ipaddress.ip_network(sys.argv[1], strict=False).overlaps(ipaddress.ip_network(sys.argv[2])))' "$ADMIN_NET" "$guest_net"; then
+  die "--admin-net $ADMIN_NET overlaps the guest LAN $guest_net: every guest would reach the panel"
+fi
 PANEL_NETWORKS="127.0.0.0/8,::1/128${ADMIN_NET:+,$ADMIN_NET}"
 valid_port() { [[ "$1" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$1" -le 65535 ]; }
 valid_port "$PORTAL_PORT" || die "invalid --portal-port: $PORTAL_PORT"

@@ -47,7 +47,9 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
     server = create_server(dispatch, host=host, port=port, threads=settings.threads,
                            max_request_header_size=settings.max_header_bytes,
                            max_request_body_size=settings.max_body_bytes,
-                           clear_untrusted_proxy_headers=True, ident="footfall", **proxy)
+                           # Without a trusted proxy, forwarding headers stay visible: the panel
+                           # fence refuses a request a front forwarded (portal/panel/fence.py).
+                           clear_untrusted_proxy_headers=bool(settings.trusted_proxy), ident="footfall", **proxy)
     real_port = server.effective_port
     settings = configure(settings, real_port)
     holder["app"] = create_app(settings)

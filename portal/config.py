@@ -183,6 +183,7 @@ def _validate(settings: "Settings") -> None:
             ipaddress.ip_network(cidr.strip(), strict=False)
         except ValueError:
             raise ConfigError(f"panel_networks: {cidr.strip()!r} is not a network") from None
+    _refuse_guest_panel(settings)
     if settings.trusted_proxy:
         # One exact address: waitress compares it with the peer's; "*" would let any guest forge
         # its address (and reach the panel) with an X-Forwarded-For header.
@@ -192,6 +193,24 @@ def _validate(settings: "Settings") -> None:
             raise ConfigError(f"trusted_proxy: {settings.trusted_proxy!r} is not an IP address") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
+
+
+def _refuse_guest_panel(settings: "Settings") -> None:
+    """The address guests reach the portal at is on the guest network: panel_networks holding it
+    (10.0.0.0/8 or 192.168.0.0/16 "for the store LAN") would open the panel to every guest.
+    Loopback is the demo's, and a name (behind the TLS front) says nothing here (install.sh checks)."""
+    from urllib.parse import urlsplit
+
+    try:
+        guest_side = ipaddress.ip_address((urlsplit(settings.portal_url).hostname or "").strip("[]"))
+    except ValueError:
+        return
+    if guest_side.is_loopback:
+        return
+    for cidr in settings.panel_networks.split(","):
+        if cidr.strip() and guest_side in ipaddress.ip_network(cidr.strip(), strict=False):
+            raise ConfigError(f"panel_networks: {cidr.strip()} holds {guest_side}, the portal's address on the "
+                              "guest network: every guest would reach the panel")
 
 
 def backups_dir(settings: "Settings") -> Path:

@@ -16,6 +16,7 @@ from portal.app import csrf
 from portal.gateway.opennds import FasRequest, FasThrottled, InvalidFas, auth_token, auth_url
 from portal.gateway.opennds_authmon import AuthGetRefused
 from portal.i18n import LANGUAGES, negotiate, translate
+from portal.panel.fence import forwarded_untrusted
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
 from portal.visitors import Client, SignInForm
@@ -202,8 +203,10 @@ def fas_authmon():
     authlist = getattr(runtime().gateway, "authlist", None)
     if authlist is None:
         abort(404)
+    # Through a front the portal does not believe, the peer is the front, not the poller.
+    peer = "" if forwarded_untrusted(request.environ, runtime().settings) else request.remote_addr or ""
     try:
-        body = authlist.answer(request.form, request.remote_addr or "")
+        body = authlist.answer(request.form, peer)
     except AuthGetRefused as exc:
         current_app.logger.warning("refused authmon request from %s: %s", request.remote_addr, exc)
         return Response(f"refused: {exc.status}\n", status=exc.status, mimetype="text/plain")

@@ -16,7 +16,7 @@ from flask_login.utils import _user_context_processor
 
 from portal import manager_sessions
 from portal.models import AuditLog, Manager
-from portal.panel.fence import allowed_network  # noqa: F401  (part of this package's interface)
+from portal.panel.fence import allowed_network, from_panel_network  # noqa: F401  (allowed_network: this package's interface)
 
 bp = Blueprint("panel", __name__, url_prefix="/panel", template_folder="../templates")
 login_manager = LoginManager()
@@ -97,7 +97,7 @@ ENROL_ENDPOINTS = {"panel.setup_2fa", "panel.logout"}
 def guard():
     settings = runtime().settings
     # PanelFence already turned requests from outside into unknown paths; this stays as a second lock.
-    if not allowed_network(request.remote_addr or "", settings.panel_networks):
+    if not from_panel_network(request.environ, settings):
         abort(404)
     g.panel = True
     if not current_user.is_authenticated:

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import re
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/panel"
 # No route matches this path (a test checks it against the app's url_map).
 UNKNOWN_PATH = "/.not-found"
 _SLASHES = re.compile(r"/{2,}")
+# What a reverse proxy adds. Without `trusted_proxy` the peer of a forwarded request is the proxy
+# (nginx on 127.0.0.1, inside the default panel_networks), never the guest behind it. With it,
+# waitress has already replaced REMOTE_ADDR and removed every other such header.
+FORWARDING = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_PROTO",
+              "HTTP_X_FORWARDED_HOST")
+_warned = []
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,6 +44,25 @@ def allowed_network(ip: str, networks: str) -> bool:
     return any(address in network for network in _networks(networks))
 
 
+def forwarded_untrusted(environ, settings) -> bool:
+    """Whether a front the portal was not told to believe forwarded this request: its peer
+    address is the front's, and says nothing of the client behind it."""
+    if settings.trusted_proxy or not any(environ.get(name) for name in FORWARDING):
+        return False
+    if not _warned:
+        _warned.append(True)
+        logger.warning("a request came through a proxy, but trusted_proxy is empty: the panel and the "
+                       "authmon list refuse every forwarded request (set trusted_proxy to the front's address)")
+    return True
+
+
+def from_panel_network(environ, settings) -> bool:
+    """Whether this request comes from inside `panel_networks`, and not through an untrusted front."""
+    if forwarded_untrusted(environ, settings):
+        return False
+    return allowed_network(environ.get("REMOTE_ADDR", ""), settings.panel_networks)
+
+
 def is_panel_path(path: str) -> bool:
     """Whether routing would lead `path` into the panel (werkzeug merges repeated slashes)."""
     path = _SLASHES.sub("/", path)
@@ -48,7 +76,7 @@ class PanelFence:
 
     def __call__(self, environ, start_response):
         if is_panel_path(environ.get("PATH_INFO", "")):
-            networks = self.flask_app.extensions["footfall"].settings.panel_networks  # per call: settings reload
-            if not allowed_network(environ.get("REMOTE_ADDR", ""), networks):
+            settings = self.flask_app.extensions["footfall"].settings  # per call: settings reload
+            if not from_panel_network(environ, settings):
                 environ["PATH_INFO"] = UNKNOWN_PATH
         return self.wsgi_app(environ, start_response)
