@@ -80,6 +80,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dhcp_leases_file", "/var/lib/misc/dnsmasq.leases", "dnsmasq's lease file (for ARP probes)."),
     Setting("oui_file", "/usr/share/ieee-data/oui.csv", "IEEE OUI registry (Debian package ieee-data) for vendor names."),
     Setting("ignore_macs", "", "MAC addresses the collector never counts (comma-separated); the capture interface's own is always ignored."),
+    Setting("email_driver", "none", "How emails (verification codes) are sent: `none`, `console` (printed: the demo) or `smtp`."),
+    Setting("smtp_host", "", "SMTP server for `email_driver = smtp`."),
+    Setting("smtp_port", 587, "SMTP port (587 STARTTLS, 465 implicit TLS)."),
+    Setting("smtp_security", "starttls", "`starttls`, `ssl` (implicit TLS) or `none` (a relay on this machine only)."),
+    Setting("smtp_user", "", "SMTP login; empty sends without one."),
+    Setting("smtp_password", "", "SMTP password (keep the settings file 0600)."),
+    Setting("smtp_from", "", "Sender address of the store's emails."),
+    Setting("smtp_ca_file", "", "A CA file to verify the SMTP server with; empty uses the system's."),
+    Setting("sms_driver", "none", "How SMS are sent: `none`, `console` or `esms` (eSMS.vn brandname SMS)."),
+    Setting("esms_url", "", "eSMS.vn API endpoint; empty means its documented one."),
+    Setting("esms_api_key", "", "eSMS.vn ApiKey."),
+    Setting("esms_secret_key", "", "eSMS.vn SecretKey."),
+    Setting("esms_brandname", "", "The registered brandname shown as the SMS sender."),
+    Setting("zalo_driver", "none", "How Zalo messages are sent: `none`, `console` or `zns` (Zalo Notification Service)."),
+    Setting("zalo_url", "", "Zalo ZNS endpoint; empty means business.openapi.zalo.me's."),
+    Setting("zalo_access_token", "", "The Zalo Official Account's access token."),
+    Setting("zalo_template_id", "", "The approved ZNS template for verification codes (its parameter: `otp`)."),
     Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),
     Setting("sync_ca_file", "", "A CA file to pin the central store's TLS certificate to; empty uses the system's."),
     Setting("sync_allow_http", False, "Allow an http:// central_url on a loopback address (tests only: batches carry personal data)."),
@@ -191,6 +208,12 @@ def _validate(settings: "Settings") -> None:
             ipaddress.ip_address(settings.trusted_proxy)
         except ValueError:
             raise ConfigError(f"trusted_proxy: {settings.trusted_proxy!r} is not an IP address") from None
+    for channel, drivers in (("email", ("none", "console", "smtp")), ("sms", ("none", "console", "esms")),
+                             ("zalo", ("none", "console", "zns"))):
+        if getattr(settings, f"{channel}_driver") not in drivers:
+            raise ConfigError(f"{channel}_driver must be one of {', '.join(drivers)}")
+    if settings.smtp_security not in ("starttls", "ssl", "none"):
+        raise ConfigError("smtp_security must be starttls, ssl or none")
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
 
