@@ -245,3 +245,21 @@ class ManagerSession(BaseModel):
 
 
 MODELS = MODELS + (ManagerSession,)
+
+
+class VerificationCode(BaseModel):
+    """A one-time code sent to an email or a phone (issue 11). Only its keyed hash is kept; the
+    destination is its blind index (no plaintext contact here)."""
+    uid = CharField(unique=True, default=new_uid)
+    channel = CharField()  # email | sms | zalo
+    destination_index = CharField(index=True)
+    code_hash = CharField()
+    created_at = DateTimeField(default=utcnow, index=True)
+    expires_at = DateTimeField()
+    tries = IntegerField(default=0)
+    used_at = DateTimeField(null=True)
+    device_mac = CharField(null=True, index=True)
+    ip = CharField(null=True, index=True)
+
+
+MODELS = MODELS + (VerificationCode,)
