@@ -11,9 +11,9 @@ import hashlib
 import sqlite3
 
 from portal.config import Settings, database_path
+from portal.consent import LANGUAGES
 from portal.policy_texts import DEFAULTS, DOCUMENTS, MARKETING_PURPOSES, NOTICE, REQUIRED_PURPOSE
 
-LANGUAGES = ("vi", "en")  # the order the portal offers them in
 Texts = dict[tuple[str, str], str]
 
 PURPOSE_ROWS = {

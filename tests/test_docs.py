@@ -132,3 +132,17 @@ def test_privacy_record_shows_the_text_the_owner_published(app, settings):
 def test_no_module_cites_a_missing_design_document(package):
     for path in (ROOT / package).rglob("*.py"):
         assert "DESIGN.md" not in path.read_text(), f"{path} cites DESIGN.md, which the repository does not have"
+    assert (ROOT / "docs" / "architecture.md").is_file()
+
+
+def test_architecture_names_every_writer_and_gateway_driver():
+    from portal.db import WRITERS
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for process, tables in WRITERS.items():
+        assert f"**{process}**" in text
+        for table in tables - {"*"}:
+            assert f"`{table}`" in text, f"docs/architecture.md does not say {process} writes {table}"
+    for module in (ROOT / "portal" / "gateway").glob("*.py"):
+        if module.name != "__init__.py":
+            assert f"`{module.name}`" in text, f"docs/architecture.md does not describe gateway/{module.name}"
