@@ -62,7 +62,8 @@ def _host(url: str) -> str:
 
 
 def render(settings: Settings, texts: Texts | None = None) -> str:
-    """The record as markdown."""
+    """The record as markdown; `texts` are the published versions (else the defaults)."""
+    source = "published in this appliance's database" if texts else "the defaults a new portal publishes"
     texts = {**default_texts(settings), **(texts or {})}
     controller = settings.controller_name or settings.store_name
     central = settings.central_url
@@ -178,7 +179,7 @@ def render(settings: Settings, texts: Texts | None = None) -> str:
         "",
         "## Texts shown to visitors",
         "",
-        "The consent statements in force and the SHA-256 recorded with each consent event:",
+        f"The consent statements in force ({source}) and the SHA-256 recorded with each consent event:",
         "",
     ]
     for document in (REQUIRED_PURPOSE, *MARKETING_PURPOSES, NOTICE):

@@ -124,6 +124,7 @@ def test_privacy_record_shows_the_text_the_owner_published(app, settings):
     shown = runner.invoke(main, ["privacy-record"], env=env)
     assert shown.exit_code == 0, shown.output
     assert edited in shown.output and consent.text_sha256(edited)[:16] in shown.output
+    assert "published in this appliance's database" in shown.output
     defaults = runner.invoke(main, ["privacy-record", "--defaults"], env=env)
     assert defaults.exit_code == 0 and edited not in defaults.output
 
