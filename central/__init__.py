@@ -1,4 +1,4 @@
-"""Central store: the chain's leads, visits and segments on PostgreSQL (see DESIGN.md).
+"""Central store: the chain's leads, visits and segments on PostgreSQL (see docs/architecture.md).
 
 Its own app factory; stateless, so any number of worker processes serve it behind one database.
 """

@@ -1,1 +1,1 @@
-"""Collector: turns the guest LAN's packets into devices and visits (see DESIGN.md)."""
+"""Collector: turns the guest LAN's packets into devices and visits (see docs/architecture.md)."""

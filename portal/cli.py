@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from portal.cli_chain import central, sync
+from portal.cli_docs import commands_command, privacy_record_command
 from portal.cli_common import _settings, config_option, group_config_option
 from portal.config import database_path, markdown_table
 
@@ -19,6 +20,8 @@ def main() -> None:
 
 main.add_command(sync)
 main.add_command(central)
+main.add_command(commands_command)
+main.add_command(privacy_record_command)
 
 
 def _serve(settings, host: str, port: int, configure, announce) -> None:
