@@ -112,7 +112,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
 
     from portal import errors, panel
     from portal.captive import CaptiveProbes, bp as captive_bp
-    from portal.captive.views import body_limits, check_encoding
+    from portal.guards import body_limits, check_encoding, check_parameters
 
     # A foreign Host is a captive probe, answered before Flask (see CaptiveProbes); on the own
     # host, the panel from outside panel_networks becomes an unknown path (PanelFence). Then, in
@@ -122,6 +122,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     app.before_request(body_limits)
     app.before_request(check_encoding)
     csrf.init_app(app)
+    app.before_request(check_parameters)  # after CSRF, as when the visitors' blueprint registered it
     app.register_blueprint(captive_bp)
     panel.init_app(app)
     errors.init_app(app)

@@ -72,8 +72,10 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
 @click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1; 0 picks a free one.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=".demo", show_default=True,
               help="Where the demo keeps its SQLite file and keys.")
+@click.option("--sample", is_flag=True,
+              help="First add 30 days of sample visitors (marked as sample data; added once).")
 @config_option
-def demo(port: int, data_dir: str, config: str | None) -> None:
+def demo(port: int, data_dir: str, sample: bool, config: str | None) -> None:
     """Run the portal on localhost with the null gateway and an embedded SQLite file (no root)."""
     import socket
 
@@ -92,6 +94,8 @@ def demo(port: int, data_dir: str, config: str | None) -> None:
         if not Manager.select().exists():
             owner_password = secrets.token_urlsafe(12)
             accounts.create_manager("owner", owner_password, "owner", actor="demo")
+    if sample:
+        _add_sample(settings)
     if port:
         probe = socket.socket()
         try:
@@ -120,6 +124,27 @@ def demo(port: int, data_dir: str, config: str | None) -> None:
         sys.stdout.flush()
 
     _serve(settings, "127.0.0.1", port, configure, announce)
+
+
+def _add_sample(settings) -> None:
+    """The demo's sample visitors, with the policies they consented to; once per data directory."""
+    from portal import consent, segments
+    from portal.config import key_path
+    from portal.db import database
+    from portal.identity import Vault, load_or_create_keys
+    from portal.sample import SAMPLE_DOMAIN, add_sample
+
+    vault = Vault(load_or_create_keys(key_path(settings)))
+    with database.connection_context():
+        consent.ensure_policies(settings.store_name, settings.controller_name, settings.privacy_contact,
+                                settings.retention_days)
+        segments.ensure_builtins()
+        added = add_sample(vault, settings.store_id)
+    if added is None:
+        click.echo("  sample data already present: nothing added")
+    else:
+        click.echo(f"  sample data added: {added.leads} people (emails @{SAMPLE_DOMAIN}), {added.devices} devices, "
+                   f"{added.visits} visits over 30 days")
 
 
 @main.command()

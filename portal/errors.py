@@ -8,8 +8,8 @@ from flask_wtf.csrf import CSRFError
 from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from portal.captive.views import BadParameters
 from portal.db import DatabaseBusy, database, is_busy, is_storage_fault
+from portal.guards import BadParameters
 from portal.i18n import negotiate
 
 logger = logging.getLogger(__name__)

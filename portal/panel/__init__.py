@@ -4,6 +4,11 @@ Answers only on the management networks (`panel_networks`); anything else gets a
 guest cannot even see that it exists (portal/panel/fence.py). Sessions live on the server
 (portal/manager_sessions.py); the panel's cookie carries only a session's random token. Roles: owner (everything), manager (leads, segments,
 exports, data-subject requests), analyst (aggregates only: never an email or a phone).
+
+One module per thing a manager does: auth (login, 2FA, logout), dashboard, leads (list and one
+person), audiences (segments and exports), privacy_desk (requests, a person's copy, correction,
+withdrawal, erasure), settings (store settings, policy texts, logo), users (accounts, audit log),
+health. This file holds what they share: the blueprint, sessions, roles and the network lock.
 """
 from __future__ import annotations
 
@@ -128,6 +133,7 @@ def init_app(app) -> None:
     # visitor pages would run session protection on visitors' sessions and send them a stray
     # remember-cookie deletion with every answer.
     app.template_context_processors[None].remove(_user_context_processor)
-    from portal.panel import auth, health, manage, views  # noqa: F401  (register routes)
+    # Importing the modules registers their routes on bp.
+    from portal.panel import audiences, auth, dashboard, health, leads, privacy_desk, settings, users  # noqa: F401
     auth.configure_throttle(app.extensions["footfall"])
     app.register_blueprint(bp)

@@ -92,25 +92,78 @@ def test_errors_are_json_never_a_trace(chain):
         assert response.status_code == 404 and response.is_json
 
 
-def test_schemathesis_finds_no_server_error(central_app, tokens):
+# Each operation fuzzed with the token of its own scope, so it is fuzzed for what it does, not
+# only up to its 403; the ingest is signed by a real store, so it is fuzzed past its 401.
+SCOPED = {"/v1/people/{person_id}/erase": "erase", "/v1/segments/{key}/export/{kind}": "export"}
+
+
+def test_schemathesis_finds_no_server_error(chain, central_app, stores, tokens):
+    import time
+
     import schemathesis  # a dev dependency: missing, the test fails rather than skips
-    from hypothesis import HealthCheck, settings as hsettings
+    from hypothesis import HealthCheck, given, settings as hsettings
+
+    from central.ingest import sign
 
     schema = schemathesis.openapi.from_wsgi("/openapi.json", central_app)
-    failures = []
+    failures, statuses, operations = [], {}, 0
     for operation in schema.get_all_operations():
         op = operation.ok()
+        operations += 1
+        token = None if op.path == "/v1/ingest" else tokens[SCOPED.get(op.path, "read")]
 
         @hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        @__import__("hypothesis").given(case=op.as_strategy())
+        @given(case=op.as_strategy())
         def check(case):
-            headers = {**(case.headers or {}), "Authorization": f"Bearer {tokens['read']}"} if op.path != "/v1/ingest" else case.headers
-            case.headers = headers
+            if token is not None:
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+            else:
+                body = case.body if isinstance(case.body, bytes) else str(case.body or "").encode()
+                case.body = body
+                ts = int(time.time())
+                case.headers = {**(case.headers or {}), "X-Footfall-Store": "hcm-01", "X-Footfall-Timestamp": str(ts),
+                                "X-Footfall-Signature": sign(stores["hcm-01"], ts, body), "Content-Encoding": "gzip"}
             response = case.call()
+            statuses.setdefault(f"{op.method.upper()} {op.path}", set()).add(response.status_code)
             if response.status_code >= 500:
                 failures.append((op.method, op.path, response.status_code))
         check()
     assert failures == []
+    # Every operation was reached past its door: some answer other than 401 and 403.
+    refused_only = {name: seen for name, seen in statuses.items() if not seen - {401, 403}}
+    assert len(statuses) == operations and refused_only == {}
+
+
+def test_signed_ingest_fuzz_finds_no_server_error(central_app, stores):
+    """Batches a verified store could send, with every event shape wrong in its own way: 200 or a
+    clear 400, never a 5xx."""
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    from central.batch import TOPICS
+
+    client = central_app.test_client()
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
+                       st.sampled_from(["L1", "3c:22:fb:00:00:01", "2026-11-20T10:00:00", "marketing_email", "vi",
+                                        "lan@example.com", "+84912345678", "0" * 64]))
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                             max_size=3), max_leaves=6)
+    fields = ("lead", "email", "phone", "name", "language", "purpose", "granted", "device", "start", "end", "passerby",
+              "segment", "members", "devices", "gone", "policy_sha256", "method")
+    events = st.lists(st.fixed_dictionaries({
+        "uid": st.one_of(st.uuids().map(lambda u: u.hex), st.text(max_size=70)),
+        "topic": st.one_of(st.sampled_from(TOPICS), st.text(max_size=12)),
+        "at": st.one_of(st.sampled_from(["2026-11-20T10:00:00", "2026-13-01", "x"]), value),
+        "data": st.dictionaries(st.sampled_from(fields), value, max_size=8)}), max_size=5)
+    statuses = []
+
+    @hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(batch=events)
+    def check(batch):
+        response = post_batch(client, "hcm-01", stores["hcm-01"], batch)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (response.status_code, batch)
+    check()
+    assert 200 in statuses and set(statuses) - {200}  # both accepted batches and refused ones were sent
 
 
 def test_token_cli_creates_lists_and_revokes(central_settings, central_app):

@@ -2,6 +2,7 @@ import os
 import stat
 
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from portal.identity import (InvalidContact, Keys, Vault, load_or_create_keys, mask_email, mask_phone,
                              normalize_email, normalize_phone)
@@ -53,10 +54,10 @@ def test_encryption_round_trip_and_binding_to_context():
     assert b"visitor" not in blob
     assert vault.decrypt(blob, "lead.email") == "visitor@example.com"
     assert vault.encrypt("visitor@example.com", "lead.email") != blob  # fresh nonce each time
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidTag):
         vault.decrypt(blob, "lead.phone")  # a ciphertext moved to another column does not open
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidTag):
         vault.decrypt(tampered, "lead.email")
 
 

@@ -6,6 +6,7 @@ import re
 import tempfile
 
 import pytest
+from werkzeug.exceptions import NotFound
 
 from portal import accounts, create_app
 from portal.config import load_settings
@@ -85,6 +86,6 @@ def test_the_same_routes_answer_on_the_management_network(guest_app):
 def test_the_rewritten_path_matches_no_route(guest_app):
     adapter = guest_app.url_map.bind(HOST)
     for method in METHODS:
-        with pytest.raises(Exception) as exc:
+        with pytest.raises(NotFound) as exc:
             adapter.match(UNKNOWN_PATH, method=method)
         assert type(exc.value).__name__ == "NotFound", (method, exc.value)

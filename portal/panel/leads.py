@@ -1,15 +1,14 @@
-"""Panel pages: dashboard, leads and one person's page (with the privacy desk's actions)."""
+"""Leads: the list (search, segment and consent filters, paging) and one person's page."""
 from __future__ import annotations
 
-from flask import Response, abort, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
-
-from portal import consent, privacy, segments
-from portal.identity import InvalidContact, normalize_email, normalize_phone
+from flask import abort, render_template, request
+from flask_login import current_user
 from peewee import fn
 
-from portal.numbers import INT64_MAX, NumberError, parse_int
+from portal import consent, segments
+from portal.identity import InvalidContact, normalize_email, normalize_phone
 from portal.models import AuditLog, Consent, Device, Lead, Segment, SegmentMember, Visit
+from portal.numbers import INT64_MAX, NumberError, parse_int
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.policy_texts import MARKETING_PURPOSES, PURPOSES
 
@@ -22,13 +21,6 @@ def _page_id(raw: str) -> int:
         return parse_int(raw, 0, INT64_MAX)
     except NumberError:
         abort(400)
-
-
-@bp.get("/")
-@login_required
-def dashboard():
-    figures, age = runtime().dashboard.get()
-    return render_template("panel/dashboard.html", d=figures, age=int(age))
 
 
 def _search_index(query: str) -> tuple[str, str] | None:
@@ -88,7 +80,8 @@ def _granted(purpose: str):
                                               & (Consent.granted == True))  # noqa: E712
 
 
-def _lead(uid: str) -> Lead:
+def lead_or_404(uid: str) -> Lead:
+    """A person not erased, by uid; 404 otherwise (the privacy desk's pages use it too)."""
     lead = Lead.get_or_none((Lead.uid == uid[:64]) & Lead.erased_at.is_null())
     if lead is None:
         abort(404)
@@ -99,7 +92,7 @@ def _lead(uid: str) -> Lead:
 @requires(*SEES_PERSONAL_DATA)
 def lead_page(uid: str):
     rt = runtime()
-    lead = _lead(uid)
+    lead = lead_or_404(uid)
     devices = list(Device.select().where(Device.lead == lead))
     visits = list(Visit.select().where(Visit.device.in_(devices), Visit.passerby == False)  # noqa: E712
                   .order_by(Visit.start.desc()).limit(50)) if devices else []
@@ -111,52 +104,3 @@ def lead_page(uid: str):
                            history=consent.history(lead), state=consent.state(lead), purposes=PURPOSES,
                            marketing=MARKETING_PURPOSES, segments=segments.segments_of(lead.id),
                            error=request.args.get("error"), field=request.args.get("field"))
-
-
-@bp.get("/leads/<uid>/export.json")
-@requires(*SEES_PERSONAL_DATA)
-def lead_export(uid: str):
-    lead = _lead(uid)
-    body = privacy.export_json(lead, runtime().vault, current_user.actor)
-    return Response(body, mimetype="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="person-{lead.uid}.json"',
-                             "Cache-Control": "no-store"})
-
-
-@bp.post("/leads/<uid>/correct")
-@requires(*SEES_PERSONAL_DATA)
-def lead_correct(uid: str):
-    rt = runtime()
-    lead = _lead(uid)
-    f = request.form
-    try:
-        privacy.correct(lead, rt.vault, rt.settings.default_region, current_user.actor,
-                        f.get("email", "")[:254], f.get("phone", "")[:32], f.get("name", "")[:80])
-    except privacy.DeskError as exc:
-        return redirect(url_for("panel.lead_page", uid=uid, error=exc.code))
-    return redirect(url_for("panel.lead_page", uid=uid))
-
-
-@bp.post("/leads/<uid>/withdraw")
-@requires(*SEES_PERSONAL_DATA)
-def lead_withdraw(uid: str):
-    lead = _lead(uid)
-    try:
-        privacy.withdraw(lead, request.form.get("purpose", ""), runtime().settings.store_id, current_user.actor)
-    except privacy.DeskError:
-        abort(400)
-    return redirect(url_for("panel.lead_page", uid=uid))
-
-
-@bp.post("/leads/<uid>/erase")
-@requires(*SEES_PERSONAL_DATA)
-def lead_erase(uid: str):
-    rt = runtime()
-    lead = _lead(uid)
-    if request.form.get("confirm") != "yes":
-        abort(400)
-    ips = [d.last_ip for d in Device.select().where(Device.lead == lead)]
-    privacy.erase_person(lead, [], rt.gateway, rt.settings.store_id, current_user.actor)
-    rt.visitors.online.forget(*ips)
-    rt.dashboard.invalidate()
-    return redirect(url_for("panel.leads"))

@@ -1,0 +1,62 @@
+"""App-wide request guards, run before any view of any blueprint: body limits, then broken
+encodings (before CSRF parses the form), then characters and lengths no field accepts.
+
+Every guard refuses with BadParameters (portal/errors.py answers it with a 400 page) or lets
+werkzeug's own limits answer 413; none changes anything.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+from flask import request
+
+PARAM_MAX = 2048
+# Control characters (CR and LF included) and U+FFFD, which is what undecodable bytes become.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ufffd]")
+# The panel's forms carry multi-line texts (the policies): tabs and line breaks are allowed there.
+_FORBIDDEN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+PANEL_TEXT_MAX = 20000
+LOGO_UPLOAD = "/panel/settings/logo"
+
+
+class BadParameters(Exception):
+    """A parameter holds characters no field accepts, or is too long."""
+
+
+def body_limits() -> None:
+    """The logo upload may be larger than any other request (before anything reads the body)."""
+    if request.path == LOGO_UPLOAD:
+        request.max_content_length = 256 * 1024
+        request.max_form_memory_size = 256 * 1024
+
+
+def _undecodable(raw: bytes) -> bool:
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def check_encoding() -> None:
+    """Before the form is parsed: werkzeug keeps undecodable escapes (%FF) as literal text, so
+    broken UTF-8 would pass as a plausible value. Refuse it from the raw query and body instead."""
+    if _undecodable(request.environ.get("QUERY_STRING", "").encode("latin-1")):
+        raise BadParameters()
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        if _undecodable(request.get_data(cache=True)):  # the form is parsed from this cached copy
+            raise BadParameters()
+
+
+def check_parameters() -> None:
+    """Reject, before any view runs, parameters no honest browser sends (CRLF, NUL, broken UTF-8)."""
+    panel_form = request.path.startswith("/panel/") and request.method == "POST"
+    for source, multiline in ((request.args, False), (request.form, panel_form)):
+        forbidden, limit = (_FORBIDDEN_MULTILINE, PANEL_TEXT_MAX) if multiline else (_FORBIDDEN, PARAM_MAX)
+        for key, values in source.lists():
+            if len(key) > 64 or _FORBIDDEN.search(key):
+                raise BadParameters()
+            for text in values:
+                if len(text) > limit or forbidden.search(text):
+                    raise BadParameters()
