@@ -96,8 +96,9 @@ class Codes:
             counted = (VerificationCode.update(tries=VerificationCode.tries + 1)
                        .where((VerificationCode.id == row.id) & (VerificationCode.tries < MAX_TRIES)
                               & VerificationCode.used_at.is_null()).execute())
-        if not counted:
-            raise VerificationError("too_many_tries")
+        if not counted:  # used meanwhile by a parallel request, or out of tries
+            used = VerificationCode.select(VerificationCode.used_at).where(VerificationCode.id == row.id).scalar()
+            raise VerificationError("used" if used is not None else "too_many_tries")
         if not hmac.compare_digest(row.code_hash, self._hash(uid, code)):
             raise VerificationError("wrong")
         with database.atomic():
