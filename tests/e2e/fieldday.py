@@ -31,7 +31,7 @@ def config_text(workdir: Path, sync_interval: int) -> str:
         "data_dir": str(workdir / "data"), "store_name": "Field Day", "gateway": "nftables", "guest_interface": "guest0",
         "uplink_interface": "up0", "listen_host": "0.0.0.0", "listen_port": 8080, "portal_url": f"http://{GW}:8080",
         "portal_hosts": f"{OFFICE_GW}:8080", "panel_networks": OFFICE_NET, "panel_require_2fa": False, "capture_interface": "guest0", "flush_seconds": 1,
-        "visit_gap_minutes": 1, "min_dwell_minutes": 1, "dhcp_leases_file": str(workdir / "dnsmasq.leases"),
+        "visit_gap_minutes": 1, "min_dwell_minutes": 1, "arp_probe_seconds": 10, "dhcp_leases_file": str(workdir / "dnsmasq.leases"),
         "central_url": f"http://127.0.0.1:{SYNC_PORT}", "sync_allow_http": True, "sync_interval_seconds": sync_interval,
         "log_level": "INFO",
     }
@@ -123,7 +123,6 @@ def appliance_rows(data_dir: Path) -> dict:
             "consents": q("SELECT count(*) FROM consent")[0][0],
             "devices": {mac: bool(r) for mac, r in q("SELECT mac, randomized FROM device")},
             "linked": {mac for (mac,) in q("SELECT mac FROM device WHERE lead_id IS NOT NULL")},
-            "visits": q('SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id'),
             "outbox": q("SELECT count(*) FROM outbox_event")[0][0],
             "segments": {key: n for key, n in q("SELECT s.key, count(m.lead_id) FROM segment s "
                                                  "LEFT JOIN segment_member m ON m.segment_id = s.id GROUP BY s.key")},
@@ -146,9 +145,37 @@ def central_rows(dsn: str, schema: str) -> dict:
                 "persons": q("SELECT count(*) FROM person WHERE erased_at IS NULL")[0][0],
                 "consents": q("SELECT count(*) FROM consent_event")[0][0],
                 "devices": {mac for (mac,) in q("SELECT mac FROM device")},
-                "visits": q("SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id"),
+                "visits": sorted((mac, int(p)) for mac, p in q("SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id")),
                 "applied": q("SELECT count(*), count(DISTINCT event_uid) FROM applied_event")[0],
                 "segments": dict(q("SELECT segment, count(*) FROM segment_member GROUP BY segment")),
             }
     finally:
         conn.close()
+
+
+def read(data_dir: Path, sql: str) -> list[tuple]:
+    """One read of the appliance's database (outside any transaction, as a reader should)."""
+    db = sqlite3.connect(data_dir / "footfall.db", timeout=30)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def visits(data_dir: Path) -> list[tuple[str, int]]:
+    return sorted(read(data_dir, "SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id"))
+
+
+def open_runs(data_dir: Path) -> set[str]:
+    return {mac for (mac,) in read(data_dir, "SELECT d.mac FROM open_run r JOIN device d ON d.id = r.device_id")}
+
+
+def wait_until(check, seconds: float, every: float = 2.0) -> bool:
+    """A bounded wait: True as soon as check() holds, False after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)

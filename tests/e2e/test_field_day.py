@@ -31,8 +31,9 @@ def choices(i: int) -> list[str]:
 
 
 def phone_macs(rng: random.Random) -> list[str]:
-    """Half the phones with a vendor address (Samsung's OUI), half with a private one."""
-    return [f"8c:77:12:00:00:{i:02x}" if i % 2 == 0 else random_mac(rng) for i in range(PHONES)]
+    """Half the phones with a vendor address (Samsung's OUI), half with a private one; the
+    passer-by (last) with a private one."""
+    return [f"8c:77:12:00:00:{i:02x}" if i % 2 == 0 else random_mac(rng) for i in range(PHONES)] + [random_mac(rng)]
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def field(tmp_path, central_settings, central_app):
     """central_app: the central database opened in this process too (the schema fixture closes it)."""
     ok, reason = can_run()
     require(ok, reason)
-    net = FieldNet(tmp_path, PHONES)
+    net = FieldNet(tmp_path, PHONES + 1)  # + the passer-by
     try:
         yield net, central_settings
     finally:
@@ -85,12 +86,14 @@ def test_a_day_in_the_shop(field, tmp_path):
         app.start(name)
 
     signers = net.phones[:sum(BURSTS)]
-    never = net.phones[-1]
+    never, passer = net.phones[PHONES - 1], net.phones[PHONES]
+    mac_of = dict(zip(net.phones, macs))
     emails = {ns: f"guest{i}@example.com" for i, ns in enumerate(signers)}
     phones = {ns: f"+8490123{i:04d}" if "marketing_sms" in choices(i) else "-" for i, ns in enumerate(signers)}
     wanted = {ns: choices(i) for i, ns in enumerate(signers)}
     results: list[dict] = []
     acknowledged: dict[str, list[str]] = {}   # email -> purposes, for every 303
+    data = tmp_path / "data"
 
     def burst(phones_now: list[str]) -> list[dict]:
         leases = {ns: net.dhcp(ns) for ns in phones_now}  # one after another: the sign-ins are the burst
@@ -103,43 +106,36 @@ def test_a_day_in_the_shop(field, tmp_path):
         results.extend(out)
         return out
 
-    # Morning: the first burst, then the collector dies (kill -9) and is restarted.
+    def look(ns: str) -> dict:
+        answer = day.run_in(ns, "fieldday_phone.py", "look", day.portal_url())
+        results.append(answer)
+        return answer
+
+    # Morning: the first burst, the phone that never signs in, a passer-by (a lease, a probe, gone).
     first = burst(signers[:BURSTS[0]])
+    opened = time.monotonic()
     assert [a["before"] for a in first] == [[302, 302]] * len(first), first
     assert all(a["online"] and a["browse"] == 200 for a in first), first
-    time.sleep(2)
+    for ns in (never, passer):
+        assert net.dhcp(ns)
+        looked = look(ns)
+        assert looked["probes"] == [302, 302] and looked["splash"] == 200 and looked["browse"] == 302, looked
+    net.link(passer, up=False)
+
+    # The collector dies (kill -9) with the passer-by's run only in its database, and restarts.
+    assert day.wait_until(lambda: mac_of[passer] in day.open_runs(data), 15, every=0.5), "the run was never flushed"
     app.kill9("collector")
     app.start("collector")
 
-    # The phone that never signs in, and a look at the back office from guests.
-    net.dhcp(never)
-    looked = day.run_in(never, "fieldday_phone.py", "look", day.portal_url())
-    results.append(looked)
-    assert looked["probes"] == [302, 302] and looked["splash"] == 200 and looked["browse"] == 302, looked
+    # Guests try the back office.
     guests = [day.run_in(ns, "fieldday_phone.py", "backoffice", day.portal_url(), day.office_url())
               for ns in (signers[0], never)]
     results.extend(guests)
 
-    # Midday: the scheduler dies (kill -9) right after a push, and is restarted.
-    deadline = time.monotonic() + 60
-    while "job push" not in app.log("scheduler") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert "job push" in app.log("scheduler")
+    # The scheduler dies (kill -9) after a push, with the first burst's events on their way, and restarts.
+    assert day.wait_until(lambda: "job push" in app.log("scheduler"), 60, every=0.5)
     app.kill9("scheduler")
     app.start("scheduler")
-
-    # Two phones leave; one comes back with a new private address (a new device, the same person).
-    leavers, changer = signers[:2], signers[2]
-    for ns in (*leavers, changer):
-        net.link(ns, up=False)
-    new_mac = random_mac(rng)
-    net.link(changer, up=True, mac=new_mac)
-    assert net.dhcp(changer)
-    again = day.run_in(changer, "fieldday_phone.py", "arrive", day.portal_url(), emails[changer], ",".join(wanted[changer]) or "-",
-                        phones[changer])
-    results.append(again)
-    assert again["before"] == [302, 302] and again["online"], again
-    acknowledged[emails[changer]] = wanted[changer]
 
     # Afternoon: the second burst, and the manager at work.
     second = burst(signers[BURSTS[0]:])
@@ -150,13 +146,45 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert (manager["dashboard"], manager["leads"], manager["segment_new"], manager["recompute"]) == (200, 200, 302, 302), manager
     assert manager["segment"] and manager["csv"]["status"] == 200 and manager["meta"]["status"] == 200, manager
 
-    # The leavers come back: still signed in, straight online.
+    # The passer-by's run closes by the restarted collector's clock: kept apart, not a visit.
+    assert day.wait_until(lambda: day.visits(data), 100), "the passer-by's run never closed"
+    assert day.visits(data) == [(mac_of[passer], 1)]
+
+    # Two phones leave and come back; one comes back with a new private address (a new device,
+    # the same person). Full day: after a real first visit, away for longer than the visit gap.
+    leavers, changer = signers[:2], signers[2]
+    if FULL:
+        day.wait_until(lambda: time.monotonic() - opened > 90, 100)
+    for ns in (*leavers, changer):
+        net.link(ns, up=False)
+    new_mac = random_mac(rng)
+    net.link(changer, up=True, mac=new_mac)
+    assert net.dhcp(changer)
+    again = day.run_in(changer, "fieldday_phone.py", "arrive", day.portal_url(), emails[changer], ",".join(wanted[changer]) or "-",
+                       phones[changer])
+    results.append(again)
+    assert again["before"] == [302, 302] and again["online"], again
+    acknowledged[emails[changer]] = wanted[changer]
+    gone = {mac_of[ns] for ns in (*leavers, changer)}
+    if FULL:
+        assert day.wait_until(lambda: gone <= {m for m, _ in day.visits(data)}, 150), "the leavers' visits never closed"
+    else:
+        time.sleep(3)
     for ns in leavers:
         net.link(ns, up=True)
         assert net.dhcp(ns)
-        back = day.run_in(ns, "fieldday_phone.py", "look", day.portal_url())
-        results.append(back)
-        assert back["probes"] == [204, 200] and back["browse"] == 200, back
+        back = look(ns)
+        assert back["probes"] == [204, 200] and back["browse"] == 200, back  # still signed in: straight online
+    if FULL:  # closing time: everyone leaves, every run closes
+        time.sleep(65)
+        for ns in net.phones[:PHONES]:
+            net.link(ns, up=False)
+        assert day.wait_until(lambda: not day.open_runs(data), 150), day.open_runs(data)
+    expected_visits = [(mac_of[passer], 1)]
+    if FULL:
+        expected_visits += [(mac_of[ns], 0) for ns in net.phones[:PHONES]] + [(mac_of[ns], 0) for ns in leavers] + [(new_mac, 0)]
+    # In the store now (open runs): every phone, and the changer's old address until its gap is over.
+    present = {mac_of[ns] for ns in net.phones[:PHONES]} | {new_mac}
 
     # Closing time: every process stops cleanly, then a last push.
     for name in ("portal", "collector", "scheduler"):
@@ -196,6 +224,10 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert appliance["linked"] == {macs[net.phones.index(ns)] for ns in signers} | {new_mac}
     assert macs[-1] not in appliance["linked"]
     assert {m for m in appliance["linked"]} <= central_end["devices"]
+    # Visits: the passer-by kept apart; a full day closes everyone's visits; the rest are in the store now.
+    assert day.visits(data) == central_end["visits"] == sorted(expected_visits)
+    if not FULL:
+        assert day.open_runs(data) == present
     # Segments equal at both ends (members of each non-empty segment).
     assert {k: n for k, n in appliance["segments"].items() if n} == central_end["segments"]
     # Exports exactly as consented: CSV carries the email of those with marketing_email and the
@@ -210,4 +242,4 @@ def test_a_day_in_the_shop(field, tmp_path):
         f"{exports.sha256(e)},{exports.sha256(exports.meta_phone(number[e])) if number[e] else ''}"
         for e, p in acknowledged.items() if "ad_audiences" in p)
     print(json.dumps({"field_day": "full" if FULL else "compressed", "seconds": round(elapsed, 1), "phones": PHONES,
-                      "sign_ins": len(acknowledged), "consents": appliance["consents"], "pushed": pushed}))
+                      "sign_ins": len(acknowledged), "visits": len(expected_visits), "consents": appliance["consents"], "pushed": pushed}))
