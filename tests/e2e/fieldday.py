@@ -108,8 +108,20 @@ def office_url() -> str:
     return f"http://{OFFICE_GW}:8080"
 
 
-def manager_visit(net: FieldNet) -> dict:
-    return run_in(net.office, "fieldday_manager.py", office_url(), MANAGER_USER, stdin=MANAGER_PASSWORD + "\n", timeout=120)
+def manager_visit(net: FieldNet, *mode: str) -> dict:
+    return run_in(net.office, "fieldday_manager.py", office_url(), MANAGER_USER, *mode, stdin=MANAGER_PASSWORD + "\n",
+                  timeout=120)
+
+
+def subjects_today(data_dir: Path, here_for: float | None = None) -> int:
+    """People (or devices without a sign-in) with a visit in the last hours or, when `here_for`
+    is given, a run of sightings still open that started at least `here_for` seconds ago (None:
+    any open run): bounds for the dashboard's "visitors today"."""
+    open_runs_sql = ("SELECT device_id FROM open_run" if here_for is None else
+                     "SELECT device_id FROM open_run WHERE julianday('now') - julianday(start) >= ? / 86400.0")
+    return read(data_dir, "SELECT count(DISTINCT coalesce('l' || d.lead_id, 'd' || d.id)) FROM device d WHERE d.id IN ("
+                          "SELECT device_id FROM visit WHERE passerby = 0 AND start >= datetime('now', '-6 hours') "
+                          f"UNION {open_runs_sql})", () if here_for is None else (here_for,))[0][0]
 
 
 # -- reading both ends --------------------------------------------------------------------------------
@@ -153,11 +165,11 @@ def central_rows(dsn: str, schema: str) -> dict:
         conn.close()
 
 
-def read(data_dir: Path, sql: str) -> list[tuple]:
+def read(data_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
     """One read of the appliance's database (outside any transaction, as a reader should)."""
     db = sqlite3.connect(data_dir / "footfall.db", timeout=30)
     try:
-        return db.execute(sql).fetchall()
+        return db.execute(sql, params).fetchall()
     finally:
         db.close()
 

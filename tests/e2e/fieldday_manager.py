@@ -1,9 +1,10 @@
 """The manager in the back office, run inside the office namespace; prints one JSON object.
 
-    python fieldday_manager.py PORTAL USERNAME   (password on standard input)
+    python fieldday_manager.py PORTAL USERNAME [glance]   (password on standard input)
 
 Logs in, opens the dashboard and the leads, adds a segment of everyone ("Field day"), recomputes
 the segments, downloads the CSV and Meta exports of that segment; every status is reported.
+With `glance`: logs in and reads the dashboard's "visitors today" and the figures' age only.
 """
 import json
 import re
@@ -41,13 +42,19 @@ class Browser:
         return found.group(1)
 
 
-def main(portal: str, username: str, password: str) -> dict:
+def main(portal: str, username: str, password: str, mode: str = "day") -> dict:
     b = Browser(portal)
     login = b.request("/panel/login", [("csrf_token", b.token("/panel/login")), ("username", username), ("password", password)])
     out = {"login": login.get("status")}
     dash = b.request("/panel/")
     out["dashboard"] = dash.get("status")
-    out["dashboard_body"] = dash.get("body", "")
+    today = re.search(r'id="kpi-today">(\d+)<', dash.get("body", ""))
+    age = re.search(r"Figures computed (\d+) s ago", dash.get("body", ""))
+    out["visitors_today"] = int(today.group(1)) if today else None
+    out["figures_age"] = int(age.group(1)) if age else None
+    if mode == "glance":
+        out["statuses"] = b.statuses
+        return out
     out["leads"] = b.request("/panel/leads").get("status")
     token = b.token("/panel/segments")
     out["segment_new"] = b.request("/panel/segments/new", [("csrf_token", token), ("name", "Field day"),
@@ -63,4 +70,4 @@ def main(portal: str, username: str, password: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2], sys.stdin.readline().strip())))
+    print(json.dumps(main(sys.argv[1], sys.argv[2], sys.stdin.readline().strip(), *sys.argv[3:])))
