@@ -12,7 +12,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-signin bench-gateway bench-collector bench-panel bench-login bench-sync demo deb-test deb-bench clean
+.PHONY: test bench bench-signin bench-gateway bench-collector bench-panel bench-login bench-sync field-day demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-login: $(VENV)/.installed
 # PostgreSQL: FOOTFALL_TEST_DSN when set, else a throwaway server of its own (as the tests).
 bench-sync: $(VENV)/.installed deb-test
 	$(VENV)/bin/python tests/perf/bench_sync.py
+
+# The field day of issue 13 at full length (about 7 minutes; namespaces: root). `make test` runs it compressed.
+field-day: $(VENV)/.installed deb-test
+	$(SUDO) env FOOTFALL_FIELD_DAY=full $(VENV)/bin/python -m pytest -q -s tests/e2e/test_field_day.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/footfall demo
