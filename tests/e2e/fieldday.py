@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.e2e.dhcp_lan import GW
-from tests.e2e.fieldday_net import MANAGER, OFFICE_GW, OFFICE_NET, FieldNet
+from tests.e2e.fieldday_net import OFFICE_GW, OFFICE_NET, FieldNet
 from tests.e2e.netns import HERE, ROOT
 
 STORE_ID = "field-01"
