@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -21,13 +22,14 @@ PROCESSES = ("portal", "collector", "scheduler")
 
 
 def journal_waiting(data_dir: Path) -> int:
-    path = data_dir / "signin-journal.bin"
+    """Sign-ins waiting in the journal, from the slots' headers only (the panel asks on every page)."""
     try:
-        raw = path.read_bytes()
+        with open(data_dir / "signin-journal.bin", "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            heads = [os.pread(fh.fileno(), 8, off) for off in range(0, size, SLOT)]
     except OSError:
         return 0
-    return sum(1 for off in range(0, len(raw), SLOT) if raw[off:off + 4] == MAGIC
-               and 0 < struct.unpack_from(">I", raw, off + 4)[0])
+    return sum(1 for head in heads if len(head) == 8 and head[:4] == MAGIC and struct.unpack_from(">I", head, 4)[0] > 0)
 
 
 def _sync() -> dict:

@@ -167,25 +167,25 @@ class Visitors:
             self.replay_journal()
         return self._apply(auth)
 
-    def _store_sign_in_or_checkpoint(self, claim: dict) -> Authorization | None:
+    def _store_sign_in_or_checkpoint(self, claim: dict, replay: bool = False) -> Authorization | None:
         """Store; on a full disk, cut the WAL back once (its pages are often the space) and retry."""
         try:
-            return self._store_sign_in(claim)
+            return self._store_sign_in(claim, replay)
         except OperationalError as exc:
             if not is_storage_fault(exc):
                 raise
             checkpoint()
-            return self._store_sign_in(claim)
+            return self._store_sign_in(claim, replay)
 
-    def _store_sign_in(self, claim: dict) -> Authorization | None:
+    def _store_sign_in(self, claim: dict, replay: bool = False) -> Authorization | None:
         """The sign-in's records in one transaction; None when a journal replay finds it stored."""
         at = datetime.datetime.fromisoformat(claim["at"])
         client = Client(claim["ip"], claim["mac"])
         where = consent.Where(self.settings.store_id, client.mac, client.ip, "portal_form")
         uids = {p: uuid.uuid5(uuid.NAMESPACE_URL, f"footfall:{claim['uid']}:{p}").hex for p in claim["policies"]}
         with database.atomic():
-            if Consent.select().where(Consent.uid == uids[REQUIRED_PURPOSE]).exists():
-                return None
+            if replay and Consent.select().where(Consent.uid == uids[REQUIRED_PURPOSE]).exists():
+                return None  # a replay whose first run committed before its slot was released
             lead = self._upsert_lead(claim["values"], claim["language"])
             device = self._link_device(client, lead)
             for purpose, policy_id in claim["policies"].items():
@@ -218,7 +218,7 @@ class Visitors:
         try:
             for slot, claim in self.journal.pending():
                 try:
-                    auth = self._store_sign_in_or_checkpoint(claim)
+                    auth = self._store_sign_in_or_checkpoint(claim, replay=True)
                 except OperationalError as exc:
                     if is_storage_fault(exc):
                         logger.error("journal replay stopped: %s", exc)

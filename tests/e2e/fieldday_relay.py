@@ -8,6 +8,8 @@ import socket
 import sys
 import threading
 
+from tls_front import pipe  # the same byte relay (this file runs as a script from tests/e2e/)
+
 CLONE_NEWNET = 0x40000000
 
 
@@ -25,20 +27,6 @@ def listen_in(netns: str, port: int) -> socket.socket:
         os.close(home)
         os.close(there)
     return srv
-
-
-def pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tests.conftest import have, require
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def need_nginx() -> None:
     require(have("nginx") or Path("/usr/sbin/nginx").exists(), "Debian package nginx is not installed")
@@ -62,6 +64,32 @@ http {{
 }}
 """)
     return conf
+
+
+def deploy_site(tmp: Path, host: str, guest_ip: str, full_chain: bool = False) -> tuple[Path, int, int, object]:
+    """The TLS site `deploy/install.sh --tls-cert` renders, for a trustme certificate of `host`,
+    with nginx listening on `guest_ip`: (nginx main config, http port, https port, the CA).
+    `full_chain` puts the CA in the served chain too (Chromium matches the CA's key there)."""
+    import sys
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(host)
+    leaf.private_key_pem.write_to_path(str(tmp / "key.pem"))
+    (tmp / "key.pem").chmod(0o600)
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + (ca.cert_pem.bytes() if full_chain else b"")
+    (tmp / "cert.pem").write_bytes(chain if full_chain else leaf.cert_chain_pems[0].bytes())
+    http_port = free_port("127.0.0.1", guest_ip)
+    https_port = free_port(guest_ip)
+    root = tmp / "root"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--no-hostapd",
+                           "--guest-ip", guest_ip, "--portal-port", str(http_port), "--https-port", str(https_port),
+                           "--tls-cert", str(tmp / "cert.pem"), "--tls-key", str(tmp / "key.pem"),
+                           "--portal-host", host], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return main_config(tmp / "nginx", root / "etc/nginx/conf.d/footfall.conf"), http_port, https_port, ca
 
 
 def config_test(conf: Path) -> subprocess.CompletedProcess:

@@ -12,11 +12,8 @@ import hashlib
 import http.client
 import json
 import re
-import os
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -79,26 +76,9 @@ def _request(conn, method, path, headers):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     nginx.need_nginx()
-    trustme = pytest.importorskip("trustme")
     tmp = tmp_path_factory.mktemp("https")
-    ca = trustme.CA()
-    leaf = ca.issue_cert(HOST)
-    leaf.private_key_pem.write_to_path(str(tmp / "key.pem"))
-    (tmp / "key.pem").chmod(0o600)
-    # The full chain up to the CA: Chromium matches the CA's key (--ignore-certificate-errors-spki-list)
-    # against the certificates the server presents.
-    (tmp / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + ca.cert_pem.bytes())
-    http_port = nginx.free_port("127.0.0.1", GUEST_IP)
-    https_port = nginx.free_port(GUEST_IP)
-
-    root = tmp / "root"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--no-hostapd",
-                           "--guest-ip", GUEST_IP, "--portal-port", str(http_port), "--https-port", str(https_port),
-                           "--tls-cert", str(tmp / "cert.pem"), "--tls-key", str(tmp / "key.pem"),
-                           "--portal-host", HOST], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    conf = nginx.main_config(tmp / "nginx", root / "etc/nginx/conf.d/footfall.conf")
+    conf, http_port, https_port, ca = nginx.deploy_site(tmp, HOST, GUEST_IP, full_chain=True)
+    root = tmp / "root"  # where install.sh --root wrote the deploy's files
     # The deploy's settings file as written, with a data directory and the null gateway of a test,
     # and a panel that answers 127.0.0.1 only (so a forged address would show).
     portal_env = {"FOOTFALL_DATA_DIR": str(tmp / "data"), "FOOTFALL_GATEWAY": "null",

@@ -12,11 +12,8 @@ Real parts: the site install.sh renders, Debian's nginx, a real `footfall portal
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,23 +34,9 @@ HOST = "portal.test"
 def front(tmp_path_factory):
     """The deploy's nginx site before a portal with trusted_proxy empty: (https port, portal port, CA)."""
     nginx.need_nginx()
-    trustme = pytest.importorskip("trustme")
     tmp = tmp_path_factory.mktemp("front")
-    ca = trustme.CA()
-    leaf = ca.issue_cert(HOST)
-    leaf.private_key_pem.write_to_path(str(tmp / "key.pem"))
-    (tmp / "key.pem").chmod(0o600)
-    leaf.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
-    http_port = nginx.free_port("127.0.0.1", GUEST_IP)
-    https_port = nginx.free_port(GUEST_IP)
-    root = tmp / "root"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--no-hostapd",
-                           "--guest-ip", GUEST_IP, "--portal-port", str(http_port), "--https-port", str(https_port),
-                           "--tls-cert", str(tmp / "cert.pem"), "--tls-key", str(tmp / "key.pem"),
-                           "--portal-host", HOST], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    conf = nginx.main_config(tmp / "nginx", root / "etc/nginx/conf.d/footfall.conf")
+    conf, http_port, https_port, ca = nginx.deploy_site(tmp, HOST, GUEST_IP)
+    root = tmp / "root"  # where install.sh --root wrote the deploy's files
     # The newcomer's mistake: the front stays, trusted_proxy is emptied. The panel keeps answering
     # 127.0.0.1/32, nginx's own address (GUEST_IP 127.0.0.2 stays outside, as a guest network would).
     portal_env = {"FOOTFALL_DATA_DIR": str(tmp / "data"), "FOOTFALL_GATEWAY": "null", "FOOTFALL_TRUSTED_PROXY": "",
