@@ -23,6 +23,8 @@ from portal.numbers import StrictInt
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter
+from portal.contacts import Contacts
+from portal.messages import Dispatcher, load_drivers
 from portal.visitors import Visitors
 
 csrf = CSRFProtect()
@@ -98,7 +100,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     app.extensions["footfall_keeper"] = sqlite3.connect(database_path(settings), check_same_thread=False)
     app.extensions["footfall_keeper"].execute("SELECT count(*) FROM sqlite_master").fetchone()
     vault = Vault(keys)
-    visitors = Visitors(vault, gateway, settings, Journal(Path(settings.data_dir) / "signin-journal.bin", vault))
+    # Codes go out beside the request (a bounded queue, retries): a slow provider never holds a page.
+    dispatcher = Dispatcher(load_drivers(settings))
+    contacts = Contacts(vault, dispatcher, settings)
+    visitors = Visitors(vault, gateway, settings, Journal(Path(settings.data_dir) / "signin-journal.bin", vault),
+                        contacts)
     with database.connection_context():
         visitors.replay_journal()  # sign-ins kept while the disk was full, if there is room now
     app.extensions["footfall"] = Runtime(

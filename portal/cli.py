@@ -86,8 +86,10 @@ def demo(port: int, data_dir: str, sample: bool, config: str | None) -> None:
     from portal.models import Manager
 
     # The demo skips forced two-factor so a newcomer can look around; production keeps it on.
+    # Codes go to this terminal (the console driver) unless the given config names real drivers.
+    drivers = {} if config else {"email_driver": "console", "sms_driver": "console"}
     settings = _settings(config, data_dir=str(Path(data_dir).resolve()), gateway="null", listen_host="127.0.0.1",
-                         panel_require_2fa=False)
+                         panel_require_2fa=False, **drivers)
     init_db(database_path(settings))
     owner_password = None
     with database.connection_context():
@@ -120,6 +122,7 @@ def demo(port: int, data_dir: str, sample: bool, config: str | None) -> None:
             click.echo(f"  manager panel: {url}/panel/  (footfall manager reset-password owner --config ... if forgotten)")
         click.echo(f"  a phone's probe, as the gateway would pass it: "
                    f"curl -i -H 'Host: captive.apple.com' {url}/hotspot-detect.html")
+        click.echo("  verification codes for visitors are printed here, as [message sms to ...] lines")
         click.echo("  Ctrl+C stops it.")
         sys.stdout.flush()
 

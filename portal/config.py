@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zalo_url", "", "Zalo ZNS endpoint; empty means business.openapi.zalo.me's."),
     Setting("zalo_access_token", "", "The Zalo Official Account's access token."),
     Setting("zalo_template_id", "", "The approved ZNS template for verification codes (its parameter: `otp`)."),
+    Setting("verify_when", "after", "When a visitor proves their email or phone with a one-time code: `after` getting online (at once; the record stays an unverified claim until the code is entered) or `before` (an SMS code arrives without internet; for an email or Zalo code the device gets `preverify_seconds` online to fetch it)."),
+    Setting("preverify_seconds", 180, "With `verify_when = before`: how long a device waiting for an email or Zalo code is online to receive it."),
     Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),
     Setting("sync_ca_file", "", "A CA file to pin the central store's TLS certificate to; empty uses the system's."),
     Setting("sync_allow_http", False, "Allow an http:// central_url on a loopback address (tests only: batches carry personal data)."),
@@ -212,6 +214,10 @@ def _validate(settings: "Settings") -> None:
                              ("zalo", ("none", "console", "zns"))):
         if getattr(settings, f"{channel}_driver") not in drivers:
             raise ConfigError(f"{channel}_driver must be one of {', '.join(drivers)}")
+    if settings.verify_when not in ("after", "before"):
+        raise ConfigError("verify_when must be after or before")
+    if not 30 <= settings.preverify_seconds <= 900:
+        raise ConfigError("preverify_seconds must be between 30 and 900")
     if settings.smtp_security not in ("starttls", "ssl", "none"):
         raise ConfigError("smtp_security must be starttls, ssl or none")
     if not settings.portal_url.startswith(("http://", "https://")):

@@ -85,6 +85,25 @@ def record(lead: Lead, purpose: str, granted: bool, where: Where,
     return consent
 
 
+# Double opt-in (issue 11): a marketing consent is recorded at once as given, but it counts only for
+# a channel the person proved with a code. SQL over a consent `c` joined to its lead `l`.
+COUNTS_SQL = ("(c.purpose = 'wifi_terms' OR (c.purpose = 'marketing_email' AND l.email_verified_at IS NOT NULL) "
+              "OR (c.purpose = 'marketing_sms' AND l.phone_verified_at IS NOT NULL) "
+              "OR (c.purpose = 'ad_audiences' AND (l.email_verified_at IS NOT NULL OR l.phone_verified_at IS NOT NULL)))")
+CHANNEL_OF = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
+
+
+def counts(lead: Lead, purpose: str) -> bool:
+    """Whether a consent to `purpose` of this lead counts now (its channel verified)."""
+    kinds = CHANNEL_OF.get(purpose)
+    return kinds is None or any(getattr(lead, f"{k}_verified_at") is not None for k in kinds)
+
+
+def effective_purposes(lead: Lead) -> set[str]:
+    """Granted purposes that count: what messages, exports and the chain may act on."""
+    return {p for p in granted_purposes(lead) if counts(lead, p)}
+
+
 def state(lead: Lead) -> dict[str, Consent | None]:
     """The latest event of each purpose: what the person currently agrees to."""
     latest = (Consent.select(Consent.purpose, fn.MAX(Consent.id).alias("last"))

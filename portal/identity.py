@@ -160,5 +160,9 @@ class Vault:
         nonce, body = blob[1:1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES:]
         return self._aead.decrypt(nonce, body, context.encode()).decode()
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for one use (one-time code hashes), derived from the index key."""
+        return hmac.new(self._index_key, f"derived:{purpose}".encode(), hashlib.sha256).digest()
+
     def blind_index(self, kind: str, normalized: str) -> str:
         return hmac.new(self._index_key, f"{kind}:{normalized}".encode(), hashlib.sha256).hexdigest()

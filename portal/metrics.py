@@ -16,6 +16,7 @@ from typing import Callable
 from flask import current_app, has_app_context
 
 from portal import funnel
+from portal.consent import COUNTS_SQL
 from portal.db import database
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES
@@ -118,7 +119,7 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
     leads = q("SELECT count(*) FROM lead WHERE erased_at IS NULL").fetchone()[0]
     granted = dict(q("SELECT c.purpose, count(*) FROM consent c JOIN (SELECT max(id) AS id FROM consent GROUP BY lead_id, purpose) "
                      "latest ON latest.id = c.id JOIN lead l ON l.id = c.lead_id AND l.erased_at IS NULL "
-                     "WHERE c.granted = 1 GROUP BY c.purpose"))
+                     f"WHERE c.granted = 1 AND {COUNTS_SQL} GROUP BY c.purpose"))  # double opt-in: counted once verified
     rates = [(p, granted.get(p, 0), round(100.0 * granted.get(p, 0) / leads, 1) if leads else 0.0) for p in MARKETING_PURPOSES]
 
     return Dashboard(today, week, month, new, returning, visits, per_day, heatmap, frequency, dwell,

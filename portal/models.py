@@ -42,6 +42,12 @@ class Lead(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     erased_at = DateTimeField(null=True)
+    # Proved control (a one-time code entered): until then a contact is only someone's claim.
+    email_verified_at = DateTimeField(null=True)
+    phone_verified_at = DateTimeField(null=True)
+    phone_verified_via = CharField(null=True)  # sms | zalo
+    # A claim folded into the lead its proof named (its devices and consents moved there).
+    merged_into = ForeignKeyField("self", null=True, on_delete="SET NULL", backref="merged")
 
 
 class Device(BaseModel):
@@ -260,6 +266,36 @@ class VerificationCode(BaseModel):
     used_at = DateTimeField(null=True)
     device_mac = CharField(null=True, index=True)
     ip = CharField(null=True, index=True)
+    claim_uid = CharField(null=True, index=True)
 
 
-MODELS = MODELS + (VerificationCode,)
+class ContactClaim(BaseModel):
+    """An email or phone a device named, waiting for the code that proves it (encrypted; purged
+    a day after). `lead_uid` is the record the proof applies to: the device's own."""
+    uid = CharField(unique=True, default=new_uid)
+    lead_uid = CharField(index=True)
+    kind = CharField()  # email | phone
+    destination_index = CharField()
+    destination_enc = BlobField()
+    typed = BooleanField(default=True)  # typed on this device (its mask may be shown), or read off the record
+    device_mac = CharField(null=True)
+    ip = CharField(null=True)
+    language = CharField(default="vi")
+    created_at = DateTimeField(default=utcnow, index=True)
+    verified_at = DateTimeField(null=True)
+
+
+class ContactProof(BaseModel):
+    """Append-only proof that a person controls a contact point: what double opt-in rests on."""
+    uid = CharField(unique=True, default=new_uid)
+    lead = ForeignKeyField(Lead, backref="proofs", on_delete="CASCADE")
+    kind = CharField()      # email | phone
+    channel = CharField()   # email | sms | zalo
+    destination_masked = CharField()
+    store_id = CharField()
+    device_mac = CharField(null=True)
+    ip = CharField(null=True)
+    verified_at = DateTimeField(default=utcnow)
+
+
+MODELS = MODELS + (VerificationCode, ContactClaim, ContactProof)

@@ -11,7 +11,7 @@ from portal import consent
 from portal.db import database
 from portal.gateway import Gateway, GatewayError
 from portal.identity import InvalidContact, Vault, clean_name, normalize_email, normalize_phone
-from portal.models import (Authorization, AuditLog, Consent, DataRequest, Device, Lead, OutboxEvent, SegmentMember,
+from portal.models import (Authorization, AuditLog, Consent, ContactClaim, DataRequest, Device, Lead, OutboxEvent, SegmentMember,
                            Visit, utcnow)
 from portal.policy_texts import MARKETING_PURPOSES
 
@@ -61,6 +61,8 @@ def correct(lead: Lead, vault: Vault, region: str, actor: str, email: str = "", 
             field_index = getattr(Lead, f"{kind}_index")
             if Lead.select().where(field_index == index, Lead.id != lead.id).exists():
                 raise DeskError(f"{kind}_taken")
+            if getattr(lead, f"{kind}_index") != index:  # a new address is nobody's proof yet
+                setattr(lead, f"{kind}_verified_at", None)
             setattr(lead, f"{kind}_enc", enc)
             setattr(lead, f"{kind}_index", index)
         if cleaned:
@@ -94,8 +96,12 @@ def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, sto
             Consent.update(device_mac=None, ip=None).where(Consent.lead == lead).execute()
             Lead.update(email_enc=None, email_index=None, phone_enc=None, phone_index=None, name_enc=None,
                         erased_at=utcnow(), updated_at=utcnow()).where(Lead.id == lead.id).execute()
+            ContactClaim.delete().where(ContactClaim.lead_uid == lead.uid).execute()
             SegmentMember.delete().where(SegmentMember.lead == lead).execute()
-            OutboxEvent.emit("lead.erased", lead=lead.uid)
+            # The central erases a person known at other stores only on the word of a store that
+            # knows them by a proven contact (issue 11).
+            verified = lead.email_verified_at is not None or lead.phone_verified_at is not None
+            OutboxEvent.emit("lead.erased", lead=lead.uid, verified=verified)
         macs = [d.mac for d in devices]
         ids = [d.id for d in devices]
         if ids:

@@ -74,7 +74,8 @@ def add_sample(vault: Vault, store_id: str, people: int = 40, anonymous: int = 3
             joined = now - datetime.timedelta(days=rng.uniform(1, days - 1))
             lead = Lead.create(email_enc=vault.encrypt(email, "lead.email"), email_index=vault.blind_index("email", email),
                                name_enc=vault.encrypt(f"Sample {FIRST[i % len(FIRST)]} {i:02d}", "lead.name"),
-                               language=lang, created_at=joined, updated_at=joined)
+                               language=lang, created_at=joined, updated_at=joined,
+                               email_verified_at=joined)  # sample people "proved" their (invalid) emails
             purposes = ["wifi_terms"] + (["marketing_email"] if i % 5 < 3 else []) + (["ad_audiences"] if i % 4 == 0 else [])
             for purpose in purposes:
                 policy = policies[(purpose, lang)]

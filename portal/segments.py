@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 
+from portal.consent import COUNTS_SQL
 from portal.db import database
 from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
 # The rules and the definition of new and returning live in a module without the database (the
@@ -46,8 +47,10 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
             continue
         stat.first, stat.last, stat.avg_dwell, stat.visits = parse(row[1]), parse(row[2]), row[3] or 0.0, row[4]
         stat.visits_by_window = dict(zip(windows, row[5:]))
+    # Double opt-in: a consent counts for segments only once its channel is proved (issue 11).
     current = ("SELECT c.lead_id, c.purpose FROM consent c JOIN (SELECT max(id) AS id FROM consent "
-               "GROUP BY lead_id, purpose) latest ON latest.id = c.id WHERE c.granted = 1")
+               "GROUP BY lead_id, purpose) latest ON latest.id = c.id JOIN lead l ON l.id = c.lead_id "
+               f"WHERE c.granted = 1 AND {COUNTS_SQL}")
     granted: dict[int, set[str]] = {}
     for lead_id, purpose in database.execute_sql(current):
         granted.setdefault(lead_id, set()).add(purpose)

@@ -61,6 +61,16 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
+def _current_uid(uid: str) -> str:
+    """The record a lead uid speaks for now: a claim folded into another record names that one."""
+    for _ in range(8):  # folds chain at most a few times; bounded all the same
+        lead = Lead.get_or_none(Lead.uid == uid)
+        if lead is None or lead.merged_into_id is None:
+            return uid
+        uid = Lead.select(Lead.uid).where(Lead.id == lead.merged_into_id).scalar() or uid
+    return uid
+
+
 def to_wire(event: OutboxEvent, vault: Vault) -> dict:
     """The event as the central store reads it; personal data is read now, decrypted, so an
     erasure also erases what was waiting to be sent."""
@@ -70,12 +80,22 @@ def to_wire(event: OutboxEvent, vault: Vault) -> dict:
         if lead is None or lead.erased_at is not None:
             data = {"lead": data["lead"], "gone": True}
         else:
-            data.update(email=vault.decrypt(lead.email_enc, "lead.email"), phone=vault.decrypt(lead.phone_enc, "lead.phone"),
+            # Only proven contacts leave the appliance (issue 11): the chain merges people on
+            # them, so an unverified claim can never join or reach another person's record.
+            email_ok, phone_ok = lead.email_verified_at is not None, lead.phone_verified_at is not None
+            data.update(email=vault.decrypt(lead.email_enc, "lead.email") if email_ok else None,
+                        phone=vault.decrypt(lead.phone_enc, "lead.phone") if phone_ok else None,
                         name=vault.decrypt(lead.name_enc, "lead.name"), language=lead.language,
-                        email_index=lead.email_index, phone_index=lead.phone_index)
+                        email_index=lead.email_index if email_ok else None,
+                        phone_index=lead.phone_index if phone_ok else None,
+                        email_verified=email_ok, phone_verified=phone_ok)
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))
         data["method"] = consent.method if consent else None
+        if consent is not None:
+            data["lead"] = consent.lead.uid  # a claim folded into a proven record speaks for it now
+    elif event.topic == "device.linked":
+        data["lead"] = _current_uid(data["lead"])
     return {"uid": event.uid, "topic": event.topic, "at": event.created_at.isoformat(), "data": data}
 
 

@@ -50,7 +50,7 @@ class Codes:
         return hmac.new(self._key, f"verification:{uid}:{code}".encode(), hashlib.sha256).hexdigest()
 
     def issue(self, channel: str, destination_index: str, device_mac: str | None, ip: str | None,
-              now: datetime.datetime | None = None) -> Issued:
+              now: datetime.datetime | None = None, claim_uid: str | None = None) -> Issued:
         """A new code for this destination, or VerificationError("cooldown" / "limit_*")."""
         now = now or utcnow()
         uid = VerificationCode.uid.default()
@@ -72,7 +72,7 @@ class Codes:
                         raise VerificationError(f"limit_{name}")
             VerificationCode.create(uid=uid, channel=channel, destination_index=destination_index,
                                     code_hash=self._hash(uid, code), created_at=now, expires_at=now + VALID,
-                                    device_mac=device_mac, ip=ip)
+                                    device_mac=device_mac, ip=ip, claim_uid=claim_uid)
         return Issued(uid, code, now + VALID)
 
     def check(self, uid: str, code: str, device_mac: str | None = None,

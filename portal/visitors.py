@@ -18,7 +18,10 @@ from portal.identity import (InvalidContact, Vault, clean_name, mask_email, mask
 from portal.privacy import erase_person
 from portal.online import OnlineIndex
 from portal.journal import Journal
-from portal.models import Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, PolicyVersion, new_uid, utcnow
+from portal.contacts import KINDS, Contacts, Pending, channels, verified_kinds
+from portal.models import (Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, PolicyVersion, Visit, new_uid,
+                           utcnow)
+from portal.verification import VerificationError
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,12 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)
     online_until: datetime.datetime | None = None
     stored: str = "database"  # or "journal" (the database was full), or "not_kept" (so was the journal)
+    lead: str | None = None                # the record the device speaks for now
+    claims: tuple[str, ...] = ()           # contacts named and not proved yet (ContactClaim uids)
+    sent: Pending | None = None            # the code sent beside this answer
+    send_error: str | None = None          # why no code went (a limit, no channel...)
+    verify_first: bool = False             # verify_when = before: online only once a code is entered
+    scope: str = "person"                  # an erasure: the person, or only this device ("device")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class MyData:
     mac: str
     first_seen: datetime.datetime | None
     visits: int
+    proven: bool                 # this session proved control of the record's email or phone
+    own_only: bool               # unproven: only what this device itself submitted is shown
+    email_verified: bool
+    phone_verified: bool
     email: str | None
     phone: str | None
     name: str | None
@@ -76,11 +89,13 @@ class MyData:
 class Visitors:
     """The visitor side of the portal, bound to one store's keys, gateway and settings."""
 
-    def __init__(self, vault: Vault, gateway: Gateway, settings, journal: Journal | None = None) -> None:
+    def __init__(self, vault: Vault, gateway: Gateway, settings, journal: Journal | None = None,
+                 contacts: Contacts | None = None) -> None:
         self.vault = vault
         self.gateway = gateway
         self.settings = settings
         self.journal = journal
+        self.contacts = contacts or Contacts(vault, None, settings)
         self.online = OnlineIndex()
         self._replaying = threading.Lock()
 
@@ -104,12 +119,18 @@ class Visitors:
                 .where((Device.mac == client.mac) & Lead.erased_at.is_null()).first())
 
     def recognised(self, client: Client) -> Lead | None:
-        """The lead of a returning device whose terms consent is still current, else None."""
+        """The lead of a returning device whose terms consent is still current, else None. A store
+        that verifies before letting online recognises only devices of a verified record."""
         lead = self._lead_of(client)
-        return lead if lead is not None and consent.has_current_terms(lead) else None
+        if lead is None or not consent.has_current_terms(lead):
+            return None
+        if self.settings.verify_when == "before" and not verified_kinds(lead):
+            return None
+        return lead
 
-    def greeting_name(self, lead: Lead) -> str | None:
-        return self.vault.decrypt(lead.name_enc, "lead.name")
+    def greeting_name(self, lead: Lead, proven: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The name to greet by: only to a session that proved control of this record's contact."""
+        return self.vault.decrypt(lead.name_enc, "lead.name") if lead.uid in proven else None
 
     # -- sign in ------------------------------------------------------------------------------
 
@@ -158,16 +179,33 @@ class Visitors:
                  "mac": client.mac, "ip": client.ip,
                  "policies": {p: getattr(consent.current(p, language), "id", None) for p in purposes}}
         try:
-            auth = self._store_sign_in_or_checkpoint(claim)
+            stored = self._store_sign_in_or_checkpoint(claim)
         except OperationalError as exc:
             if not is_storage_fault(exc):
                 raise
             return self._sign_in_unstored(claim, client, exc)
         if self.journal is not None and len(self.journal):
             self.replay_journal()
-        return self._apply(auth)
+        auth, lead, claims, verify_first = stored
+        sent, send_error = self._send_first(claims)
+        outcome = self._apply(auth) if auth is not None else Outcome(True)
+        if not outcome.ok:
+            return outcome
+        return Outcome(True, online_until=outcome.online_until, lead=lead.uid, claims=tuple(c.uid for c in claims),
+                       sent=sent, send_error=send_error, verify_first=verify_first)
 
-    def _store_sign_in_or_checkpoint(self, claim: dict, replay: bool = False) -> Authorization | None:
+    def _send_first(self, claims: list) -> tuple[Pending | None, str | None]:
+        """A code for one claim (a phone first: Vietnamese guests read SMS and Zalo); the others
+        wait for the visitor to ask. Never raises: a limit or a missing channel is said on the page."""
+        error = None
+        for row in sorted(claims, key=lambda c: c.kind != "phone"):
+            try:
+                return self.contacts.send(row), None
+            except VerificationError as exc:
+                error = error or exc.code
+        return None, error
+
+    def _store_sign_in_or_checkpoint(self, claim: dict, replay: bool = False):
         """Store; on a full disk, cut the WAL back once (its pages are often the space) and retry."""
         try:
             return self._store_sign_in(claim, replay)
@@ -177,8 +215,9 @@ class Visitors:
             checkpoint()
             return self._store_sign_in(claim, replay)
 
-    def _store_sign_in(self, claim: dict, replay: bool = False) -> Authorization | None:
-        """The sign-in's records in one transaction; None when a journal replay finds it stored."""
+    def _store_sign_in(self, claim: dict, replay: bool = False):
+        """The sign-in's records in one transaction: (authorization or None, lead, claims, verify
+        first); None when a journal replay finds it stored."""
         at = datetime.datetime.fromisoformat(claim["at"])
         client = Client(claim["ip"], claim["mac"])
         where = consent.Where(self.settings.store_id, client.mac, client.ip, "portal_form")
@@ -186,14 +225,28 @@ class Visitors:
         with database.atomic():
             if replay and Consent.select().where(Consent.uid == uids[REQUIRED_PURPOSE]).exists():
                 return None  # a replay whose first run committed before its slot was released
-            lead = self._upsert_lead(claim["values"], claim["language"])
+            lead, named = self._claim_lead(client, claim["values"], claim["language"])
             device = self._link_device(client, lead)
             for purpose, policy_id in claim["policies"].items():
                 consent.record(lead, purpose, True, where, PolicyVersion.get_or_none(PolicyVersion.id == policy_id),
                                at=at, uid=uids[purpose])
-            auth = self._authorize_record(device, lead, client, "form", at)
+            claims = [] if replay else [self.contacts.claim(lead, kind, value, client.mac, client.ip, claim["language"])
+                                        for kind, value in named]
+            seconds, method = self._first_session(claims)
+            auth = self._authorize_record(device, lead, client, method, at, seconds) if seconds else None
             AuditLog.record("visitor", "sign_in", lead.uid, client.ip, purposes=list(claim["policies"]))
-        return auth
+        return auth, lead, claims, method != "form"
+
+    def _first_session(self, claims: list) -> tuple[int, str]:
+        """(seconds online now, method): the whole session, or with verify_when = before nothing
+        until the code (an SMS needs no internet) or a short window to fetch an email or Zalo code."""
+        if self.settings.verify_when != "before":
+            return self.settings.session_seconds, "form"
+        for row in sorted(claims, key=lambda c: c.kind != "phone"):
+            options = channels(self.settings, row.kind)
+            if options:
+                return (0, "verify_first") if options[0] == "sms" else (self.settings.preverify_seconds, "preverify")
+        return self.settings.session_seconds, "form"  # nothing to verify, or no channel to carry a code
 
     def _sign_in_unstored(self, claim: dict, client: Client, exc: Exception) -> Outcome:
         """The database cannot take the sign-in (a full card): the visitor gets online all the same
@@ -218,7 +271,8 @@ class Visitors:
         try:
             for slot, claim in self.journal.pending():
                 try:
-                    auth = self._store_sign_in_or_checkpoint(claim, replay=True)
+                    stored = self._store_sign_in_or_checkpoint(claim, replay=True)
+                    auth = stored[0] if stored else None
                 except OperationalError as exc:
                     if is_storage_fault(exc):
                         logger.error("journal replay stopped: %s", exc)
@@ -249,25 +303,73 @@ class Visitors:
             AuditLog.record("visitor", "welcome_back", lead.uid, client.ip)
         return self._apply(auth)
 
-    def _upsert_lead(self, values: dict[str, str], language: str) -> Lead:
-        email, phone, name = values.get("email"), values.get("phone"), values.get("name")
-        email_ix = self.vault.blind_index("email", email) if email else None
-        phone_ix = self.vault.blind_index("phone", phone) if phone else None
-        by_email = Lead.get_or_none(Lead.email_index == email_ix) if email_ix else None
-        by_phone = Lead.get_or_none(Lead.phone_index == phone_ix) if phone_ix else None
-        lead = by_email or by_phone or Lead(language=language)
-        if email_ix and lead.email_index != email_ix:
-            lead.email_index, lead.email_enc = email_ix, self.vault.encrypt(email, "lead.email")
-        # A phone already held by another person's lead stays theirs: never merge on one form.
-        if phone_ix and lead.phone_index != phone_ix and (by_phone is None or by_phone.id == lead.id):
-            lead.phone_index, lead.phone_enc = phone_ix, self.vault.encrypt(phone, "lead.phone")
-        if name:
-            lead.name_enc = self.vault.encrypt(name, "lead.name")
+    # -- proving a contact -----------------------------------------------------------------------
+
+    def send_code(self, claim_uid: str, client: Client, channel: str | None = None) -> Pending:
+        """(Re)send a code for one of this device's open claims; VerificationError says why not."""
+        row = self.contacts.pending(claim_uid, client.mac)
+        if row is None:
+            raise VerificationError("not_found")
+        return self.contacts.send(row, channel)
+
+    def claim_from_record(self, client: Client, kind: str) -> str:
+        """A claim on the device's own record's contact (to prove it from "my data"): its uid."""
+        lead = self._lead_of(client)
+        if lead is None or kind not in KINDS or getattr(lead, f"{kind}_enc") is None:
+            raise VerificationError("not_found")
+        value = self.vault.decrypt(getattr(lead, f"{kind}_enc"), f"lead.{kind}") or ""
+        with database.atomic():
+            row = self.contacts.claim(lead, kind, value, client.mac, client.ip, lead.language, typed=False)
+        return row.uid
+
+    def verify(self, claim_uid: str, code: str, client: Client) -> tuple[Lead, Outcome]:
+        """Check a code for this device's claim; the record it proved and, when the device waits
+        offline for it (verify_when = before), the session that follows."""
+        lead = self.contacts.confirm(claim_uid, code, client.mac, client.ip)
+        if self.online_until(client.ip) is not None and not self._waiting_window(client):
+            return lead, Outcome(True, online_until=self.online_until(client.ip), lead=lead.uid)
+        with database.atomic():
+            device = self._link_device(client, lead)
+            auth = self._authorize_record(device, lead, client, "verified")
+        return lead, self._apply(auth)
+
+    def _waiting_window(self, client: Client) -> bool:
+        """True while the device is online only for the short window to fetch its code."""
+        row = (Authorization.select(Authorization.method).where(
+            (Authorization.ip == client.ip) & Authorization.revoked_at.is_null() & (Authorization.expires_at > utcnow()))
+            .order_by(Authorization.expires_at.desc()).first())
+        return row is not None and row.method == "preverify"
+
+    def _claim_lead(self, client: Client, values: dict[str, str], language: str) -> tuple[Lead, list[tuple[str, str]]]:
+        """The record this device's form goes to, and the contacts it names that wait for proof.
+
+        A form is a claim: it never changes or joins another person's record. The device's own
+        record (or a new one) takes what nobody holds; a contact another record holds waits for
+        its code (portal/contacts.py), as does any contact not verified yet."""
+        lead = self._lead_of(client) or Lead(language=language)
+        verified = verified_kinds(lead) if lead.id else set()
+        named: list[tuple[str, str]] = []
+        for kind in KINDS:
+            value = values.get(kind)
+            if not value:
+                continue
+            index = self.vault.blind_index(kind, value)
+            if getattr(lead, f"{kind}_index") == index:
+                if kind not in verified:
+                    named.append((kind, value))
+                continue
+            holder = Lead.get_or_none(getattr(Lead, f"{kind}_index") == index)
+            if holder is None and kind not in verified:
+                setattr(lead, f"{kind}_index", index)
+                setattr(lead, f"{kind}_enc", self.vault.encrypt(value, f"lead.{kind}"))
+            named.append((kind, value))
+        if values.get("name") and not verified:  # a proven person's name changes only with proof
+            lead.name_enc = self.vault.encrypt(values["name"], "lead.name")
         lead.language = language
         lead.updated_at = utcnow()
         lead.save()
         OutboxEvent.emit("lead.upserted", lead=lead.uid)
-        return lead
+        return lead, named
 
     def _link_device(self, client: Client, lead: Lead) -> Device:
         now = utcnow()
@@ -282,10 +384,11 @@ class Visitors:
         return device
 
     def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str,
-                          now: datetime.datetime | None = None) -> Authorization:
+                          now: datetime.datetime | None = None, seconds: int | None = None) -> Authorization:
         now = now or utcnow()
+        seconds = seconds or self.settings.session_seconds
         return Authorization.create(device=device, lead=lead, ip=client.ip, started_at=now, method=method,
-                                    expires_at=now + datetime.timedelta(seconds=self.settings.session_seconds))
+                                    expires_at=now + datetime.timedelta(seconds=seconds))
 
     def _apply(self, auth: Authorization) -> Outcome:
         try:
@@ -299,25 +402,70 @@ class Visitors:
 
     # -- the visitor's own data ---------------------------------------------------------------
 
-    def my_data(self, client: Client) -> MyData | None:
+    def _own_only(self, lead: Lead, device: Device) -> bool:
+        """True when everything on the record came from this device: nothing proved, no other device."""
+        if verified_kinds(lead):
+            return False
+        return not Device.select().where((Device.lead == lead) & (Device.id != device.id)).exists()
+
+    def my_data(self, client: Client, proven: set[str] | frozenset[str] = frozenset()) -> MyData | None:
+        """What the portal shows a device of itself. The record's details (name, masked contacts,
+        consent history) only to a session that proved control of its email or phone, or when
+        the whole record is this device's own submission; otherwise the consents this device gave."""
         device = Device.get_or_none(Device.mac == client.mac) if client.mac else None
         if device is None:
             return None
         lead = device.lead if device.lead_id and device.lead.erased_at is None else None
-        lines = [ConsentLine(c.purpose, c.granted, c.created_at, c.method) for c in consent.history(lead)] if lead else []
+        is_proven = lead is not None and lead.uid in proven
+        show_record = lead is not None and (is_proven or self._own_only(lead, device))
+        rows = consent.history(lead) if lead else []
+        if not show_record:
+            rows = [c for c in rows if c.device_mac == device.mac]
+        lines = [ConsentLine(c.purpose, c.granted, c.created_at, c.method) for c in rows]
         current: dict[str, ConsentLine | None] = {}
         for line in lines:
             current[line.purpose] = line
-        email = self.vault.decrypt(lead.email_enc, "lead.email") if lead else None
-        phone = self.vault.decrypt(lead.phone_enc, "lead.phone") if lead else None
-        name = self.vault.decrypt(lead.name_enc, "lead.name") if lead else None
+        email = self.vault.decrypt(lead.email_enc, "lead.email") if show_record else None
+        phone = self.vault.decrypt(lead.phone_enc, "lead.phone") if show_record else None
+        name = self.vault.decrypt(lead.name_enc, "lead.name") if show_record else None
+        verified = verified_kinds(lead) if lead else set()
         # Masked: whoever holds (or spoofs) this MAC must not read a full address off the page.
         return MyData(
             mac=device.mac, first_seen=device.first_seen, visits=device.visits.count(),
+            proven=is_proven, own_only=lead is not None and not show_record,
+            email_verified="email" in verified, phone_verified="phone" in verified,
             email=mask_email(email) if email else None, phone=mask_phone(phone) if phone else None,
             name=(name[:1] + "***") if name else None, language=lead.language if lead else None,
             current={p: current.get(p) for p in (REQUIRED_PURPOSE, *MARKETING_PURPOSES)},
             history=lines, online_until=self.online_until(client.ip))
+
+    def record_kinds(self, client: Client) -> list[str]:
+        """The kinds of contact the device's record holds (what a proof code can go to)."""
+        lead = self._lead_of(client)
+        return [k for k in KINDS if lead is not None and getattr(lead, f"{k}_enc") is not None]
+
+    def export(self, client: Client, proven: set[str] | frozenset[str]) -> dict | None:
+        """Everything kept of the person, for a session that proved control of their contact."""
+        lead = self._lead_of(client)
+        if lead is None or lead.uid not in proven:
+            return None
+        devices = list(Device.select().where(Device.lead == lead))
+        return {
+            "store": self.settings.store_name, "exported_at": utcnow().isoformat() + "Z",
+            "person": {"email": self.vault.decrypt(lead.email_enc, "lead.email"),
+                       "email_verified": lead.email_verified_at is not None,
+                       "phone": self.vault.decrypt(lead.phone_enc, "lead.phone"),
+                       "phone_verified": lead.phone_verified_at is not None,
+                       "name": self.vault.decrypt(lead.name_enc, "lead.name"), "language": lead.language,
+                       "first_seen": lead.created_at.isoformat() + "Z"},
+            "devices": [{"mac": d.mac, "first_seen": d.first_seen.isoformat() + "Z",
+                         "visits": [{"start": v.start.isoformat() + "Z", "end": v.end.isoformat() + "Z"}
+                                    for v in d.visits.order_by(Visit.start)]} for d in devices],
+            "consents": [{"purpose": c.purpose, "granted": c.granted, "at": c.created_at.isoformat() + "Z",
+                          "method": c.method, "text_sha256": c.policy_sha256} for c in consent.history(lead)],
+            "proofs": [{"kind": p.kind, "channel": p.channel, "destination": p.destination_masked,
+                        "at": p.verified_at.isoformat() + "Z"} for p in lead.proofs],
+        }
 
     def withdraw(self, client: Client, purpose: str) -> Outcome:
         if purpose not in MARKETING_PURPOSES:
@@ -332,12 +480,18 @@ class Visitors:
                 AuditLog.record("visitor", "consent_withdrawn", lead.uid, client.ip, purpose=purpose)
         return Outcome(True)
 
-    def erase(self, client: Client) -> Outcome:
-        """Erase the person behind this device, and the device: appliance, gateway, then central."""
+    def erase(self, client: Client, proven: set[str] | frozenset[str] = frozenset()) -> Outcome:
+        """Erase the person behind this device, and the device: appliance, gateway, then central.
+        The person only with proof in this session (or when the record is all this device's own
+        submission); otherwise the device and what it alone brought."""
         device = Device.get_or_none(Device.mac == client.mac) if client.mac else None
         if device is None:
             return Outcome(False, {"form": "not_recognised"})
         lead = device.lead if device.lead_id and device.lead.erased_at is None else None
+        if lead is not None and lead.uid not in proven and not self._own_only(lead, device):
+            erase_person(None, [device], self.gateway, self.settings.store_id, "visitor")
+            self.online.forget(client.ip)
+            return Outcome(True, scope="device")
         ips = {a.ip for a in Authorization.select(Authorization.ip).join(Device).where(
             (Device.id == device.id) | ((Device.lead == lead) if lead else (Device.id == device.id)))}
         erase_person(lead, [device], self.gateway, self.settings.store_id, "visitor")

@@ -95,6 +95,15 @@ def visitors(app):
     return app.extensions["footfall"].visitors
 
 
+def prove_claims(visitors, outcome, client) -> None:
+    """Apply the proof of every contact a sign-in named, as a right code would (portal/contacts.py);
+    for tests about what follows a proof (exports, segments), not about the code itself."""
+    from portal.models import ContactClaim
+    for uid in outcome.claims:
+        row = ContactClaim.get(ContactClaim.uid == uid)
+        visitors.contacts._prove(row, "email" if row.kind == "email" else "sms", client.mac, client.ip)
+
+
 def row_counts() -> dict[str, int]:
     from portal.models import MODELS
     return {m._meta.table_name: m.select().count() for m in MODELS}

@@ -16,7 +16,10 @@ RULE_KEYS = (*segments.RULE_FIELDS, *segments.TEXT_FIELDS)
 @bp.get("/segments")
 @login_required
 def segment_list():
-    return render_template("panel/segments.html", segments=list(Segment.select().order_by(Segment.id)),
+    segments = list(Segment.select().order_by(Segment.id))
+    # Double opt-in: consenting members an export leaves out because they proved no contact.
+    left_out = {s.id: {kind: exports.left_out(s.id, kind) for kind in ("csv", "meta")} for s in segments}
+    return render_template("panel/segments.html", segments=segments, left_out=left_out,
                            rules={s.id: json.loads(s.rule) for s in Segment.select()}, rule_keys=RULE_KEYS,
                            purposes=PURPOSES, error=request.args.get("error"))
 

@@ -7,7 +7,7 @@ from peewee import fn
 
 from portal import consent, segments
 from portal.identity import InvalidContact, normalize_email, normalize_phone
-from portal.models import AuditLog, Consent, Device, Lead, Segment, SegmentMember, Visit
+from portal.models import AuditLog, Consent, ContactProof, Device, Lead, Segment, SegmentMember, Visit
 from portal.numbers import INT64_MAX, NumberError, parse_int
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.policy_texts import MARKETING_PURPOSES, PURPOSES
@@ -102,5 +102,6 @@ def lead_page(uid: str):
                            phone=rt.vault.decrypt(lead.phone_enc, "lead.phone"),
                            name=rt.vault.decrypt(lead.name_enc, "lead.name"),
                            history=consent.history(lead), state=consent.state(lead), purposes=PURPOSES,
+                           counting=consent.effective_purposes(lead), proofs=list(lead.proofs.order_by(ContactProof.id)),
                            marketing=MARKETING_PURPOSES, segments=segments.segments_of(lead.id),
                            error=request.args.get("error"), field=request.args.get("field"))

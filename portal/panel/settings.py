@@ -70,6 +70,6 @@ def settings_logo():
 def _reload(rt) -> None:
     """Apply saved settings to this running portal (other processes read them at start)."""
     settings = store_settings.apply(rt.settings)
-    rt.visitors.settings = settings
+    rt.visitors.settings = rt.visitors.contacts.settings = settings
     current_app.extensions["footfall"] = dataclasses.replace(rt, settings=settings)
     configure_throttle(current_app.extensions["footfall"])

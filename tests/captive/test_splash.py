@@ -93,7 +93,8 @@ def test_welcome_back_is_one_tap(client):
     from portal.models import Authorization
     Authorization.delete().execute()
     page = text(client.get("/", headers={"Accept-Language": "en"}))
-    assert "Welcome back, Linh" in page and 'name="email"' not in page
+    # Welcomed without a name: this sheet has not proved it is Linh (issue 11).
+    assert "Welcome back" in page and "Linh" not in page and 'name="email"' not in page
     assert 'name="email"' in text(client.get("/?form=1"))  # "not you?" shows the form
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     response = client.post("/welcome-back", data={"csrf_token": token})

@@ -2,10 +2,38 @@
 answers, slow answers and garbage, for the message drivers' tests."""
 from __future__ import annotations
 
+import email
 import json
+import re
+import socket
 import threading
 import time
+from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Inbox:
+    """aiosmtpd's handler: every email received, as (recipients, parsed message)."""
+
+    def __init__(self) -> None:
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 OK"
+
+    def codes(self, to: str) -> list[str]:
+        found = []
+        for rcpt, message in list(self.messages):
+            if to in rcpt:
+                found += re.findall(r"\b(\d{6})\b", message.get_body(("plain",)).get_content())[:1]
+        return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Provider:
@@ -53,6 +81,18 @@ class Provider:
             return 200, {"error": 0, "message": "Success", "data": {"msg_id": f"zns-{len(self.received)}",
                                                                     "sent_time": str(int(time.time() * 1000))}}
         return 200, {"error": int(self.mode), "message": "Phone number is invalid"}
+
+    def codes(self, phone: str) -> list[str]:
+        """The codes this provider was asked to deliver to a phone (E.164 without '+'), oldest first."""
+        digits = phone.lstrip("+")
+        found = []
+        for item in list(self.received):
+            body = item["body"]
+            if self.kind == "esms" and body.get("Phone") == digits:
+                found += re.findall(r"\b(\d{6})\b", body.get("Content", ""))[:1]
+            elif self.kind == "zns" and body.get("phone") == digits:
+                found.append(str(body.get("template_data", {}).get("otp")))
+        return found
 
     def close(self) -> None:
         self.server.shutdown()

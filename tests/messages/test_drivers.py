@@ -2,12 +2,9 @@
 CA), local servers speaking eSMS.vn's and Zalo ZNS's documented APIs (errors, timeouts, garbage)."""
 from __future__ import annotations
 
-import email
 import io
-import socket
 import ssl
 import time
-from email import policy
 
 import pytest
 import trustme
@@ -18,22 +15,7 @@ from portal.messages.console import ConsoleDriver
 from portal.messages.esms import EsmsDriver
 from portal.messages.smtp import SmtpDriver
 from portal.messages.zns import ZnsDriver
-from tests.messages.providers import Provider
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default)))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.messages.providers import Inbox, Provider, free_port
 
 
 @pytest.fixture

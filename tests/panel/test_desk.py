@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from portal import consent
 from portal.models import AuditEntry, Consent, DataRequest, Device, Lead, OutboxEvent, Segment, StoreSetting, Visit, utcnow
 from portal.visitors import Client, SignInForm
+from tests.conftest import prove_claims
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -17,10 +18,11 @@ def people(app):
     visitors = app.extensions["footfall"].visitors
     for i in range(60):
         mac = f"02:00:00:00:01:{i:02x}"
+        client = Client(f"10.0.1.{i}", mac)
         outcome = visitors.sign_in(SignInForm(email=f"p{i}@example.com", phone=f"09123450{i:02d}", terms=True,
-                                              marketing=frozenset({"marketing_email"} if i % 2 else set())),
-                                   Client(f"10.0.1.{i}", mac))
+                                              marketing=frozenset({"marketing_email"} if i % 2 else set())), client)
         assert outcome.ok
+        prove_claims(visitors, outcome, client)
         start = utcnow() - datetime.timedelta(days=i % 40)
         Visit.create(device=Device.get(Device.mac == mac), start=start, end=start + datetime.timedelta(minutes=25))
     return visitors

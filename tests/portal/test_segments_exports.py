@@ -8,15 +8,19 @@ import pytest
 from portal import exports, segments
 from portal.models import Device, Lead, Segment, Visit, utcnow
 from portal.visitors import Client, SignInForm
+from tests.conftest import prove_claims
 
 NOW = utcnow()
 
 
-def person(visitors, n, email=None, phone=None, marketing=(), visits=(), language="en"):
+def person(visitors, n, email=None, phone=None, marketing=(), visits=(), language="en", proved=True):
     mac = f"02:00:00:00:{n // 256:02x}:{n % 256:02x}"
+    client = Client(f"10.0.{n // 256}.{n % 256}", mac)
     outcome = visitors.sign_in(SignInForm(email=email or "", phone=phone or "", terms=True, language=language,
-                                          marketing=frozenset(marketing)), Client(f"10.0.{n // 256}.{n % 256}", mac))
+                                          marketing=frozenset(marketing)), client)
     assert outcome.ok, outcome.errors
+    if proved:  # double opt-in: exports count proved contacts only (tests/portal/test_verified_identity.py)
+        prove_claims(visitors, outcome, client)
     device = Device.get(Device.mac == mac)
     for days_ago, minutes in visits:
         start = NOW - datetime.timedelta(days=days_ago)
@@ -82,7 +86,8 @@ def test_withdrawal_and_erasure_leave_exports(crowd, visitors):
     meta = list(exports.export_rows(sid, "meta", visitors.vault))
     assert len(meta) == 3  # header + regular + lost (ad_audiences)
     visitors.withdraw(Client("10.0.0.2", "02:00:00:00:00:02"), "ad_audiences")
-    visitors.erase(Client("10.0.0.4", "02:00:00:00:00:04"))
+    # Erasing a proved person takes the proof of this session (a code), else only the device goes.
+    visitors.erase(Client("10.0.0.4", "02:00:00:00:00:04"), {crowd["lost"].uid})
     assert list(exports.export_rows(sid, "meta", visitors.vault)) == [["email", "phone"]]
     assert ["", "+84987654321"] not in [r[:2] for r in exports.export_rows(sid, "csv", visitors.vault)]
 
