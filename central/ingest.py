@@ -12,10 +12,12 @@ import io
 
 from psycopg2.extras import execute_values
 
-from central.batch import UID, Event, Refused, event_time
+from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
-from portal import wire
+from portal.core import wire
+from portal.core.events import UID, Event
+from portal.core.times import event_time
 from portal.identity import Vault
 
 __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from portal import clock, privacy, wire
+from portal import clock, privacy
+from portal.core import wire
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
