@@ -18,7 +18,7 @@ from central.db import database, init_db
 from central.models import ApiToken, Store, utcnow
 from portal.config import Settings, central_key_path, load_settings
 from portal.identity import Vault, load_or_create_keys
-from portal.numbers import StrictInt
+from portal.guards import StrictInt
 
 logger = logging.getLogger(__name__)
 SCOPES = ("people:read", "exports:read", "erase:write", "stores:read")

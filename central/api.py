@@ -10,9 +10,9 @@ from central import ctx, token_scopes
 from central.db import database
 from central.ingest import erase_person
 from central.models import Person, Store, utcnow
-from portal import exports as audience
-from portal.numbers import NumberError, parse_int
-from portal.segment_rules import BUILTIN, LeadStat, member
+from portal.core import audience
+from portal.core.numbers import NumberError, parse_int
+from portal.core.segment_rules import BUILTIN, LeadStat, member
 
 bp = Blueprint("api", __name__)
 PAGE_MAX = 500
@@ -137,7 +137,7 @@ def _export_rows(ids: list[int], kind: str):
     """The appliance's consent rules: only the identifiers each person agreed to, hashed for ads."""
     vault = ctx()["vault"]
     consents = _consents(ids)
-    yield ["email", "phone", "name", "language"] if kind == "csv" else (["email", "phone"] if kind == "meta" else ["Email", "Phone"])
+    yield list(audience.HEADERS[kind])
     for p in Person.select().where(Person.id.in_(ids) & Person.erased_at.is_null()).order_by(Person.id):
         granted = consents.get(p.id, {})
         email = vault.decrypt(p.email_enc, "person.email")
@@ -148,9 +148,7 @@ def _export_rows(ids: list[int], kind: str):
             if email or phone:
                 yield [email or "", phone or "", vault.decrypt(p.name_enc, "person.name") or "", p.language]
         elif granted.get("ad_audiences") and (email or phone):
-            to_phone = audience.meta_phone if kind == "meta" else audience.google_phone
-            yield [audience.sha256(audience.normalize_email(email)) if email else "",
-                   audience.sha256(to_phone(phone)) if phone else ""]
+            yield audience.hashed_row(kind, email, phone)
 
 
 @bp.get("/v1/stores")

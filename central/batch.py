@@ -5,31 +5,24 @@ store's key can leak, so a signed batch is still read as hostile: the gzip strea
 chunks and refused (413) as soon as it passes MAX_INFLATED bytes, without inflating the rest;
 the JSON values it could build are counted before parsing (a 64 MiB text of "[[],[],...]" would
 otherwise become gigabytes of objects); the events are parsed one by one and refused (413) as
-soon as there are more than MAX_EVENTS, each validated as it is read.
+soon as there are more than MAX_EVENTS, each validated as it is read (portal/core/events.py).
 """
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import zlib
-from dataclasses import dataclass
 
-TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
-          "lead.erased", "devices.erased", "erase.ack")
+from portal.core.events import Event, EventError, validate
+
 MAX_EVENTS = 20_000
 MAX_INFLATED = 64 * 1024 * 1024
 # Every JSON value but the first in a container follows a "," and every container opens with
 # "[" or "{": their count bounds the objects a text can build. The largest legitimate event
-# (a segment of 1,000,000 members) needs 1,000,000.
+# (a segment of 1,000,000 members, events.MAX_MEMBERS) needs 1,000,000.
 MAX_VALUES = 2_000_000
-MAX_MEMBERS = 1_000_000
 CHUNK = 1 << 20
-UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _WS = re.compile(r"[ \t\n\r]*")
-_PURPOSES = ("wifi_terms", "marketing_email", "marketing_sms", "ad_audiences")
 
 
 class Refused(Exception):
@@ -38,14 +31,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
-
-
-@dataclass(frozen=True)
-class Event:
-    uid: str
-    topic: str
-    at: datetime.datetime
-    data: dict
 
 
 def inflate(body: bytes, limit: int = MAX_INFLATED) -> bytes:
@@ -121,8 +106,8 @@ def parse_events(raw: bytes) -> list[Event]:
             if len(events) == MAX_EVENTS:
                 raise Refused(413, f"at most {MAX_EVENTS} events per batch")
             try:
-                events.append(_event(item))
-            except ValueError as exc:
+                events.append(validate(item))
+            except EventError as exc:
                 raise Refused(400, f"event {len(events)}: invalid {exc.args[0] if exc.args else 'value'}") from None
     except ValueError:  # json.JSONDecodeError is one, and so are _raw_events' own
         raise Refused(400, 'body is not JSON of the form {"events": [...]}') from None
@@ -134,70 +119,3 @@ def parse_events(raw: bytes) -> list[Event]:
 def read_batch(body: bytes) -> list[Event]:
     return parse_events(inflate(body))
 
-
-def _str(data, key, limit, pattern=None, optional=False):
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit or (pattern and not pattern.match(value)):
-        raise ValueError(key)
-    return value
-
-
-def event_time(value) -> datetime.datetime:
-    """An ISO 8601 time as naive UTC; ValueError for anything else, overflow included
-    (0001-01-01T00:00:00+14:00 is before year 1 in UTC)."""
-    if not isinstance(value, str) or len(value) > 40:
-        raise ValueError("time")
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-        return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
-    except (ValueError, OverflowError):
-        raise ValueError("time") from None
-
-
-def _event(raw) -> Event:
-    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-        raise ValueError("event")
-    uid = _str(raw, "uid", 64, UID)
-    topic = raw.get("topic")
-    if topic not in TOPICS:
-        raise ValueError("topic")
-    data = raw["data"]
-    _check(topic, data)
-    return Event(uid, topic, event_time(raw.get("at")), data)
-
-
-def _check(topic: str, d: dict) -> None:
-    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
-        _str(d, "lead", 64, UID)
-    if topic == "lead.upserted" and not d.get("gone"):
-        _str(d, "email", 254, optional=True)
-        _str(d, "phone", 32, optional=True)
-        _str(d, "name", 80, optional=True)
-        _str(d, "email_index", 64, _HEX64, optional=True)
-        _str(d, "phone_index", 64, _HEX64, optional=True)
-        if d.get("language") not in ("vi", "en"):
-            raise ValueError("language")
-    elif topic == "consent.recorded":
-        if d.get("purpose") not in _PURPOSES or not isinstance(d.get("granted"), bool):
-            raise ValueError("purpose")
-        _str(d, "policy_sha256", 64, _HEX64, optional=True)
-        _str(d, "method", 32, optional=True)
-    elif topic in ("device.linked", "visit.closed"):
-        _str(d, "device", 17, _MAC)
-        if topic == "visit.closed":
-            event_time(d.get("start")), event_time(d.get("end"))
-            if not isinstance(d.get("passerby"), bool):
-                raise ValueError("passerby")
-    elif topic == "segment.members":
-        _str(d, "segment", 64, UID)
-        members = d.get("members")
-        if not isinstance(members, list) or len(members) > MAX_MEMBERS:
-            raise ValueError("members")
-        if not all(isinstance(m, str) and UID.match(m) for m in members):
-            raise ValueError("members")
-    elif topic == "devices.erased":
-        macs = d.get("devices")
-        if not isinstance(macs, list) or not all(isinstance(m, str) and _MAC.match(m) for m in macs):
-            raise ValueError("devices")

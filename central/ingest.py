@@ -1,7 +1,7 @@
 """Signed batches from the stores, applied exactly once and in bulk.
 
 Wire format: POST /v1/ingest, body = gzip(JSON {"events": [...]}), headers X-Footfall-Store,
-X-Footfall-Timestamp and X-Footfall-Signature (portal/wire.py defines the signatures, of the
+X-Footfall-Timestamp and X-Footfall-Signature (portal/core/wire.py defines the signatures, of the
 batch and of the answer; central/batch.py reads the body). A batch is verified whole and applied
 whole in one transaction, or refused whole: nothing is applied from a batch that fails any check.
 """
@@ -12,14 +12,16 @@ import io
 
 from psycopg2.extras import execute_values
 
-from central.batch import UID, Event, Refused, event_time
+from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
-from portal import wire
+from portal.core import wire
+from portal.core.events import UID, Event
+from portal.core.times import event_time
 from portal.identity import Vault
 
 __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
-sign = wire.sign  # the batch signature, defined in portal.wire
+sign = wire.sign  # the batch signature, defined in portal.core.wire
 
 
 def store_key(store: Store, vault: Vault) -> bytes:

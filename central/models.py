@@ -1,16 +1,11 @@
 """The chain's records: people merged across stores by blind index, and what each store saw."""
 from __future__ import annotations
 
-import datetime
-
 from peewee import (BigAutoField, BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
                     IntegerField, Model, TextField)
 
 from central.db import database
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+from portal.core.times import system_utcnow as utcnow
 
 
 class BaseModel(Model):

@@ -8,13 +8,13 @@ from flask import Blueprint, Response, request
 from central import ctx, now
 from central.batch import Refused, read_batch
 from central.ingest import apply, verify
-from portal import wire
+from portal.core import wire
 
 bp = Blueprint("sync", __name__)
 
 
 def _answer(payload: dict, status: int, key: bytes | None = None) -> Response:
-    """JSON, signed for the store once it is known (portal/wire.py): the store acts on nothing else."""
+    """JSON, signed for the store once it is known (portal/core/wire.py): the store acts on nothing else."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     response = Response(body, status=status, mimetype="application/json")
     if key is not None:

@@ -12,6 +12,8 @@ import logging
 from array import array
 from pathlib import Path
 
+from portal.core.macs import randomized
+
 logger = logging.getLogger(__name__)
 DEFAULT_FILE = Path("/usr/share/ieee-data/oui.csv")
 
@@ -49,12 +51,11 @@ class OuiTable:
     def vendor(self, mac: str) -> str | None:
         """The organisation that owns the MAC's prefix; None for randomized or unknown ones."""
         try:
-            first = int(mac[0:2], 16)
+            if randomized(mac):
+                return None  # locally administered: no vendor behind it
             prefix = int(mac[0:2] + mac[3:5] + mac[6:8], 16)
         except ValueError:
             return None
-        if first & 0x02:
-            return None  # locally administered: no vendor behind it
         i = bisect.bisect_left(self._prefixes, prefix)
         if i == len(self._prefixes) or self._prefixes[i] != prefix:
             return None
@@ -64,7 +65,3 @@ class OuiTable:
         row = next(csv.reader(io.StringIO(line)), None)
         return row[2].strip()[:120] if row and len(row) > 2 else None
 
-
-def randomized(mac: str) -> bool:
-    """The locally administered bit: phones set it on their per-network private addresses."""
-    return bool(int(mac[0:2], 16) & 0x02)

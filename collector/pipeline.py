@@ -5,10 +5,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from collector.oui import randomized
 from collector.parse import LINKTYPE_ETHERNET, Malformed, parse
 from collector.sessions import AIR, LAN, Sessionizer
 from collector.store import Batch, DeviceUpdate, RunUpdate, Writer
+from portal.core.macs import randomized
 
 logger = logging.getLogger(__name__)
 SWEEP_EVERY = 60.0  # seconds of capture time between closing idle runs

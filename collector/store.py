@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import datetime
 import json
 import logging
 import queue
@@ -19,6 +18,8 @@ from peewee import OperationalError
 
 from collector.oui import OuiTable
 from collector.sessions import VisitRecord
+from portal.core.macs import randomized
+from portal.core.times import epoch, stamp
 from portal.db import database, is_busy
 
 logger = logging.getLogger(__name__)
@@ -39,20 +40,6 @@ _UPSERT_RUN = """
 INSERT INTO open_run (device_id, source, start, last, sightings) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT(device_id, source) DO UPDATE SET start = excluded.start, last = excluded.last, sightings = excluded.sightings
 """
-
-
-def stamp(ts: float) -> str:
-    """Epoch seconds as the naive-UTC text the database holds (as peewee writes it)."""
-    sec = int(ts)
-    micro = int((ts - sec) * 1_000_000 + 0.5)
-    if micro == 1_000_000:
-        sec, micro = sec + 1, 0
-    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
-    return f"{text}.{micro:06d}" if micro else text
-
-
-def epoch(text: str) -> float:
-    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +100,7 @@ class Store:
                     seen[item.mac] = (min(lo, item.start), max(hi, getattr(item, "end", None) or item.last))
                 database.cursor().executemany(
                     "INSERT INTO device (mac, first_seen, last_seen, randomized) VALUES (?, ?, ?, ?) ON CONFLICT(mac) DO NOTHING",
-                    [(m, stamp(seen[m][0]), stamp(seen[m][1]), bool(int(m[:2], 16) & 2)) for m in missing if m in seen])
+                    [(m, stamp(seen[m][0]), stamp(seen[m][1]), randomized(m)) for m in missing if m in seen])
             ids = self._ids(macs)
             if batch.visits:
                 database.cursor().executemany(

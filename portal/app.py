@@ -19,7 +19,7 @@ from portal.identity import Vault, load_or_create_keys
 from portal.journal import Journal
 from portal.recovery import ensure_sound
 from portal.models import Authorization, Device, utcnow
-from portal.numbers import StrictInt
+from portal.guards import StrictInt
 from portal.funnel import Funnel
 from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter

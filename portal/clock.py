@@ -17,6 +17,8 @@ import os
 import threading
 from pathlib import Path
 
+from portal.core.times import system_utcnow as _now  # the system clock; utcnow() below adds the floor
+
 logger = logging.getLogger(__name__)
 
 FILE = "clock.json"
@@ -39,10 +41,6 @@ def synchronized() -> bool:
         return False
     timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
     return _libc.adjtimex(timex) not in (-1, _TIME_ERROR)
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def last_good(data_dir: str | os.PathLike) -> datetime.datetime | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from portal.core.purposes import LANGUAGES
 from portal.weak_secrets import WeakSecret, check_faskey
 
 ENV_PREFIX = "FOOTFALL_"
@@ -180,8 +181,8 @@ def load_settings(
 
 
 def _validate(settings: "Settings") -> None:
-    if settings.default_language not in ("vi", "en"):
-        raise ConfigError("default_language must be 'vi' or 'en'")
+    if settings.default_language not in LANGUAGES:
+        raise ConfigError(f"default_language must be one of {', '.join(LANGUAGES)}")
     if settings.gateway not in ("null", "nftables", "opennds"):
         raise ConfigError(f"unknown gateway driver {settings.gateway!r}")
     try:

@@ -9,9 +9,8 @@ from peewee import fn
 
 from portal import clock
 from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
+from portal.core.purposes import LANGUAGES
 from portal.policy_texts import DEFAULTS, DOCUMENTS, PURPOSES, REQUIRED_PURPOSE
-
-LANGUAGES = ("vi", "en")
 
 
 @dataclass(frozen=True)

@@ -8,36 +8,12 @@ only proved contact points are exported; `left_out` says how many consenting peo
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import re
 from typing import Iterator
 
 from portal.consent import COUNTS_SQL
+from portal.core.audience import KINDS, google_phone, meta_phone, normalize_email, sha256
 from portal.db import database
 from portal.identity import Vault
-
-KINDS = ("csv", "meta", "google")
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def normalize_email(email: str) -> str:
-    """Both platforms: trim and lowercase."""
-    return email.strip().lower()
-
-
-def meta_phone(e164: str) -> str:
-    """Meta: digits only, with the country code, no '+' and no leading zeros."""
-    return "".join(ch for ch in e164 if ch.isdigit()).lstrip("0")
-
-
-def google_phone(e164: str) -> str:
-    """Google Customer Match: E.164, with the '+'."""
-    return "+" + meta_phone(e164)
 
 
 _CONSENTED = """
@@ -102,24 +78,3 @@ def export_rows(segment_id: int, kind: str, vault: Vault) -> Iterator[list[str]]
         phone = vault.decrypt(phone_enc, "lead.phone")
         if email or phone:
             yield [sha256(normalize_email(email)) if email else "", sha256(to_phone(phone)) if phone else ""]
-
-
-_PHONE = re.compile(r"^\+[0-9]{6,15}$")
-
-
-def _safe_cell(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading quote (E.164 phones excepted)."""
-    if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PHONE.match(cell):
-        return "'" + cell
-    return cell
-
-
-def to_csv(rows: Iterator[list[str]]) -> Iterator[str]:
-    """Stream as CSV text; cells that a spreadsheet would run as formulas are neutralised."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow([_safe_cell(cell) for cell in row])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()

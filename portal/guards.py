@@ -2,7 +2,8 @@
 encodings (before CSRF parses the form), then characters and lengths no field accepts.
 
 Every guard refuses with BadParameters (portal/errors.py answers it with a 400 page) or lets
-werkzeug's own limits answer 413; none changes anything.
+werkzeug's own limits answer 413; none changes anything. `StrictInt` is the `<int:...>` URL
+converter of both apps (the portal and the central store).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from flask import request
+from werkzeug.routing import BaseConverter
 
 PARAM_MAX = 2048
 # Control characters (CR and LF included) and U+FFFD, which is what undecodable bytes become.
@@ -60,3 +62,17 @@ def check_parameters() -> None:
             for text in values:
                 if len(text) > limit or forbidden.search(text):
                     raise BadParameters()
+
+
+class StrictInt(BaseConverter):
+    """`<int:...>` in URLs: werkzeug's own accepts fullwidth digits and unbounded values (which
+    overflow the database: a 500); this one matches 1-18 ASCII digits, anything else is a 404."""
+
+    regex = r"[0-9]{1,18}"
+    part_isolating = True
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))

@@ -5,7 +5,7 @@ Policy texts (what visitors agree to) are versioned in the database instead, see
 """
 from __future__ import annotations
 
-LANGUAGES = ("vi", "en")
+from portal.core.purposes import LANGUAGES
 
 MESSAGES: dict[str, dict[str, str]] = {
     "title": {"en": "Free WiFi", "vi": "WiFi miễn phí"},

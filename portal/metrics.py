@@ -19,8 +19,8 @@ from portal import funnel
 from portal.consent import COUNTS_SQL
 from portal.db import database
 from portal.models import utcnow
-from portal.policy_texts import MARKETING_PURPOSES
-from portal.segment_rules import NEW, RETURNING, visitor_kind, window_start
+from portal.core.purposes import MARKETING_PURPOSES
+from portal.core.segment_rules import NEW, RETURNING, visitor_kind, window_start
 from portal.visits import EARLIER_VISIT
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
 
     # One pass per person or device: when they were last here this month, how many visits (closed,
     # and one in progress), and whether they came before the month: new or returning, defined once
-    # in portal/segment_rules.py.
+    # in portal/core/segment_rules.py.
     today = week = month = new = returning = visits = 0
     per_subject: dict[int, int] = {}
     present_since = (now - datetime.timedelta(minutes=gap_minutes)).isoformat(" ")

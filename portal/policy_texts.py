@@ -6,9 +6,8 @@ stored hash is the hash of exactly what was shown.
 """
 from __future__ import annotations
 
-REQUIRED_PURPOSE = "wifi_terms"
-MARKETING_PURPOSES = ("marketing_email", "marketing_sms", "ad_audiences")
-PURPOSES = (REQUIRED_PURPOSE, *MARKETING_PURPOSES)
+from portal.core.purposes import MARKETING_PURPOSES, PURPOSES, REQUIRED_PURPOSE  # noqa: F401  (re-exported; defined in the core)
+
 NOTICE = "privacy_notice"
 DOCUMENTS = (*PURPOSES, NOTICE)
 

@@ -13,7 +13,7 @@ from portal.gateway import Gateway, GatewayError
 from portal.identity import InvalidContact, Vault, clean_name, normalize_email, normalize_phone
 from portal.models import (Authorization, AuditLog, Consent, ContactClaim, DataRequest, Device, Lead, OutboxEvent, SegmentMember,
                            Visit, utcnow)
-from portal.policy_texts import MARKETING_PURPOSES
+from portal.core.purposes import MARKETING_PURPOSES
 
 logger = logging.getLogger(__name__)
 REQUEST_KINDS = ("access", "correction", "withdrawal", "erasure", "objection")

@@ -11,8 +11,8 @@ import hashlib
 import sqlite3
 
 from portal.config import Settings, database_path
-from portal.consent import LANGUAGES
-from portal.policy_texts import DEFAULTS, DOCUMENTS, MARKETING_PURPOSES, NOTICE, REQUIRED_PURPOSE
+from portal.core.purposes import LANGUAGES, MARKETING_PURPOSES, REQUIRED_PURPOSE
+from portal.policy_texts import DEFAULTS, DOCUMENTS, NOTICE
 
 Texts = dict[tuple[str, str], str]
 

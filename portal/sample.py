@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from portal import consent, segments
+from portal.core.purposes import LANGUAGES
 from portal.db import database
 from portal.identity import Vault
 from portal.models import AuditEntry, AuditLog, Consent, Device, Lead, Visit, utcnow
@@ -64,7 +65,7 @@ def add_sample(vault: Vault, store_id: str, people: int = 40, anonymous: int = 3
     rng = random.Random(rng_seed)
     now = now or utcnow()
     policies = {(p, lang): consent.current(p, lang) for p in ("wifi_terms", "marketing_email", "ad_audiences")
-                for lang in ("vi", "en")}
+                for lang in LANGUAGES}
     n_visits = n_consents = 0
     with database.atomic():
         subjects: list[tuple[Device, datetime.datetime]] = []

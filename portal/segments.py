@@ -2,7 +2,7 @@
 
 Built-in segments (new, returning, loyal, lapsed, lost) have thresholds the owner can edit;
 custom segments combine the same conditions. New and returning follow the one definition in
-portal/segment_rules.py (visitor_kind), shared with the dashboard, `footfall visits` and the
+portal/core/segment_rules.py (visitor_kind), shared with the dashboard, `footfall visits` and the
 central store. Membership is recomputed in one pass: one SQL
 aggregate per lead over their visits on every device, then the rules in Python.
 """
@@ -17,9 +17,9 @@ from portal.db import database
 from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
 # The rules and the definition of new and returning live in a module without the database (the
 # central store imports it); they are re-exported here for the appliance's callers.
-from portal.segment_rules import (BUILTIN, FORMER_BUILTIN, RULE_FIELDS, TEXT_FIELDS, LeadStat, RuleError,  # noqa: F401
+from portal.core.segment_rules import (BUILTIN, FORMER_BUILTIN, RULE_FIELDS, TEXT_FIELDS, LeadStat, RuleError,  # noqa: F401
                                   clean_rule, matches, member, window_start)
-from portal.segment_rules import windows as rule_windows
+from portal.core.segment_rules import windows as rule_windows
 
 
 def ensure_builtins() -> None:

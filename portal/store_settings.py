@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from portal.models import AuditLog, StoreSetting, utcnow
-from portal.numbers import NumberError, parse_int
+from portal.core.numbers import NumberError, parse_int
 
 # name: (kind, low, high) for numbers, or a pattern for text
 EDITABLE = {

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from portal import clock, privacy, wire
+from portal import clock, privacy
+from portal.core import wire
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
@@ -49,7 +50,7 @@ class Target:
     allow_http: bool = False  # sync_allow_http: plain http to a loopback central, for tests
 
 
-sign = wire.sign  # the batch signature, defined once in portal.wire
+sign = wire.sign  # the batch signature, defined once in portal.core.wire
 
 
 def _loopback(host: str | None) -> bool:

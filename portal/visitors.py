@@ -16,6 +16,7 @@ from portal.gateway import Gateway, GatewayError, Grant
 from portal.identity import (InvalidContact, Vault, clean_name, mask_email, mask_phone, normalize_email,
                              normalize_phone)
 from portal.privacy import erase_person
+from portal.core.macs import randomized as _randomized
 from portal.online import OnlineIndex
 from portal.journal import Journal
 from portal.contacts import KINDS, Contacts, Pending, channels, verified_kinds
@@ -497,8 +498,3 @@ class Visitors:
         erase_person(lead, [device], self.gateway, self.settings.store_id, "visitor")
         self.online.forget(client.ip, *ips)
         return Outcome(True)
-
-
-def _randomized(mac: str) -> bool:
-    """The locally administered bit: set on the private addresses phones use per network."""
-    return bool(int(mac.split(":")[0], 16) & 0x02)

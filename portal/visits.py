@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from portal.db import database
 from portal.models import utcnow
-from portal.segment_rules import NEW, RETURNING, visitor_kind, window_start
+from portal.core.segment_rules import NEW, RETURNING, visitor_kind, window_start
 
 ESTIMATE_NOTE = ("Anonymous figures are estimates: phones use private (randomized) addresses that can change per "
                  "network or over time, so one person may count as several devices.")
@@ -49,7 +49,7 @@ class VisitorStats:
 
     @property
     def kind(self) -> str | None:
-        """New or returning (portal/segment_rules.py: one definition everywhere)."""
+        """New or returning (portal/core/segment_rules.py: one definition everywhere)."""
         return visitor_kind(self.visits, self.visited_before)
 
 

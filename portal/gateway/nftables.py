@@ -19,13 +19,13 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
+from portal.core.macs import MAC
 from portal.gateway import GatewayError, Grant
 from portal.gateway.isolation import GLOBAL_V6, IFACE_RE, REFUSED_V4, REFUSED_V6, IPNetwork, Isolation, Service
 
 logger = logging.getLogger(__name__)
 
 TABLE = "footfall"
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFACE_RE = IFACE_RE
 # Unauthorized clients' DNS, per client (MAC, and IPv4 source): enough for a phone's captive
 # detection and the lookups of apps waking up on a new network, far too little for a DNS tunnel
@@ -167,7 +167,7 @@ def _seconds(duration: str) -> int:
 
 def _mac(mac: str) -> str:
     mac = mac.lower()
-    if not _MAC_RE.match(mac):
+    if not MAC.match(mac):
         raise GatewayError(f"invalid MAC address {mac!r}")
     return mac
 

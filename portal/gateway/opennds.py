@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from portal.core.macs import MAC
 from portal.gateway import Grant
 from portal.gateway.opennds_authmon import AuthList
 from portal.safeurl import safe_continue
@@ -51,7 +52,6 @@ FAS_MAX = 4096
 LEVELS = (1, 2, 3)
 FASKEY = re.compile(r"^[A-Za-z0-9]{1,32}$")  # what openNDS documents; php would cut a longer key at 32
 _HID = re.compile(r"^[0-9a-f]{64}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _GATEWAY = re.compile(r"^([0-9.]{7,15}|\[[0-9a-f:]+\]):([0-9]{1,5})$")
 _GATEWAYNAME = re.compile(r"^[A-Za-z0-9%._~-]{1,256}$")
@@ -147,7 +147,7 @@ def parse_query(text: str, allowed_gateways: frozenset[str], level: int) -> FasR
     gatewayname = fields.get("gatewayname", "")
     if not _HID.match(hid):
         raise InvalidFas("hid is not a sha256 digest (is faskey set and fas_secure_enabled on?)")
-    if not _MAC.match(mac):
+    if not MAC.match(mac):
         raise InvalidFas("clientmac is not a MAC address")
     try:
         clientip = str(ipaddress.ip_address(unquote(fields.get("clientip", ""))))

@@ -7,9 +7,10 @@ from flask import Response, abort, redirect, render_template, request, stream_wi
 from flask_login import current_user, login_required
 
 from portal import exports, segments
+from portal.core import audience
 from portal.models import AuditLog, Segment, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
-from portal.policy_texts import PURPOSES
+from portal.core.purposes import PURPOSES
 
 RULE_KEYS = (*segments.RULE_FIELDS, *segments.TEXT_FIELDS)
 
@@ -64,10 +65,10 @@ def segment_thresholds(key: str):
 @requires(*SEES_PERSONAL_DATA)
 def segment_export(key: str, kind: str):
     segment = Segment.get_or_none(Segment.key == key[:64])
-    if segment is None or kind not in exports.KINDS:
+    if segment is None or kind not in audience.KINDS:
         abort(404)
     AuditLog.record(current_user.actor, "export", segment.key, request.remote_addr, kind=kind)
     rows = exports.export_rows(segment.id, kind, runtime().vault)
     name = f"{segment.key}-{kind}-{utcnow():%Y%m%d}.csv"
-    return Response(stream_with_context(exports.to_csv(rows)), mimetype="text/csv",
+    return Response(stream_with_context(audience.to_csv(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

@@ -8,9 +8,9 @@ from peewee import fn
 from portal import consent, segments
 from portal.identity import InvalidContact, normalize_email, normalize_phone
 from portal.models import AuditLog, Consent, ContactProof, Device, Lead, Segment, SegmentMember, Visit
-from portal.numbers import INT64_MAX, NumberError, parse_int
+from portal.core.numbers import INT64_MAX, NumberError, parse_int
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
-from portal.policy_texts import MARKETING_PURPOSES, PURPOSES
+from portal.core.purposes import MARKETING_PURPOSES, PURPOSES
 
 PAGE = 50
 

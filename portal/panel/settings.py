@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from portal import consent, store_settings
 from portal.models import AuditLog
-from portal.numbers import is_ascii_digits
+from portal.core.numbers import is_ascii_digits
 from portal.panel import bp, requires, runtime
 from portal.panel.auth import configure_throttle
 from portal.policy_texts import DOCUMENTS

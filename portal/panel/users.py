@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from portal import accounts
 from portal.models import AuditEntry, Manager
-from portal.numbers import INT64_MAX, NumberError, parse_int
+from portal.core.numbers import INT64_MAX, NumberError, parse_int
 from portal.panel import bp, requires
 
 

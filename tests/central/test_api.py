@@ -139,7 +139,7 @@ def test_signed_ingest_fuzz_finds_no_server_error(central_app, stores):
     clear 400, never a 5xx."""
     from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-    from central.batch import TOPICS
+    from portal.core.events import TOPICS
 
     client = central_app.test_client()
     scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from collector.oui import DEFAULT_FILE, OuiTable, randomized
+from collector.oui import DEFAULT_FILE, OuiTable
+from portal.core.macs import randomized
 from tests.conftest import require
 
 SAMPLE = """Registry,Assignment,Organization Name,Organization Address

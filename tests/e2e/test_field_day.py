@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from portal import exports
+from portal.core import audience
 from tests.conftest import require
 from tests.e2e import fieldday as day
 from tests.e2e.fieldday_net import FieldNet, random_mac
@@ -251,7 +251,7 @@ def test_a_day_in_the_shop(field, tmp_path):
         for e, p in acknowledged.items() if {"marketing_email", "marketing_sms"} & set(p))
     assert manager["meta"]["rows"][0] == "email,phone"
     assert sorted(manager["meta"]["rows"][1:]) == sorted(
-        f"{exports.sha256(e)},{exports.sha256(exports.meta_phone(number[e])) if number[e] else ''}"
+        f"{audience.sha256(e)},{audience.sha256(audience.meta_phone(number[e])) if number[e] else ''}"
         for e, p in acknowledged.items() if "ad_audiences" in p)
     pushes = [int(n) for n in re.findall(r"job push: \{.*'duplicates': (\d+)", app.log("scheduler"))]
     print(json.dumps({"field_day": "full" if FULL else "compressed", "seconds": round(elapsed, 1), "phones": PHONES,

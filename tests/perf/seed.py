@@ -12,7 +12,7 @@ from portal import consent
 from portal.db import database
 from portal.identity import Vault
 from portal.models import utcnow
-from portal.policy_texts import MARKETING_PURPOSES
+from portal.core.purposes import MARKETING_PURPOSES
 
 FIRST = ["Lan", "Minh", "Hoa", "Tuan", "Mai", "Nam", "Linh", "Duc", "Claire", "Hugo", "Chloe", "Louis"]
 

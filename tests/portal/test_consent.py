@@ -1,6 +1,7 @@
 from portal import consent
 from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
-from portal.policy_texts import DOCUMENTS, MARKETING_PURPOSES
+from portal.core.purposes import MARKETING_PURPOSES
+from portal.policy_texts import DOCUMENTS
 
 WHERE = consent.Where("store-1", "02:00:00:00:00:01", "10.0.0.10", "portal_form")
 

@@ -74,6 +74,7 @@ def test_token_is_sha256_of_hid_and_faskey():
 @pytest.mark.parametrize("value", [
     None, "", "%%%", "not base64!", base64.b64encode(b"\xff\xfe").decode(), "A" * 5000,
     level1(hid="short"), level1(hid="g" * 64), level1(clientmac="zz:11:22:33:44:55"), level1(clientip="10.77.0"),
+    level1(clientmac="02:11:22:33:44:55%0a"),  # a MAC and a newline: no MAC (`$` would take it)
     level1(gatewayaddress="evil.example:80"), level1(gatewayaddress="8.8.8.8:2050"),
     level1(gatewayaddress="10.77.0.1"), level1(authdir="../../x"),
 ])

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from portal import sync, wire
+from portal import sync
+from portal.core import wire
 
 KEY = bytes(range(32))
 
@@ -49,7 +50,7 @@ def https_central(tmp_path):
             stamp = int(time.time())
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header(wire.TIMESTAMP_HEADER, str(stamp))  # signed as the central signs (portal/wire.py)
+            self.send_header(wire.TIMESTAMP_HEADER, str(stamp))  # signed as the central signs (portal/core/wire.py)
             self.send_header(wire.SIGNATURE_HEADER, wire.sign_answer(KEY, stamp, self.headers[wire.SIGNATURE_HEADER], body))
             self.end_headers()
             self.wfile.write(body)

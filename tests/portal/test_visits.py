@@ -128,7 +128,7 @@ def test_former_built_in_rules_are_replaced_but_an_owners_edit_is_kept(app):
 
     from portal import segments
     from portal.models import Segment
-    from portal.segment_rules import BUILTIN, FORMER_BUILTIN
+    from portal.core.segment_rules import BUILTIN, FORMER_BUILTIN
 
     segments.ensure_builtins()
     Segment.update(rule=json.dumps(FORMER_BUILTIN["new"])).where(Segment.key == "new").execute()
@@ -140,7 +140,7 @@ def test_former_built_in_rules_are_replaced_but_an_owners_edit_is_kept(app):
 
 
 def test_visitor_kind_is_the_definition():
-    from portal.segment_rules import NEW, RETURNING, visitor_kind
+    from portal.core.segment_rules import NEW, RETURNING, visitor_kind
 
     assert visitor_kind(0, False) is None and visitor_kind(0, True) is None
     assert visitor_kind(1, False) == NEW

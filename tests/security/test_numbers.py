@@ -10,7 +10,7 @@ import json
 import pytest
 
 from portal import accounts
-from portal.numbers import INT64_MAX, NumberError, is_ascii_digits, parse_int
+from portal.core.numbers import INT64_MAX, NumberError, is_ascii_digits, parse_int
 from tests.central.fixtures import event, post_batch
 from tests.panel.conftest import PASSWORD, PanelClient
 

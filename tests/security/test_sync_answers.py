@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from portal import sync, wire
+from portal import sync
+from portal.core import wire
 from portal.models import Lead, OutboxEvent
 from portal.visitors import Client, SignInForm
 from tests.central.fixtures import post_batch

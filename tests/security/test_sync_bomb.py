@@ -10,6 +10,7 @@ import pytest
 
 from central import batch
 from central.db import database
+from portal.core import events as wire_events
 from tests.central.fixtures import post_batch
 
 MiB = 1024 * 1024
@@ -70,12 +71,12 @@ def test_events_are_counted_as_they_are_parsed(central_app, stores):
 
 def test_the_limits_leave_real_batches_alone():
     """The largest legitimate event (a segment of a million members) fits the value budget."""
-    members = [f"lead{i:07d}" for i in range(batch.MAX_MEMBERS)]
+    members = [f"lead{i:07d}" for i in range(wire_events.MAX_MEMBERS)]
     raw = json.dumps({"events": [{"uid": "s", "topic": "segment.members", "at": "2026-11-20T10:00:00",
                                   "data": {"segment": "loyal", "members": members}}]}).encode()
     assert len(raw) < batch.MAX_INFLATED
     events = batch.parse_events(raw)
-    assert len(events[0].data["members"]) == batch.MAX_MEMBERS
+    assert len(events[0].data["members"]) == wire_events.MAX_MEMBERS
 
 
 @pytest.mark.parametrize("body,message", [

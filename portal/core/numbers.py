@@ -3,12 +3,10 @@
 `str.isdigit()` and `int()` accept far more than a client should send: "²" is a digit to
 isdigit() and a ValueError to int() (a 500), "１２" (fullwidth) and " 12" and "1_2" are 12 to
 int(), and forty digits overflow SQLite and PostgreSQL integers. Every number a request carries
-(headers, query strings, forms, URL paths) goes through `parse_int` or the `StrictInt` URL
-converter. No database or app import here: the appliance and the central store both use it.
+(headers, query strings, forms) goes through `parse_int`; URL paths through the `StrictInt`
+converter (portal/guards.py), which matches the same digits.
 """
 from __future__ import annotations
-
-from werkzeug.routing import BaseConverter
 
 INT64_MAX = 2**63 - 1
 
@@ -31,16 +29,3 @@ def parse_int(text: str, low: int = 0, high: int = INT64_MAX) -> int:
         raise NumberError(f"expected a whole number from {low} to {high}")
     return value
 
-
-class StrictInt(BaseConverter):
-    """`<int:...>` in URLs: werkzeug's own accepts fullwidth digits and unbounded values (which
-    overflow the database: a 500); this one matches 1-18 ASCII digits, anything else is a 404."""
-
-    regex = r"[0-9]{1,18}"
-    part_isolating = True
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value: int) -> str:
-        return str(int(value))

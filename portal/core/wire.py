@@ -8,7 +8,7 @@ Both carry X-Footfall-Timestamp (epoch seconds) and are refused outside a replay
 answer is bound to the request it answers (its signature is part of the MAC) and cannot pass
 for a request (the "answer." prefix): a recorded answer, erase commands and all, cannot be
 replayed to another request, and an unsigned or wrongly signed answer is never acted on.
-No database or app import here: the appliance and the central store both use it.
+The events a batch carries are in portal/core/events.py.
 """
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import hashlib
 import hmac
 import re
 
-from portal.numbers import NumberError, parse_int
+from portal.core.numbers import NumberError, parse_int
 
 STORE_HEADER = "X-Footfall-Store"
 TIMESTAMP_HEADER = "X-Footfall-Timestamp"
 SIGNATURE_HEADER = "X-Footfall-Signature"
 TIMESTAMP_MAX = 2**33  # epoch seconds, the year 2242: ten digits at most
 ANSWER_WINDOW = 300  # seconds; the central's own sync_replay_window defaults to the same
-_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
+_SIGNATURE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def sign(key: bytes, timestamp: int, body: bytes) -> str:

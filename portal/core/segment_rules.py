@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from portal.numbers import NumberError, parse_int
-from portal.policy_texts import PURPOSES
+from portal.core.numbers import NumberError, parse_int
+from portal.core.purposes import LANGUAGES, PURPOSES
 
 NEW, RETURNING = "new", "returning"
 WINDOW_DAYS = 30
@@ -49,7 +49,7 @@ RULE_FIELDS = {
     "first_within_days": (0, 3650),   # first visit ever within this many days
     "dwell_min_minutes": (0, 1440),   # average dwell per visit
 }
-TEXT_FIELDS = {"consent": PURPOSES, "language": ("vi", "en")}
+TEXT_FIELDS = {"consent": PURPOSES, "language": LANGUAGES}
 
 # New and returning are visitor_kind over their window; conditions the owner adds narrow them.
 BUILTIN: dict[str, tuple[str, dict]] = {

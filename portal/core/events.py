@@ -1,0 +1,99 @@
+"""The events a store sends the central store: their kinds (topics) and their validation.
+
+An event is {"uid", "topic", "at", "data"}; the appliance writes it to its outbox in the same
+transaction as the change it describes and portal/sync.py sends it in a signed batch
+(portal/core/wire.py); the central store reads the batch (central/batch.py) and validates each
+event here before applying it (central/ingest.py). `validate` takes a decoded JSON value and
+returns a frozen Event or raises EventError naming the first bad field.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from portal.core.macs import MAC
+from portal.core.purposes import LANGUAGES, PURPOSES
+from portal.core.times import event_time
+
+TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
+          "lead.erased", "lead.merged", "devices.erased", "erase.ack")
+MAX_MEMBERS = 1_000_000  # members of one segment.members event
+UID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: `$` would let a final newline through
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+class EventError(ValueError):
+    """An event we cannot use; args[0] names the field."""
+
+
+@dataclass(frozen=True)
+class Event:
+    uid: str
+    topic: str
+    at: datetime.datetime
+    data: dict
+
+
+def validate(raw) -> Event:
+    """The event `raw` (a decoded JSON value) describes; EventError for the first bad field."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise EventError("event")
+    uid = _str(raw, "uid", 64, UID)
+    topic = raw.get("topic")
+    if topic not in TOPICS:
+        raise EventError("topic")
+    data = raw["data"]
+    _check(topic, data)
+    return Event(uid, topic, _time(raw.get("at")), data)
+
+
+def _time(value) -> datetime.datetime:
+    try:
+        return event_time(value)
+    except ValueError:
+        raise EventError("time") from None
+
+
+def _str(data, key, limit, pattern=None, optional=False):
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit or (pattern and not pattern.match(value)):
+        raise EventError(key)
+    return value
+
+
+def _check(topic: str, d: dict) -> None:
+    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
+        _str(d, "lead", 64, UID)
+    if topic == "lead.upserted" and not d.get("gone"):
+        _str(d, "email", 254, optional=True)
+        _str(d, "phone", 32, optional=True)
+        _str(d, "name", 80, optional=True)
+        _str(d, "email_index", 64, _HEX64, optional=True)
+        _str(d, "phone_index", 64, _HEX64, optional=True)
+        if d.get("language") not in LANGUAGES:
+            raise EventError("language")
+    elif topic == "consent.recorded":
+        if d.get("purpose") not in PURPOSES or not isinstance(d.get("granted"), bool):
+            raise EventError("purpose")
+        _str(d, "policy_sha256", 64, _HEX64, optional=True)
+        _str(d, "method", 32, optional=True)
+    elif topic in ("device.linked", "visit.closed"):
+        _str(d, "device", 17, MAC)
+        if topic == "visit.closed":
+            _time(d.get("start")), _time(d.get("end"))
+            if not isinstance(d.get("passerby"), bool):
+                raise EventError("passerby")
+    elif topic == "segment.members":
+        _str(d, "segment", 64, UID)
+        members = d.get("members")
+        if not isinstance(members, list) or len(members) > MAX_MEMBERS:
+            raise EventError("members")
+        if not all(isinstance(m, str) and UID.match(m) for m in members):
+            raise EventError("members")
+    elif topic == "devices.erased":
+        macs = d.get("devices")
+        if not isinstance(macs, list) or not all(isinstance(m, str) and MAC.match(m) for m in macs):
+            raise EventError("devices")
