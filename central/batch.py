@@ -15,7 +15,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
+TOPICS = ("lead.upserted", "lead.merged", "consent.recorded", "device.linked", "visit.closed", "segment.members",
           "lead.erased", "devices.erased", "erase.ack")
 MAX_EVENTS = 20_000
 MAX_INFLATED = 64 * 1024 * 1024
@@ -144,6 +144,14 @@ def _str(data, key, limit, pattern=None, optional=False):
     return value
 
 
+def _flag(data, key):
+    """An optional boolean: absent (an older store) is False; anything but true or false is refused."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(key)
+    return value
+
+
 def event_time(value) -> datetime.datetime:
     """An ISO 8601 time as naive UTC; ValueError for anything else, overflow included
     (0001-01-01T00:00:00+14:00 is before year 1 in UTC)."""
@@ -169,7 +177,7 @@ def _event(raw) -> Event:
 
 
 def _check(topic: str, d: dict) -> None:
-    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
+    if topic in ("lead.upserted", "lead.merged", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
         _str(d, "lead", 64, UID)
     if topic == "lead.upserted" and not d.get("gone"):
         _str(d, "email", 254, optional=True)
@@ -177,8 +185,14 @@ def _check(topic: str, d: dict) -> None:
         _str(d, "name", 80, optional=True)
         _str(d, "email_index", 64, _HEX64, optional=True)
         _str(d, "phone_index", 64, _HEX64, optional=True)
+        _flag(d, "email_verified"), _flag(d, "phone_verified")  # only a contact proved by a code merges people
         if d.get("language") not in ("vi", "en"):
             raise ValueError("language")
+    elif topic == "lead.merged":  # the store folded a claim record into the proven one
+        if _str(d, "into", 64, UID) == d["lead"]:
+            raise ValueError("into")
+    elif topic == "lead.erased":
+        _flag(d, "verified")  # chain-wide only when true
     elif topic == "consent.recorded":
         if d.get("purpose") not in _PURPOSES or not isinstance(d.get("granted"), bool):
             raise ValueError("purpose")
