@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import datetime
 import functools
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, jsonify, request, stream_with_context
 
 from central import ctx, token_scopes
 from central.db import database
-from central.ingest import erase_person
 from central.models import Person, Store, utcnow
+from central.people import CHANNELS, counted, erase_person
 from portal.core import audience
 from portal.core.numbers import NumberError, parse_int
 from portal.core.segment_rules import BUILTIN, LeadStat, member
@@ -53,11 +54,22 @@ def _consents(person_ids: list[int]) -> dict[int, dict[str, bool]]:
     return out
 
 
+def _channels(p: Person) -> frozenset[str]:
+    """The contacts of a person some store proved (a one-time code); the only ones served or counted."""
+    return frozenset(k for k in ("email", "phone")
+                     if getattr(p, f"{k}_verified_at") is not None and getattr(p, f"{k}_enc") is not None)
+
+
 def _person_json(p: Person, consents: dict[str, bool]) -> dict:
     vault = ctx()["vault"]
-    return {"id": p.id, "email": vault.decrypt(p.email_enc, "person.email"), "phone": vault.decrypt(p.phone_enc, "person.phone"),
-            "name": vault.decrypt(p.name_enc, "person.name"), "language": p.language, "consents": consents,
-            "updated_at": p.updated_at.isoformat()}
+    channels = _channels(p)
+    counts, waiting = counted(consents, channels)
+    return {"id": p.id, "email": vault.decrypt(p.email_enc, "person.email") if "email" in channels else None,
+            "phone": vault.decrypt(p.phone_enc, "person.phone") if "phone" in channels else None,
+            "email_verified_at": p.email_verified_at.isoformat() if "email" in channels else None,
+            "phone_verified_at": p.phone_verified_at.isoformat() if "phone" in channels else None,
+            "name": vault.decrypt(p.name_enc, "person.name"), "language": p.language, "consents": counts,
+            "awaiting_verification": waiting, "updated_at": p.updated_at.isoformat()}
 
 
 @bp.get("/v1/people")
@@ -97,30 +109,65 @@ def erase(person_id: int):
     return jsonify(erased=person_id, stores_told=sorted(set(told)))
 
 
-def chain_segments(now: datetime.datetime | None = None) -> dict[str, list[int]]:
-    """The built-in segments over every store's visits: one person, all their stores."""
+@dataclass(frozen=True)
+class Reach:
+    """Per purpose: members whose consent counts, and those left out for lack of a verified channel."""
+    counted: dict[str, int]
+    unverified: dict[str, int]
+
+
+def chain_segments(now: datetime.datetime | None = None) -> tuple[dict[str, list[int]], dict[int, tuple[dict, list]]]:
+    """The built-in segments over every store's visits: one person, all their stores. Also each
+    member's consents as they count (double opt-in) and the purposes awaiting verification."""
     now = now or utcnow()
     windows = sorted({rule.get("window_days", 90) for _, rule in BUILTIN.values()})
     sums = ", ".join(f"count(*) FILTER (WHERE v.start >= %s)" for _ in windows)
     stats: dict[int, LeadStat] = {}
+    channels: dict[int, frozenset[str]] = {}
     rows = database.execute_sql(
-        f'SELECT d.person_id, p.language, min(v.start), max(v."end"), '
+        f'SELECT d.person_id, p.language, p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL, '
+        f'p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL, min(v.start), max(v."end"), '
         f'avg(extract(epoch FROM v."end" - v.start)) / 60, count(*), {sums} FROM visit v JOIN device d ON d.id = v.device_id '
-        "JOIN person p ON p.id = d.person_id AND p.erased_at IS NULL WHERE NOT v.passerby GROUP BY d.person_id, p.language",
+        "JOIN person p ON p.id = d.person_id AND p.erased_at IS NULL WHERE NOT v.passerby "
+        "GROUP BY d.person_id, p.language, p.email_verified_at, p.email_enc, p.phone_verified_at, p.phone_enc",
         [now - datetime.timedelta(days=w) for w in windows])
-    for person_id, language, first, last, dwell, visits, *counts in rows:
+    for person_id, language, email_ok, phone_ok, first, last, dwell, visits, *counts in rows:
         stats[person_id] = LeadStat(person_id, language, dict(zip(windows, counts)), first, last, float(dwell or 0),
                                     visits=visits)
-    for person_id, consents in _consents(list(stats)).items():
-        stats[person_id].consents = frozenset(p for p, granted in consents.items() if granted)
-    return {key: sorted(pid for pid, s in stats.items() if member(key, rule, s, now)) for key, (_, rule) in BUILTIN.items()}
+        channels[person_id] = frozenset(k for k, ok in (("email", email_ok), ("phone", phone_ok)) if ok)
+    consents: dict[int, tuple[dict, list]] = {}
+    for person_id, recorded in _consents(list(stats)).items():
+        consents[person_id] = counted(recorded, channels[person_id])
+        stats[person_id].consents = frozenset(p for p, granted in consents[person_id][0].items() if granted)
+    members = {key: sorted(pid for pid, s in stats.items() if member(key, rule, s, now)) for key, (_, rule) in BUILTIN.items()}
+    return members, consents
+
+
+def reach(ids: list[int], consents: dict[int, tuple[dict, list]]) -> Reach:
+    count = {purpose: 0 for purpose in CHANNELS}
+    waiting = {purpose: 0 for purpose in CHANNELS}
+    for pid in ids:
+        counts, unverified = consents.get(pid, ({}, []))
+        for purpose in CHANNELS:
+            count[purpose] += counts.get(purpose) is True
+            waiting[purpose] += purpose in unverified
+    return Reach(count, waiting)
 
 
 @bp.get("/v1/segments")
 @scope("people:read")
 def segments():
-    members = chain_segments()
-    return jsonify(segments=[{"key": key, "name": BUILTIN[key][0], "members": len(ids)} for key, ids in members.items()])
+    members, consents = chain_segments()
+    out = []
+    for key, ids in members.items():
+        r = reach(ids, consents)
+        out.append({"key": key, "name": BUILTIN[key][0], "members": len(ids), "consented": r.counted,
+                    "left_out_unverified": r.unverified})
+    return jsonify(segments=out)
+
+
+# The consents each export serves: what it counts and what it leaves out for lack of verification.
+EXPORT_PURPOSES = {"csv": ("marketing_email", "marketing_sms"), "meta": ("ad_audiences",), "google": ("ad_audiences",)}
 
 
 @bp.get("/v1/segments/<key>/export/<kind>")
@@ -128,20 +175,28 @@ def segments():
 def export(key: str, kind: str):
     if key not in BUILTIN or kind not in audience.KINDS:
         abort(404, description="unknown segment or export kind")
-    ids = chain_segments()[key]
+    members, consents = chain_segments()
+    ids = members[key]
+    left_out = sum(any(p in consents.get(pid, ({}, []))[1] for p in EXPORT_PURPOSES[kind]) for pid in ids)
     return Response(stream_with_context(audience.to_csv(_export_rows(ids, kind))), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="chain-{key}-{kind}.csv"'})
+                    headers={"Content-Disposition": f'attachment; filename="chain-{key}-{kind}.csv"',
+                             LEFT_OUT_HEADER: str(left_out)})
+
+
+LEFT_OUT_HEADER = "X-Footfall-Left-Out-Unverified"  # members with a consent this export serves not counted: channel unverified
 
 
 def _export_rows(ids: list[int], kind: str):
-    """The appliance's consent rules: only the identifiers each person agreed to, hashed for ads."""
+    """The appliance's consent rules, double opt-in: only the verified identifiers each person
+    agreed to, hashed for ads."""
     vault = ctx()["vault"]
     consents = _consents(ids)
     yield list(audience.HEADERS[kind])
     for p in Person.select().where(Person.id.in_(ids) & Person.erased_at.is_null()).order_by(Person.id):
-        granted = consents.get(p.id, {})
-        email = vault.decrypt(p.email_enc, "person.email")
-        phone = vault.decrypt(p.phone_enc, "person.phone")
+        channels = _channels(p)
+        granted, _ = counted(consents.get(p.id, {}), channels)
+        email = vault.decrypt(p.email_enc, "person.email") if "email" in channels else None
+        phone = vault.decrypt(p.phone_enc, "person.phone") if "phone" in channels else None
         if kind == "csv":
             email = email if granted.get("marketing_email") else None
             phone = phone if granted.get("marketing_sms") else None

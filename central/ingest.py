@@ -15,6 +15,7 @@ from psycopg2.extras import execute_values
 from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
+from central.people import erase_lead, erase_person, lock_indexes, merge, person_of, upsert_lead
 from portal.core import wire
 from portal.core.events import UID, Event
 from portal.core.times import event_time
@@ -58,10 +59,17 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         fresh = [e for e in events if e.uid in new]
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
-        people = _apply_leads(cur, store, [e for e in fresh if e.topic == "lead.upserted"], vault)
+        people: dict[str, int] = {}  # this store's lead uid > person, kept true by central.people
+        leads = [e for e in fresh if e.topic == "lead.upserted" and not e.data.get("gone")]
+        lock_indexes(cur, [e.data for e in leads])
+        for e in leads:
+            upsert_lead(cur, store.id, e.data, e.at, vault, people)
         _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
         _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
         _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"])
+        for e in fresh:  # after what they fold, so a batch holding the records and their merge works
+            if e.topic == "lead.merged":
+                merge(cur, store.id, e.data["lead"], e.data["into"], people)
         for e in fresh:
             if e.topic == "segment.members":
                 _apply_segment(cur, store, e)
@@ -69,9 +77,7 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
             if e.topic == "devices.erased":
                 cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s)", (store.id, e.data["devices"]))
             elif e.topic == "lead.erased":
-                person = _person_of(cur, store.id, e.data["lead"], people)
-                if person is not None:
-                    erase_person(cur, person, origin=store.id)
+                erase_lead(cur, store.id, e.data["lead"], e.data.get("verified") is True, people)
             elif e.topic == "erase.ack":
                 cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
                             (utcnow(), store.id, e.data["lead"]))
@@ -81,50 +87,6 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
                     (store.id,))
         commands = [{"erase_lead": row[0]} for row in cur.fetchall()]
     return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands}
-
-
-def _person_of(cur, store_id: str, lead_uid: str, known: dict[str, int]) -> int | None:
-    if lead_uid in known:
-        return known[lead_uid]
-    cur.execute("SELECT person_id FROM store_lead WHERE store_id = %s AND lead_uid = %s", (store_id, lead_uid))
-    row = cur.fetchone()
-    if row:
-        known[lead_uid] = row[0]
-    return row[0] if row else None
-
-
-def _apply_leads(cur, store: Store, events: list[Event], vault: Vault) -> dict[str, int]:
-    """People merged across stores by blind index (the chain shares the index key)."""
-    people: dict[str, int] = {}
-    for e in events:
-        d = e.data
-        if d.get("gone"):
-            continue
-        person = _person_of(cur, store.id, d["lead"], people)
-        if person is None:
-            for column in ("email_index", "phone_index"):
-                if d.get(column) and person is None:
-                    cur.execute(f"SELECT id FROM person WHERE {column} = %s AND erased_at IS NULL", (d[column],))
-                    row = cur.fetchone()
-                    person = row[0] if row else None
-        if person is None:
-            cur.execute("INSERT INTO person (language, created_at, updated_at) VALUES (%s, %s, %s) RETURNING id",
-                        (d["language"], utcnow(), utcnow()))
-            person = cur.fetchone()[0]
-        for kind in ("email", "phone"):
-            index = d.get(f"{kind}_index")
-            if index and d.get(kind):
-                cur.execute(f"SELECT id FROM person WHERE {kind}_index = %s AND id <> %s", (index, person))
-                if cur.fetchone() is None:  # held by another person: leave it with them
-                    cur.execute(f"UPDATE person SET {kind}_index = %s, {kind}_enc = %s WHERE id = %s",
-                                (index, vault.encrypt(d[kind], f"person.{kind}"), person))
-        if d.get("name"):
-            cur.execute("UPDATE person SET name_enc = %s WHERE id = %s", (vault.encrypt(d["name"], "person.name"), person))
-        cur.execute("UPDATE person SET language = %s, updated_at = %s WHERE id = %s", (d["language"], utcnow(), person))
-        cur.execute("INSERT INTO store_lead (store_id, lead_uid, person_id) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (store_id, lead_uid) DO UPDATE SET person_id = excluded.person_id", (store.id, d["lead"], person))
-        people[d["lead"]] = person
-    return people
 
 
 def _claim(cur, store_id: str, uids: list[str]) -> set[str]:
@@ -157,7 +119,7 @@ def _device_ids(cur, store_id: str, macs: set[str]) -> dict[str, int]:
 def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
     ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
     for e in events:
-        person = _person_of(cur, store.id, e.data["lead"], people)
+        person = person_of(cur, store.id, e.data["lead"], people)
         if person is not None:
             cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[e.data["device"]]))
 
@@ -165,7 +127,7 @@ def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int])
 def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
     rows = []
     for e in events:
-        person = _person_of(cur, store.id, e.data["lead"], people)
+        person = person_of(cur, store.id, e.data["lead"], people)
         if person is not None:
             rows.append((person, store.id, e.data["purpose"], e.data["granted"], e.at, e.data.get("policy_sha256"),
                          e.data.get("method")))
@@ -193,25 +155,3 @@ def _apply_segment(cur, store: Store, e: Event) -> None:
         cur.execute("SELECT DISTINCT person_id FROM store_lead WHERE store_id = %s AND lead_uid = ANY(%s)", (store.id, members))
         execute_values(cur, "INSERT INTO segment_member (store_id, segment, person_id) VALUES %s ON CONFLICT DO NOTHING",
                        [(store.id, e.data["segment"], row[0]) for row in cur.fetchall()], page_size=5000)
-
-
-def erase_person(cur, person: int, origin: str | None) -> list[str]:
-    """Erase a person from the chain: their details, devices and visits in every store, their
-    segment memberships; the consent log stays as proof. Every store that knew them (but the
-    one it came from) gets a command to erase them too. Returns the stores told."""
-    cur.execute("SELECT erased_at FROM person WHERE id = %s", (person,))
-    row = cur.fetchone()
-    if row is None or row[0] is not None:
-        return []  # already erased: its commands went out then
-    cur.execute("UPDATE person SET email_index = NULL, phone_index = NULL, email_enc = NULL, phone_enc = NULL, "
-                "name_enc = NULL, erased_at = %s, updated_at = %s WHERE id = %s", (utcnow(), utcnow(), person))
-    cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
-    cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
-    cur.execute("SELECT store_id, lead_uid FROM store_lead WHERE person_id = %s", (person,))
-    told = []
-    for store_id, lead_uid in cur.fetchall():
-        if store_id != origin:
-            cur.execute("INSERT INTO erase_command (store_id, lead_uid, created_at) VALUES (%s, %s, %s)",
-                        (store_id, lead_uid, utcnow()))
-            told.append(store_id)
-    return told

@@ -1,4 +1,4 @@
-"""The chain's records: people merged across stores by blind index, and what each store saw."""
+"""The chain's records: people merged across stores by verified blind index, and what each store saw."""
 from __future__ import annotations
 
 from peewee import (BigAutoField, BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
@@ -24,6 +24,7 @@ class Store(BaseModel):
 
 
 class Person(BaseModel):
+    """Only verified contacts are stored (a store's claim is not proof): an index counts with its *_verified_at."""
     email_index = CharField(null=True, unique=True)
     phone_index = CharField(null=True, unique=True)
     email_enc = BlobField(null=True)
@@ -33,6 +34,8 @@ class Person(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     erased_at = DateTimeField(null=True)
+    email_verified_at = DateTimeField(null=True)  # when a store proved the email now held (a one-time code)
+    phone_verified_at = DateTimeField(null=True)
 
 
 class StoreLead(BaseModel):
@@ -40,6 +43,7 @@ class StoreLead(BaseModel):
     store = ForeignKeyField(Store, on_delete="CASCADE")
     lead_uid = CharField()
     person = ForeignKeyField(Person, on_delete="CASCADE", index=True)
+    verified_at = DateTimeField(null=True)  # the store proved a contact the person holds: its erasure is chain-wide
 
     class Meta:
         primary_key = CompositeKey("store", "lead_uid")

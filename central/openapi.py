@@ -47,16 +47,19 @@ DOCUMENT = {
             "responses": {"200": _json("Erased"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
         }},
         "/v1/segments": {"get": {
-            "summary": "Chain-wide segments (new, returning, loyal, lapsed, lost) with member counts", "security": _BEARER,
+            "summary": "Chain-wide segments (new, returning, loyal, lapsed, lost): members, consents that count and those "
+                       "left out for lack of verification", "security": _BEARER,
             "responses": {"200": _json("Segments"), "401": _ERROR, "403": _ERROR},
         }},
         "/v1/segments/{key}/export/{kind}": {"get": {
-            "summary": "Audience export of a chain-wide segment; only people with the matching consent", "security": _BEARER,
+            "summary": "Audience export of a chain-wide segment: only verified contacts with the matching consent (double opt-in)", "security": _BEARER,
             "parameters": [{"name": "key", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": ["new", "returning", "loyal", "lapsed", "lost"]}},
                            {"name": "kind", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": ["csv", "meta", "google"]}}],
-            "responses": {"200": _CSV, "401": _ERROR, "403": _ERROR, "404": _ERROR},
+            "responses": {"200": {**_CSV, "headers": {"X-Footfall-Left-Out-Unverified": {
+                "description": "Members with a consent this export serves that does not count: its channel is not verified",
+                "schema": {"type": "integer", "minimum": 0}}}}, "401": _ERROR, "403": _ERROR, "404": _ERROR},
         }},
         "/v1/stores": {"get": {
             "summary": "Enrolled stores and their sync state", "security": _BEARER,
@@ -72,8 +75,13 @@ DOCUMENT = {
                 "commands": {"type": "array", "items": {"type": "object", "properties": {"erase_lead": {"type": "string"}}}}}},
             "Person": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "email": {"type": "string", "nullable": True}, "phone": {"type": "string", "nullable": True},
+                "email_verified_at": {"type": "string", "nullable": True}, "phone_verified_at": {"type": "string", "nullable": True},
                 "name": {"type": "string", "nullable": True}, "language": {"type": "string"},
-                "consents": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                "consents": {"type": "object", "additionalProperties": {"type": "boolean"},
+                             "description": "The latest choice per purpose that counts; a marketing consent counts only "
+                                            "with its channel verified (double opt-in)"},
+                "awaiting_verification": {"type": "array", "items": {"type": "string"},
+                                          "description": "Purposes granted that do not count yet: no verified channel"},
                 "updated_at": {"type": "string"}}},
             "PeoplePage": {"type": "object", "properties": {
                 "people": {"type": "array", "items": {"$ref": "#/components/schemas/Person"}},
@@ -81,7 +89,11 @@ DOCUMENT = {
             "Erased": {"type": "object", "properties": {"erased": {"type": "integer"},
                                                         "stores_told": {"type": "array", "items": {"type": "string"}}}},
             "Segments": {"type": "object", "properties": {"segments": {"type": "array", "items": {"type": "object", "properties": {
-                "key": {"type": "string"}, "name": {"type": "string"}, "members": {"type": "integer"}}}}}},
+                "key": {"type": "string"}, "name": {"type": "string"}, "members": {"type": "integer"},
+                "consented": {"$ref": "#/components/schemas/PurposeCounts"},
+                "left_out_unverified": {"$ref": "#/components/schemas/PurposeCounts"}}}}}},
+            "PurposeCounts": {"type": "object", "additionalProperties": {"type": "integer"},
+                              "description": "Members per marketing purpose (marketing_email, marketing_sms, ad_audiences)"},
             "Stores": {"type": "object", "properties": {"stores": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "name": {"type": "string"}, "events_applied": {"type": "integer"},
                 "last_seen_at": {"type": "string", "nullable": True}}}}}},

@@ -64,8 +64,16 @@ def _str(data, key, limit, pattern=None, optional=False):
     return value
 
 
+def _flag(data, key) -> bool:
+    """An optional boolean: absent (an older store) is False; anything but true or false is refused."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise EventError(key)
+    return value
+
+
 def _check(topic: str, d: dict) -> None:
-    if topic in ("lead.upserted", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
+    if topic in ("lead.upserted", "lead.merged", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
         _str(d, "lead", 64, UID)
     if topic == "lead.upserted" and not d.get("gone"):
         _str(d, "email", 254, optional=True)
@@ -73,8 +81,14 @@ def _check(topic: str, d: dict) -> None:
         _str(d, "name", 80, optional=True)
         _str(d, "email_index", 64, _HEX64, optional=True)
         _str(d, "phone_index", 64, _HEX64, optional=True)
+        _flag(d, "email_verified"), _flag(d, "phone_verified")  # only a contact proved by a code merges people
         if d.get("language") not in LANGUAGES:
             raise EventError("language")
+    elif topic == "lead.merged":  # the store folded a claim record into the proven one
+        if _str(d, "into", 64, UID) == d["lead"]:
+            raise EventError("into")
+    elif topic == "lead.erased":
+        _flag(d, "verified")  # chain-wide only when true
     elif topic == "consent.recorded":
         if d.get("purpose") not in PURPOSES or not isinstance(d.get("granted"), bool):
             raise EventError("purpose")

@@ -144,11 +144,12 @@ def test_signed_ingest_fuzz_finds_no_server_error(central_app, stores):
     client = central_app.test_client()
     scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
                        st.sampled_from(["L1", "3c:22:fb:00:00:01", "2026-11-20T10:00:00", "marketing_email", "vi",
-                                        "lan@example.com", "+84912345678", "0" * 64]))
+                                        "lan@example.com", "+84912345678", "0" * 64, "L2"]))
     value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
                                                                                              max_size=3), max_leaves=6)
     fields = ("lead", "email", "phone", "name", "language", "purpose", "granted", "device", "start", "end", "passerby",
-              "segment", "members", "devices", "gone", "policy_sha256", "method")
+              "segment", "members", "devices", "gone", "policy_sha256", "method", "email_index", "phone_index",
+              "email_verified", "phone_verified", "verified", "into")
     events = st.lists(st.fixed_dictionaries({
         "uid": st.one_of(st.uuids().map(lambda u: u.hex), st.text(max_size=70)),
         "topic": st.one_of(st.sampled_from(TOPICS), st.text(max_size=12)),

@@ -19,9 +19,11 @@ def counts():
                 for t in ("person", "store_lead", "consent_event", "device", "visit", "applied_event", "segment_member")}
 
 
-def lead(uid, email="lan@example.com", phone=None, **kw):
+def lead(uid, email="lan@example.com", phone=None, verified=True, **kw):
+    """A store's lead as the appliance sends it: contacts proved by a code (`verified`), or a claim."""
     return event("lead.upserted", lead=uid, email=email, phone=phone, name=kw.get("name"), language="vi",
-                 email_index=IDX[email] if email else None, phone_index=IDX[phone] if phone else None)
+                 email_index=IDX[email] if email else None, phone_index=IDX[phone] if phone else None,
+                 email_verified=verified and email is not None, phone_verified=verified and phone is not None)
 
 
 def store_events():
@@ -121,7 +123,7 @@ def test_erasure_at_one_store_reaches_the_others(central_app, stores):
     client = central_app.test_client()
     post_batch(client, "hcm-01", stores["hcm-01"], store_events())
     post_batch(client, "hn-02", stores["hn-02"], [lead("B7"), event("device.linked", device="00:1a:11:00:00:07", lead="B7")])
-    erased = post_batch(client, "hcm-01", stores["hcm-01"], [event("lead.erased", lead="L1")])
+    erased = post_batch(client, "hcm-01", stores["hcm-01"], [event("lead.erased", lead="L1", verified=True)])
     assert erased.json["commands"] == []  # the store it came from has erased already
     with database.connection_context():
         row = database.execute_sql("SELECT email_enc, erased_at FROM person").fetchone()

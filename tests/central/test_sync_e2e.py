@@ -1,6 +1,7 @@
 """A store's appliance and the central store over real HTTP: outages, faults, kill -9, nothing lost."""
 from __future__ import annotations
 
+import json
 import http.client
 import itertools
 import os
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from central.db import database as central_db
+from tests.conftest import prove_claims
 from portal import sync
 from portal.config import key_path
 from portal.db import database
@@ -58,8 +60,11 @@ def activity(visitors, start: int, count: int) -> None:
     from collector.store import Batch, Store
     for i in range(start, start + count):
         mac = f"3c:22:fb:00:{i // 256:02x}:{i % 256:02x}"
-        assert visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, marketing=frozenset({"marketing_email"})),
-                                Client(f"10.1.{i // 256}.{i % 256}", mac)).ok
+        client = Client(f"10.1.{i // 256}.{i % 256}", mac)
+        outcome = visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, marketing=frozenset({"marketing_email"})),
+                                   client)
+        assert outcome.ok
+        prove_claims(visitors, outcome, client)  # the guest entered the emailed code
         Store(OuiTable("/nonexistent")).write(Batch((), (VisitRecord(mac, "lan", 1.7e9 + i * 60, 1.7e9 + i * 60 + 1800, 9, False),), ()))
 
 
@@ -263,9 +268,10 @@ def test_backoff_grows_is_capped_and_jittered():
 
 def test_an_erased_lead_sends_no_personal_data(app, visitors):
     activity(visitors, 0, 1)
-    event = OutboxEvent.get(OutboxEvent.topic == "lead.upserted")
+    event = OutboxEvent.select().where(OutboxEvent.topic == "lead.upserted").order_by(OutboxEvent.id.desc()).get()
     assert sync.to_wire(event, visitors.vault)["data"]["email"] == "g0@example.com"
-    visitors.erase(Client("10.1.0.0", "3c:22:fb:00:00:00"))
+    lead = json.loads(event.payload)["lead"]
+    visitors.erase(Client("10.1.0.0", "3c:22:fb:00:00:00"), {lead})  # with the proof of this session
     assert sync.to_wire(event, visitors.vault)["data"] == {"lead": event.payload.split('"')[3], "gone": True}
 
 
