@@ -45,7 +45,9 @@ WRITERS: dict[str, frozenset[str]] = {
     # Segments and their sync bookkeeping; retention purges and erasures decided at the central
     # store (a person erased everywhere: lead, consents kept as proof, devices, visits, sessions).
     "scheduler": frozenset({"segment", "segment_member", "store_setting", "outbox_event", "audit_entry",
-                            "lead", "consent", "device", "visit", "open_run", "authorization"}),
+                            "lead", "consent", "device", "visit", "open_run", "authorization",
+                            # contact claims and one-time codes: purged a day after, erased with a person
+                            "contact_claim", "verification_code"}),
 }
 
 

@@ -23,6 +23,7 @@ from portal.gateway.null import NullGateway
 from portal.models import OutboxEvent
 from portal.health import Heartbeat
 from portal.recovery import ensure_sound
+from portal.contacts import Contacts
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ def _purge(settings) -> dict:
     # What the central store confirmed a week ago need not wait here any longer.
     week_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).replace(tzinfo=None)
     result["outbox_delivered"] = OutboxEvent.delete().where(OutboxEvent.delivered_at < week_ago).execute()
+    # Contacts named and never proved go a day after, with their codes (portal/contacts.py).
+    result["claims_and_codes"] = Contacts.purge()
     return result
 
 

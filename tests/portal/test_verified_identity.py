@@ -435,3 +435,20 @@ def test_the_demo_prints_codes_on_its_terminal(tmp_path, capsys):
         assert re.search(r"\[message sms to \+84966666666\] .*\b\d{6}\b", out)
     finally:
         database.close()
+
+
+def test_claims_never_proved_are_purged_a_day_later_with_their_codes(app, providers):
+    from portal.jobs import run_job
+    from portal.models import VerificationCode
+    visitor = phone(app, providers, 70)
+    visitor.sign_in(email="later@example.com", phone="0977777777")
+    assert ContactClaim.select().count() == 2 and VerificationCode.select().count() == 1
+    run_job("purge", app.extensions["footfall"].settings)
+    assert ContactClaim.select().count() == 2  # young: kept for the code
+    database.execute_sql("UPDATE contact_claim SET created_at = datetime(created_at, '-25 hours')")
+    database.execute_sql("UPDATE verification_code SET created_at = datetime(created_at, '-25 hours')")
+    result = run_job("purge", app.extensions["footfall"].settings)
+    assert result["claims_and_codes"] == 3
+    assert ContactClaim.select().count() == 0 and VerificationCode.select().count() == 0
+    # The device's own record keeps what it submitted (unproved), as any sign-in.
+    assert lead_of(visitor.mac).email_index is not None
