@@ -100,6 +100,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zalo_template_id", "", "The approved ZNS template for verification codes (its parameter: `otp`)."),
     Setting("verify_when", "after", "When a visitor proves their email or phone with a one-time code: `after` getting online (at once; the record stays an unverified claim until the code is entered) or `before` (an SMS code arrives without internet; for an email or Zalo code the device gets `preverify_seconds` online to fetch it)."),
     Setting("preverify_seconds", 180, "With `verify_when = before`: how long a device waiting for an email or Zalo code is online to receive it."),
+    Setting("paid_codes_per_hour", 60, "The most SMS and Zalo codes the whole store sends in an hour (each is billed; a cap on SMS pumping)."),
+    Setting("paid_codes_per_day", 300, "The most SMS and Zalo codes the whole store sends in a day."),
     Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),
     Setting("sync_ca_file", "", "A CA file to pin the central store's TLS certificate to; empty uses the system's."),
     Setting("sync_allow_http", False, "Allow an http:// central_url on a loopback address (tests only: batches carry personal data)."),
@@ -217,6 +219,8 @@ def _validate(settings: "Settings") -> None:
             raise ConfigError(f"{channel}_driver must be one of {', '.join(drivers)}")
     if settings.verify_when not in ("after", "before"):
         raise ConfigError("verify_when must be after or before")
+    if settings.paid_codes_per_hour < 0 or settings.paid_codes_per_day < settings.paid_codes_per_hour:
+        raise ConfigError("paid_codes_per_hour must be >= 0 and paid_codes_per_day at least as large")
     if not 30 <= settings.preverify_seconds <= 900:
         raise ConfigError("preverify_seconds must be between 30 and 900")
     if settings.smtp_security not in ("starttls", "ssl", "none"):

@@ -70,7 +70,7 @@ def channels(settings, kind: str) -> list[str]:
 class Contacts:
     def __init__(self, vault: Vault, dispatcher: Dispatcher | None, settings) -> None:
         self.vault, self.dispatcher, self.settings = vault, dispatcher, settings
-        self.codes = Codes(vault.derived_key("verification"))
+        self.codes = Codes(vault.derived_key("verification"), settings.paid_codes_per_hour, settings.paid_codes_per_day)
 
     # -- claims -----------------------------------------------------------------------------------
 

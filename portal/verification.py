@@ -42,9 +42,15 @@ class Issued:
     expires_at: datetime.datetime
 
 
+PAID = ("sms", "zalo")  # each message is billed to the shop
+
+
 class Codes:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, paid_per_hour: int = 60, paid_per_day: int = 300) -> None:
         self._key = key
+        # The whole store's cap on billed messages: a guest rotating MACs, addresses and numbers
+        # gets past the per-device limits, never past this (SMS pumping ends here).
+        self.paid_per_hour, self.paid_per_day = paid_per_hour, paid_per_day
 
     def _hash(self, uid: str, code: str) -> str:
         return hmac.new(self._key, f"verification:{uid}:{code}".encode(), hashlib.sha256).hexdigest()
@@ -70,6 +76,12 @@ class Codes:
                     sent = VerificationCode.select().where((field == value) & (VerificationCode.created_at > now - window)).count()
                     if sent >= limit:
                         raise VerificationError(f"limit_{name}")
+            if channel in PAID:
+                for window, limit in ((HOUR, self.paid_per_hour), (DAY, self.paid_per_day)):
+                    sent = VerificationCode.select().where(VerificationCode.channel.in_(PAID)
+                                                           & (VerificationCode.created_at > now - window)).count()
+                    if sent >= limit:
+                        raise VerificationError("limit_store")
             VerificationCode.create(uid=uid, channel=channel, destination_index=destination_index,
                                     code_hash=self._hash(uid, code), created_at=now, expires_at=now + VALID,
                                     device_mac=device_mac, ip=ip, claim_uid=claim_uid)

@@ -241,7 +241,7 @@ def remember_claims(outcome) -> None:
         sent[outcome.sent.claim] = [outcome.sent.channel, outcome.sent.message_id]
     session["sent"] = {k: v for k, v in sent.items() if k in session["claims"]}
     if outcome.send_error:
-        session["send_error"] = outcome.send_error
+        session["send_error"] = "v_" + outcome.send_error
 
 
 def pending_claims() -> list[dict]:

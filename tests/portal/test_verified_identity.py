@@ -452,3 +452,24 @@ def test_claims_never_proved_are_purged_a_day_later_with_their_codes(app, provid
     assert ContactClaim.select().count() == 0 and VerificationCode.select().count() == 0
     # The device's own record keeps what it submitted (unproved), as any sign-in.
     assert lead_of(visitor.mac).email_index is not None
+
+
+def test_the_store_wide_cap_on_billed_codes_ends_sms_pumping(tmp_path, providers):
+    """A guest rotating MACs, addresses and numbers passes the per-device limits, never the store's."""
+    app = make_app(tmp_path, providers, paid_codes_per_hour=3, paid_codes_per_day=5)
+    try:
+        for n in range(3):
+            phone(app, providers, 100 + n).sign_in(email="", phone=f"09700000{n:02d}")
+        assert len(providers["esms"].received) + len(providers["zns"].received) <= 3
+        pumper = phone(app, providers, 120)
+        assert pumper.sign_in(email="", phone="0970000099").status_code == 303  # online all the same
+        page = pumper.get("/online", headers={"Accept-Language": "en"}).get_data(as_text=True)
+        assert "cannot send more codes by SMS or Zalo" in page
+        from portal.models import VerificationCode
+        assert VerificationCode.select().count() == 3
+        # Email is not billed: it still goes.
+        mail = phone(app, providers, 121)
+        mail.sign_in(email="cap@example.com")
+        assert mail.wait_code("email", "cap@example.com")
+    finally:
+        database.close()
