@@ -101,7 +101,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     app.extensions["footfall_keeper"].execute("SELECT count(*) FROM sqlite_master").fetchone()
     vault = Vault(keys)
     # Codes go out beside the request (a bounded queue, retries): a slow provider never holds a page.
-    dispatcher = Dispatcher(load_drivers(settings))
+    dispatcher = Dispatcher(load_drivers(settings), workers=4, depth=500)
     contacts = Contacts(vault, dispatcher, settings)
     visitors = Visitors(vault, gateway, settings, Journal(Path(settings.data_dir) / "signin-journal.bin", vault),
                         contacts)

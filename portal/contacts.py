@@ -112,6 +112,10 @@ class Contacts:
                           html=_html(body, issued.code) if channel == "email" else "", language=row.language,
                           params={"otp": issued.code} if channel == "zalo" else {})
         delivery = self.dispatcher.submit(message) if self.dispatcher else None
+        if delivery is not None and delivery.state == "failed" and delivery.error == "queue_full":
+            # Never sent: it must not count against the visitor's limits or cooldown.
+            VerificationCode.delete().where(VerificationCode.uid == issued.uid).execute()
+            raise VerificationError("busy")
         return Pending(row.uid, row.kind, channel, mask(row.kind, value) if row.typed else None,
                        delivery.message_id if delivery else None)
 

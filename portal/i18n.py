@@ -164,6 +164,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                         "vi": "Đã yêu cầu quá nhiều mã hôm nay. Vui lòng thử lại vào ngày mai."},
     "err_v_limit_store": {"en": "This store cannot send more codes by SMS or Zalo right now. Try email, or ask the staff.",
                           "vi": "Cửa hàng tạm thời không gửi thêm mã qua SMS hoặc Zalo. Hãy thử email hoặc hỏi nhân viên."},
+    "err_v_busy": {"en": "Many codes are being sent right now. Please ask again in a minute.",
+                   "vi": "Đang có nhiều mã được gửi cùng lúc. Vui lòng yêu cầu lại sau một phút."},
     "err_v_channel_off": {"en": "This store cannot send codes that way. Try the other option.",
                           "vi": "Cửa hàng không gửi được mã theo cách này. Hãy thử cách khác."},
     "err_v_wrong": {"en": "That code is not right. Check it and try again.", "vi": "Mã không đúng. Hãy kiểm tra và thử lại."},

@@ -84,11 +84,13 @@ def to_wire(event: OutboxEvent, vault: Vault) -> dict:
             # Only proven contacts leave the appliance (issue 11): the chain merges people on
             # them, so an unverified claim can never join or reach another person's record.
             email_ok, phone_ok = lead.email_verified_at is not None, lead.phone_verified_at is not None
-            data.update(email=vault.decrypt(lead.email_enc, "lead.email") if email_ok else None,
-                        phone=vault.decrypt(lead.phone_enc, "lead.phone") if phone_ok else None,
-                        name=vault.decrypt(lead.name_enc, "lead.name"), language=lead.language,
-                        email_index=lead.email_index if email_ok else None,
-                        phone_index=lead.phone_index if phone_ok else None,
+            email = vault.decrypt(lead.email_enc, "lead.email") if email_ok else None
+            phone = vault.decrypt(lead.phone_enc, "lead.phone") if phone_ok else None
+            # The index is computed now with the push's vault (the chain's key once enrolled), not
+            # read from the row: a portal still running on its pre-enrollment key wrote that one.
+            data.update(email=email, phone=phone, name=vault.decrypt(lead.name_enc, "lead.name"), language=lead.language,
+                        email_index=vault.blind_index("email", email) if email else None,
+                        phone_index=vault.blind_index("phone", phone) if phone else None,
                         email_verified=email_ok, phone_verified=phone_ok)
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))

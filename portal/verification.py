@@ -62,8 +62,13 @@ class Codes:
         uid = VerificationCode.uid.default()
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         with database.atomic():  # counted and written under the write lock: parallel requests queue
-            last = (VerificationCode.select(VerificationCode.created_at)
-                    .where(VerificationCode.destination_index == destination_index)
+            # The cooldown is per destination and device: a resend loop from one phone waits; a
+            # returning visitor on a new random MAC is not kept waiting by her own old phone (the
+            # destination's hourly and daily limits still hold across devices).
+            recent = VerificationCode.destination_index == destination_index
+            if device_mac is not None:
+                recent &= VerificationCode.device_mac == device_mac
+            last = (VerificationCode.select(VerificationCode.created_at).where(recent)
                     .order_by(VerificationCode.created_at.desc()).first())
             if last is not None and now - last.created_at < COOLDOWN:
                 raise VerificationError("cooldown")
