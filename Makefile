@@ -12,7 +12,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-signin bench-gateway bench-collector bench-panel bench-login bench-sync field-day demo deb-test deb-bench clean
+.PHONY: test bench bench-signin bench-verify bench-gateway bench-collector bench-panel bench-login bench-sync field-day demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-panel: $(VENV)/.installed
 
 bench-signin: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_signin.py
+
+# Issue 11: sign-in to the code page with a 2-second SMS provider, beside the unverified submit.
+bench-verify: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_verify.py
 
 bench-login: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_login.py
