@@ -100,6 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zalo_template_id", "", "The approved ZNS template for verification codes (its parameter: `otp`)."),
     Setting("verify_when", "after", "When a visitor proves their email or phone with a one-time code: `after` getting online (at once; the record stays an unverified claim until the code is entered) or `before` (an SMS code arrives without internet; for an email or Zalo code the device gets `preverify_seconds` online to fetch it)."),
     Setting("preverify_seconds", 180, "With `verify_when = before`: how long a device waiting for an email or Zalo code is online to receive it."),
+    Setting("sms_regions", "", "Regions (ISO 3166 codes, comma-separated) whose mobile numbers may get SMS and Zalo codes; empty means `default_region`. Premium and foreign numbers never do."),
     Setting("paid_codes_per_hour", 60, "The most SMS and Zalo codes the whole store sends in an hour (each is billed; a cap on SMS pumping)."),
     Setting("paid_codes_per_day", 300, "The most SMS and Zalo codes the whole store sends in a day."),
     Setting("central_url", "", "The chain's central store (https://...); empty keeps this appliance on its own."),

@@ -27,7 +27,7 @@ from portal.identity import Vault, mask_email, mask_phone
 from portal.messages import Delivery, Dispatcher, Message
 from portal.models import (Authorization, ContactClaim, ContactProof, Consent, DataRequest, Device, Lead, OutboxEvent,
                            SegmentMember, AuditLog, VerificationCode, utcnow)
-from portal.verification import VALID, Codes, VerificationError
+from portal.verification import PAID, VALID, Codes, VerificationError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,21 @@ def mask(kind: str, value: str) -> str:
 
 def verified_kinds(lead: Lead) -> set[str]:
     return {k for k in KINDS if getattr(lead, f"{k}_verified_at") is not None}
+
+
+def billable(e164: str, settings) -> bool:
+    """A number an SMS or Zalo code may go to: a mobile number of a region the store serves
+    (`sms_regions`, default the store's own), never premium-rate or toll numbers abroad."""
+    import phonenumbers
+
+    regions = {r.strip().upper() for r in (settings.sms_regions or settings.default_region).split(",") if r.strip()}
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    return (phonenumbers.region_code_for_number(number) in regions
+            and phonenumbers.number_type(number) in kinds)
 
 
 def channels(settings, kind: str) -> list[str]:
@@ -103,8 +118,10 @@ class Contacts:
         channel = channel or (options[0] if options else None)
         if channel is None or channel not in options:
             raise VerificationError("channel_off")
-        issued = self.codes.issue(channel, row.destination_index, row.device_mac, row.ip, claim_uid=row.uid)
         value = self.vault.decrypt(row.destination_enc, f"claim.{row.kind}") or ""
+        if channel in PAID and not billable(value, self.settings):
+            raise VerificationError("number_not_allowed")
+        issued = self.codes.issue(channel, row.destination_index, row.device_mac, row.ip, claim_uid=row.uid)
         text, subject = _TEXT.get(row.language, _TEXT["en"])
         store = self.settings.store_name
         body = text.format(store=store, code=issued.code)
@@ -147,6 +164,15 @@ class Contacts:
                 raise VerificationError("not_found")  # erased (or folded) meanwhile
             holder = Lead.get_or_none((index_col == index) & Lead.erased_at.is_null())
             if holder is not None and holder.id != own.id and getattr(holder, f"{kind}_verified_at") is not None:
+                if verified_kinds(own):
+                    # Both records are proven people: only this device moves; nobody is folded.
+                    if mac:
+                        Device.update(lead=holder).where(Device.mac == mac).execute()
+                    ContactClaim.update(verified_at=now).where(ContactClaim.id == row.id).execute()
+                    ContactProof.create(lead=holder, kind=kind, channel=channel, destination_masked=mask(kind, value),
+                                        store_id=self.settings.store_id, device_mac=mac, ip=ip, verified_at=now)
+                    AuditLog.record("visitor", "device_joined", holder.uid, ip, kind=kind, channel=channel)
+                    return Lead.get_by_id(holder.id)
                 target = self._fold(own, holder)
             else:
                 if holder is not None and holder.id != own.id:  # an unproved claim loses the contact

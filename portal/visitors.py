@@ -20,7 +20,7 @@ from portal.core.macs import randomized as _randomized
 from portal.online import OnlineIndex
 from portal.journal import Journal
 from portal.contacts import KINDS, Contacts, Pending, channels, verified_kinds
-from portal.models import (Authorization, AuditLog, Consent, Device, Lead, OutboxEvent, PolicyVersion, Visit, new_uid,
+from portal.models import (Authorization, AuditLog, Consent, ContactClaim, Device, Lead, OutboxEvent, PolicyVersion, Visit, new_uid,
                            utcnow)
 from portal.verification import VerificationError
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
@@ -80,6 +80,7 @@ class MyData:
     phone_verified: bool
     email: str | None
     phone: str | None
+    claimed: list[str]           # contacts this device typed and has not proved (masked)
     name: str | None
     language: str | None
     current: dict[str, ConsentLine | None]
@@ -166,7 +167,9 @@ class Visitors:
             errors.setdefault("phone", "phone_needed_for_marketing")
         return values, errors
 
-    def sign_in(self, form: SignInForm, client: Client) -> Outcome:
+    def sign_in(self, form: SignInForm, client: Client, proven: set[str] | frozenset[str] = frozenset()) -> Outcome:
+        """`proven`: records this browser session proved a contact of (the device's link to a
+        proven person is no proof: a form from it without one starts a record of its own)."""
         values, errors = self.validate(form)
         if client.mac is None:
             errors["form"] = "device_unknown"
@@ -177,7 +180,7 @@ class Visitors:
         # Everything the database needs, fixed now: replayed from the journal, it keeps its own
         # time, the very texts the visitor was shown, and its uid (a second replay adds nothing).
         claim = {"uid": new_uid(), "at": utcnow().isoformat(), "values": values, "language": language,
-                 "mac": client.mac, "ip": client.ip,
+                 "mac": client.mac, "ip": client.ip, "proven": sorted(proven),
                  "policies": {p: getattr(consent.current(p, language), "id", None) for p in purposes}}
         try:
             stored = self._store_sign_in_or_checkpoint(claim)
@@ -189,17 +192,30 @@ class Visitors:
             self.replay_journal()
         auth, lead, claims, verify_first = stored
         sent, send_error = self._send_first(claims)
+        if verify_first and sent is not None and sent.channel != "sms" and not self._had_window(client.mac):
+            # An email or Zalo code needs the internet to arrive: a short window, once a day per
+            # device and only when a code did go (re-submitting the form opens no new one).
+            with database.atomic():
+                device = Device.get(Device.mac == client.mac)
+                auth = self._authorize_record(device, lead, client, "preverify", seconds=self.settings.preverify_seconds)
         outcome = self._apply(auth) if auth is not None else Outcome(True)
         if not outcome.ok:
             return outcome
         return Outcome(True, online_until=outcome.online_until, lead=lead.uid, claims=tuple(c.uid for c in claims),
                        sent=sent, send_error=send_error, verify_first=verify_first)
 
+    def _had_window(self, mac: str | None) -> bool:
+        since = utcnow() - datetime.timedelta(days=1)
+        return (Authorization.select().join(Device).where(
+            (Device.mac == mac) & (Authorization.method == "preverify") & (Authorization.started_at > since)).exists())
+
     def _send_first(self, claims: list) -> tuple[Pending | None, str | None]:
         """A code for one claim (a phone first: Vietnamese guests read SMS and Zalo); the others
         wait for the visitor to ask. Never raises: a limit or a missing channel is said on the page."""
         error = None
         for row in sorted(claims, key=lambda c: c.kind != "phone"):
+            if not channels(self.settings, row.kind):
+                continue  # the store sends nothing that way: nothing to say about it
             try:
                 return self.contacts.send(row), None
             except VerificationError as exc:
@@ -226,7 +242,7 @@ class Visitors:
         with database.atomic():
             if replay and Consent.select().where(Consent.uid == uids[REQUIRED_PURPOSE]).exists():
                 return None  # a replay whose first run committed before its slot was released
-            lead, named = self._claim_lead(client, claim["values"], claim["language"])
+            lead, named = self._claim_lead(client, claim["values"], claim["language"], set(claim.get("proven", ())))
             device = self._link_device(client, lead)
             for purpose, policy_id in claim["policies"].items():
                 consent.record(lead, purpose, True, where, PolicyVersion.get_or_none(PolicyVersion.id == policy_id),
@@ -243,10 +259,8 @@ class Visitors:
         until the code (an SMS needs no internet) or a short window to fetch an email or Zalo code."""
         if self.settings.verify_when != "before":
             return self.settings.session_seconds, "form"
-        for row in sorted(claims, key=lambda c: c.kind != "phone"):
-            options = channels(self.settings, row.kind)
-            if options:
-                return (0, "verify_first") if options[0] == "sms" else (self.settings.preverify_seconds, "preverify")
+        if any(channels(self.settings, row.kind) for row in claims):
+            return 0, "verify_first"  # offline until the code; a window opens once an email/Zalo code is sent
         return self.settings.session_seconds, "form"  # nothing to verify, or no channel to carry a code
 
     def _sign_in_unstored(self, claim: dict, client: Client, exc: Exception) -> Outcome:
@@ -341,13 +355,20 @@ class Visitors:
             .order_by(Authorization.expires_at.desc()).first())
         return row is not None and row.method == "preverify"
 
-    def _claim_lead(self, client: Client, values: dict[str, str], language: str) -> tuple[Lead, list[tuple[str, str]]]:
+    def _claim_lead(self, client: Client, values: dict[str, str], language: str,
+                    proven: set[str]) -> tuple[Lead, list[tuple[str, str]]]:
         """The record this device's form goes to, and the contacts it names that wait for proof.
 
         A form is a claim: it never changes or joins another person's record. The device's own
         record (or a new one) takes what nobody holds; a contact another record holds waits for
         its code (portal/contacts.py), as does any contact not verified yet."""
-        lead = self._lead_of(client) or Lead(language=language)
+        lead = self._lead_of(client)
+        if lead is not None and verified_kinds(lead) and lead.uid not in proven:
+            # A MAC is easily copied: a device linked to a proven person speaks for that person
+            # only with a proof in this session. Otherwise its form starts a record of its own
+            # (the device moves to it; a code for the person's contact brings it back).
+            lead = None
+        lead = lead or Lead(language=language)
         verified = verified_kinds(lead) if lead.id else set()
         named: list[tuple[str, str]] = []
         for kind in KINDS:
@@ -409,7 +430,8 @@ class Visitors:
             return False
         return not Device.select().where((Device.lead == lead) & (Device.id != device.id)).exists()
 
-    def my_data(self, client: Client, proven: set[str] | frozenset[str] = frozenset()) -> MyData | None:
+    def my_data(self, client: Client, proven: set[str] | frozenset[str] = frozenset(),
+                typed: list[str] | tuple[str, ...] = ()) -> MyData | None:
         """What the portal shows a device of itself. The record's details (name, masked contacts,
         consent history) only to a session that proved control of its email or phone, or when
         the whole record is this device's own submission; otherwise the consents this device gave."""
@@ -436,9 +458,30 @@ class Visitors:
             proven=is_proven, own_only=lead is not None and not show_record,
             email_verified="email" in verified, phone_verified="phone" in verified,
             email=mask_email(email) if email else None, phone=mask_phone(phone) if phone else None,
+            claimed=self._typed_claims(device.mac, typed, lead if show_record else None),
             name=(name[:1] + "***") if name else None, language=lead.language if lead else None,
             current={p: current.get(p) for p in (REQUIRED_PURPOSE, *MARKETING_PURPOSES)},
             history=lines, online_until=self.online_until(client.ip))
+
+    def _typed_claims(self, mac: str, uids, shown: Lead | None) -> list[str]:
+        """Masked contacts typed in this browser session (`uids`) that wait for a code, whoever holds
+        them, so the page reads the same whether an address is a customer's or not; those the
+        record shows, once. Another session on the same MAC sees none of them."""
+        since = utcnow() - datetime.timedelta(days=1)
+        out: list[str] = []
+        if not uids:
+            return out
+        for row in (ContactClaim.select().where((ContactClaim.device_mac == mac) & ContactClaim.typed
+                                                & ContactClaim.uid.in_([str(u) for u in uids][:8])
+                                                & ContactClaim.verified_at.is_null() & (ContactClaim.created_at > since))
+                    .order_by(ContactClaim.id)):
+            if shown is not None and getattr(shown, f"{row.kind}_index") == row.destination_index:
+                continue
+            value = self.vault.decrypt(row.destination_enc, f"claim.{row.kind}") or ""
+            masked = mask_email(value) if row.kind == "email" else mask_phone(value)
+            if masked not in out:
+                out.append(masked)
+        return out
 
     def record_kinds(self, client: Client) -> list[str]:
         """The kinds of contact the device's record holds (what a proof code can go to)."""

@@ -209,7 +209,7 @@ def connect():
         marketing=frozenset(p for p in f.getlist("marketing")),
     )
     runtime().funnel.hit("submit")
-    outcome = runtime().visitors.sign_in(form, client())
+    outcome = runtime().visitors.sign_in(form, client(), proven())
     nxt = continue_param()
     if not outcome.ok:
         status = {"gateway_failed": 503, None: 422}.get(outcome.errors.get("form"), 409)
@@ -255,6 +255,8 @@ def pending_claims() -> list[dict]:
             continue
         channel, message_id = (session.get("sent", {}).get(row.uid) or [None, None])[:2]
         delivery = rt.visitors.contacts.delivery(message_id)
+        if not channel and not channels(rt.settings, row.kind):
+            continue  # nothing was, nor can be, sent that way: no card with nothing to do
         described = rt.visitors.contacts.describe(row, channel or "", message_id)
         views.append({"uid": row.uid, "kind": row.kind, "masked": described.masked, "channel": channel,
                       "state": delivery.state if delivery else ("sent" if channel else "not_sent"),
@@ -385,7 +387,7 @@ def privacy():
 
 @bp.get("/my-data")
 def my_data():
-    data = runtime().visitors.my_data(client(), proven())
+    data = runtime().visitors.my_data(client(), proven(), session.get("claims", []))
     return render_template("captive/my_data.html", data=data, marketing=MARKETING_PURPOSES,
                            purposes=PURPOSES, done=request.args.get("done"),
                            kinds=runtime().visitors.record_kinds(client()) if data else [])

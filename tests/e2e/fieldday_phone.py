@@ -1,6 +1,8 @@
 """One phone of the field day, run inside its namespace; prints one JSON object.
 
-    python fieldday_phone.py arrive PORTAL EMAIL PURPOSES PHONE   OS probes, sign-in form, probes again, browse
+    python fieldday_phone.py arrive PORTAL EMAIL PURPOSES PHONE [LOGDIR]   OS probes, sign-in form, probes again,
+        browse; with LOGDIR, the code the portal's console driver printed (in LOGDIR/portal-*.log) is
+        entered on the "online" page, as the guest reading the SMS or email would
     python fieldday_phone.py look PORTAL                     probes and a page, no sign-in
     python fieldday_phone.py backoffice PORTAL OFFICE_URL    a guest trying the manager's panel
 
@@ -8,6 +10,7 @@ PURPOSES: comma-separated marketing purposes ticked on the form ("-" for none); 
 typed in ("-" for none). Every answer's
 status goes into "statuses", so the test can count 5xx over the whole day.
 """
+import glob
 import json
 import re
 import sys
@@ -46,7 +49,30 @@ class Phone:
                           *(("marketing", p) for p in purposes)])
         answer = self.get(portal + "/connect", method="POST", body=body, timeout=30,
                           headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        self.cookie = (answer.get("cookie") or cookie).split(";", 1)[0]
         return {"status": answer.get("status"), "location": answer.get("location"), "error": answer.get("error")}
+
+    def enter_code(self, portal: str, logdir: str, destination: str, seen: int) -> dict:
+        """Wait (bounded) for the code printed for `destination` after `seen` earlier ones, enter it."""
+        code = None
+        for _ in range(100):
+            codes = codes_for(logdir, destination)
+            if len(codes) > seen:
+                code = codes[-1]
+                break
+            time.sleep(0.1)
+        if code is None:
+            return {"error": "no code"}
+        page = self.get(portal + "/online", headers={"Cookie": self.cookie})
+        claim = re.search(r'name="claim" value="([0-9a-f]+)"', page.get("body", ""))
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.get("body", ""))
+        if claim is None or token is None:
+            return {"error": "no code form", "status": page.get("status")}
+        answer = self.get(portal + "/verify", method="POST", timeout=30,
+                          body=urlencode({"csrf_token": token.group(1), "claim": claim.group(1), "code": code}),
+                          headers={"Cookie": self.cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        return {"status": answer.get("status"), "location": answer.get("location")}
+
 
     def browse(self) -> int | None:
         return self.get(f"http://{NET}/news", "example.com").get("status")
@@ -60,13 +86,26 @@ class Phone:
         return False
 
 
-def arrive(portal: str, email: str, purposes: str, number: str = "-") -> dict:
+def codes_for(logdir: str, destination: str) -> list[str]:
+    """Codes the console driver printed for one destination, oldest first."""
+    found = []
+    marker = re.compile(r"\[message (?:sms|email) to " + re.escape(destination) + r"\] .*?\b(\d{6})\b")
+    for path in sorted(glob.glob(f"{logdir}/portal-*.log")):
+        with open(path, errors="replace") as log:
+            found += marker.findall(log.read())
+    return found
+
+
+def arrive(portal: str, email: str, purposes: str, number: str = "-", logdir: str = "") -> dict:
     phone = Phone()
     before = phone.probes()
+    destination = email if number == "-" else number  # the code goes to the phone first
+    seen = len(codes_for(logdir, destination)) if logdir else 0
     signed = phone.signin(portal, email, "" if number == "-" else number, [p for p in purposes.split(",") if p and p != "-"])
     online = signed.get("status") == 303 and phone.online()
-    return {"before": before, "signin": signed, "online": online, "browse": phone.browse() if online else None,
-            "statuses": phone.statuses, "errors": phone.errors}
+    verified = phone.enter_code(portal, logdir, destination, seen) if logdir and online else None
+    return {"before": before, "signin": signed, "online": online, "verified": verified,
+            "browse": phone.browse() if online else None, "statuses": phone.statuses, "errors": phone.errors}
 
 
 def look(portal: str) -> dict:
