@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import datetime
-import json
 import logging
 import queue
 import threading
@@ -24,21 +23,29 @@ from portal.db import database, is_busy
 logger = logging.getLogger(__name__)
 CHUNK = 500
 
+# The vendor is filled once, for a device that has none yet ('' marks an unknown prefix: asked
+# once); randomized addresses have no vendor behind them and pass NULL, leaving it as it is.
 _UPSERT_DEVICE = """
-INSERT INTO device (mac, first_seen, last_seen, last_ip, randomized, dhcp_fingerprint, dhcp_vendor, hostname)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO device (mac, first_seen, last_seen, last_ip, randomized, dhcp_fingerprint, dhcp_vendor, hostname, vendor)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(mac) DO UPDATE SET
   first_seen = min(first_seen, excluded.first_seen),
   last_seen = max(last_seen, excluded.last_seen),
   last_ip = coalesce(excluded.last_ip, last_ip),
   dhcp_fingerprint = coalesce(excluded.dhcp_fingerprint, dhcp_fingerprint),
   dhcp_vendor = coalesce(excluded.dhcp_vendor, dhcp_vendor),
-  hostname = coalesce(excluded.hostname, hostname)
+  hostname = coalesce(excluded.hostname, hostname),
+  vendor = coalesce(vendor, excluded.vendor)
 """
 _UPSERT_RUN = """
 INSERT INTO open_run (device_id, source, start, last, sightings) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT(device_id, source) DO UPDATE SET start = excluded.start, last = excluded.last, sightings = excluded.sightings
 """
+
+
+_DAYS: dict[int, str] = {}
+_HOURS_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
 
 
 def stamp(ts: float) -> str:
@@ -47,8 +54,23 @@ def stamp(ts: float) -> str:
     micro = int((ts - sec) * 1_000_000 + 0.5)
     if micro == 1_000_000:
         sec, micro = sec + 1, 0
-    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
-    return f"{text}.{micro:06d}" if micro else text
+    day, rest = divmod(sec, 86400)  # the date through gmtime once per day, the time from tables
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = time.strftime("%Y-%m-%d ", time.gmtime(day * 86400))
+    minute, second = divmod(rest, 60)
+    if micro:
+        return f"{date}{_HOURS_MINUTES[minute]}{_SECONDS[second]}.{micro:06d}"
+    return date + _HOURS_MINUTES[minute] + _SECONDS[second]
+
+
+def visit_payload(mac: str, start: str, end: str, passerby: bool, source: str) -> str:
+    """The outbox payload of a closed visit: the text json.dumps gives for this dict (all its
+    strings are plain ASCII: a MAC in hex, two stamps, a source name), written without it."""
+    return (f'{{"device": "{mac}", "start": "{start}", "end": "{end}", '
+            f'"passerby": {"true" if passerby else "false"}, "source": "{source}"}}')
 
 
 def epoch(text: str) -> float:
@@ -100,10 +122,10 @@ class Store:
     def write(self, batch: Batch) -> None:
         with database.atomic():
             if batch.devices:
+                vendor = self.oui.vendor
                 database.cursor().executemany(_UPSERT_DEVICE, [
                     (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
-                     d.hostname) for d in batch.devices])
-                self._fill_vendors([d.mac for d in batch.devices if not d.randomized])
+                     d.hostname, None if d.randomized else (vendor(d.mac) or "")) for d in batch.devices])
             macs = {v.mac for v in batch.visits} | {r.mac for r in batch.runs}
             missing = macs - {d.mac for d in batch.devices}
             if missing:  # written by an earlier batch, unless the portal erased it since
@@ -116,16 +138,16 @@ class Store:
                     [(m, stamp(seen[m][0]), stamp(seen[m][1]), bool(int(m[:2], 16) & 2)) for m in missing if m in seen])
             ids = self._ids(macs)
             if batch.visits:
+                rows = [(ids[v.mac], stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
                 database.cursor().executemany(
                     'INSERT INTO visit (device_id, start, "end", source, passerby) VALUES (?, ?, ?, ?, ?)',
-                    [(ids[v.mac], stamp(v.start), stamp(v.end), v.source, v.passerby) for v in batch.visits])
+                    [row[:5] for row in rows])
                 # The central store learns each closed visit (same transaction: never one without the other).
                 now = stamp(time.time())
                 database.cursor().executemany(
                     "INSERT INTO outbox_event (uid, topic, payload, created_at, attempts) VALUES (?, 'visit.closed', ?, ?, 0)",
-                    [(uuid.uuid4().hex, json.dumps({"device": v.mac, "start": stamp(v.start), "end": stamp(v.end),
-                                                    "passerby": v.passerby, "source": v.source}), now)
-                     for v in batch.visits if v.source == "lan"])
+                    [(uuid.uuid4().hex, visit_payload(mac, start, end, passerby, source), now)
+                     for _, start, end, source, passerby, mac in rows if source == "lan"])
                 self.written_visits += len(batch.visits)
             live = [r for r in batch.runs if r.start is not None]
             ended = [r for r in batch.runs if r.start is None]
@@ -145,17 +167,6 @@ class Store:
             ids.update((mac, id_) for id_, mac in database.execute_sql(
                 f"SELECT id, mac FROM device WHERE mac IN ({marks})", chunk))
         return ids
-
-    def _fill_vendors(self, macs: list[str]) -> None:
-        """Vendor names for devices that have none yet ('' marks an unknown prefix: asked once)."""
-        for i in range(0, len(macs), CHUNK):
-            chunk = macs[i:i + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            todo = [m for (m,) in database.execute_sql(
-                f"SELECT mac FROM device WHERE vendor IS NULL AND mac IN ({marks})", chunk)]
-            if todo:
-                database.cursor().executemany("UPDATE device SET vendor = ? WHERE mac = ?",
-                                              [(self.oui.vendor(m) or "", m) for m in todo])
 
 
 def _trim() -> None:
