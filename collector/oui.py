@@ -16,6 +16,7 @@ from portal.core.macs import randomized
 
 logger = logging.getLogger(__name__)
 DEFAULT_FILE = Path("/usr/share/ieee-data/oui.csv")
+NAMES_KEPT = 2048  # vendor names held in memory, by prefix
 
 
 class OuiTable:
@@ -23,6 +24,7 @@ class OuiTable:
         self.path = Path(path)
         self._prefixes = array("I")
         self._offsets = array("I")
+        self._names: dict[int, str | None] = {}  # prefixes already read (a store sees few makers)
         try:
             self._load()
         except OSError as exc:
@@ -56,6 +58,16 @@ class OuiTable:
             prefix = int(mac[0:2] + mac[3:5] + mac[6:8], 16)
         except ValueError:
             return None
+        try:
+            return self._names[prefix]
+        except KeyError:
+            pass
+        if len(self._names) >= NAMES_KEPT:
+            self._names.clear()
+        name = self._names[prefix] = self._read(prefix)
+        return name
+
+    def _read(self, prefix: int) -> str | None:
         i = bisect.bisect_left(self._prefixes, prefix)
         if i == len(self._prefixes) or self._prefixes[i] != prefix:
             return None

@@ -20,11 +20,15 @@ class VisitRecord:
 
 
 class Run:
-    __slots__ = ("start", "last", "count", "dirty")
+    # saved: the database holds a row of this (source, mac) in open_run (restored, or written by a
+    # flush), so the run's end must delete it; a run that starts and ends between two flushes
+    # never had a row, and its end costs the writer nothing.
+    __slots__ = ("start", "last", "count", "dirty", "saved")
 
-    def __init__(self, start: float, last: float, count: int = 1) -> None:
+    def __init__(self, start: float, last: float, count: int = 1, saved: bool = False) -> None:
         self.start, self.last, self.count = start, last, count
         self.dirty = True
+        self.saved = saved
 
 
 class Sessionizer:
@@ -36,7 +40,7 @@ class Sessionizer:
 
     def restore(self, source: str, mac: str, start: float, last: float, count: int) -> None:
         """A run in progress when the collector stopped."""
-        run = self.runs[source][mac] = Run(start, last, count)
+        run = self.runs[source][mac] = Run(start, last, count, saved=True)
         run.dirty = False
 
     def observe(self, mac: str, source: str, ts: float) -> VisitRecord | None:
@@ -48,7 +52,7 @@ class Sessionizer:
             return None
         if ts - run.last > self.gap:
             closed = self._record(mac, source, run)
-            runs[mac] = Run(ts, ts)
+            runs[mac] = Run(ts, ts, saved=run.saved)  # the next run takes over the saved row
             return closed
         run.dirty = True
         if ts > run.last:
@@ -64,19 +68,22 @@ class Sessionizer:
         for source, runs in self.runs.items():
             idle = [mac for mac, run in runs.items() if now - run.last > self.gap]
             for mac in idle:
-                closed.append(self._record(mac, source, runs.pop(mac)))
-                self.ended.append((source, mac))
+                run = runs.pop(mac)
+                closed.append(self._record(mac, source, run))
+                if run.saved:
+                    self.ended.append((source, mac))
         return closed
 
     def close_all(self) -> list[VisitRecord]:
         closed = [self._record(mac, source, run) for source, runs in self.runs.items() for mac, run in runs.items()]
         for source, runs in self.runs.items():
-            self.ended.extend((source, mac) for mac in runs)
+            self.ended.extend((source, mac) for mac, run in runs.items() if run.saved)
             runs.clear()
         return closed
 
     def take_dirty(self) -> Iterable[tuple[str, str, Run | None]]:
-        """Runs changed since the last call: (source, mac, run or None when it ended)."""
+        """Runs changed since the last call: (source, mac, run or None when it ended). What is
+        taken is about to be written: those runs have a row from now on."""
         ended, self.ended = self.ended, []
         for source, mac in ended:
             if mac not in self.runs[source]:  # not reopened since
@@ -85,6 +92,7 @@ class Sessionizer:
             for mac, run in runs.items():
                 if run.dirty:
                     run.dirty = False
+                    run.saved = True
                     yield source, mac, run
 
     def shift(self, step: float) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import datetime
 import time
 
+_DAYS: dict[int, str] = {}
+_HOURS_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
+
 
 def system_utcnow() -> datetime.datetime:
     """Naive UTC from the system clock, as it reads (no floor)."""
@@ -22,8 +26,16 @@ def stamp(ts: float) -> str:
     micro = int((ts - sec) * 1_000_000 + 0.5)
     if micro == 1_000_000:
         sec, micro = sec + 1, 0
-    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
-    return f"{text}.{micro:06d}" if micro else text
+    day, rest = divmod(sec, 86400)  # the date through gmtime once per day, the time from tables
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = time.strftime("%Y-%m-%d ", time.gmtime(day * 86400))
+    minute, second = divmod(rest, 60)
+    if micro:
+        return f"{date}{_HOURS_MINUTES[minute]}{_SECONDS[second]}.{micro:06d}"
+    return date + _HOURS_MINUTES[minute] + _SECONDS[second]
 
 
 def epoch(text: str) -> float:

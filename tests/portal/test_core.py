@@ -176,7 +176,7 @@ def test_every_topic_the_appliance_writes_is_one_the_core_knows():
     for pkg in ("portal", "collector"):
         for path in (ROOT / pkg).rglob("*.py"):
             text = path.read_text()
-            written |= set(re.findall(r"INTO outbox_event \([^)]*\) VALUES \([^']*'([a-z.]+)'", text))
+            written |= set(re.findall(r"INTO outbox_event \([^)]*\)\s*(?:VALUES \(|SELECT )[^']*'([a-z.]+)'", text))
             for node in ast.walk(ast.parse(text, str(path))):
                 if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "emit"
                         and node.args and isinstance(node.args[0], ast.Constant)):
