@@ -7,6 +7,7 @@ Nothing a visitor was told succeeded may be missing, nothing may be written twic
 may ever see a server error."""
 from __future__ import annotations
 
+import http.client
 import itertools
 import random
 import sqlite3
@@ -67,7 +68,7 @@ def visitor_loop(port_of, vid: int, stop: threading.Event, tally: Tally, other: 
                            v.withdraw("marketing_email") if "marketing_email" in marketing else None):
                 if answer is not None:
                     other.count(answer.status)
-        except (OSError, AssertionError) as exc:  # the portal was killed under this request
+        except (OSError, http.client.HTTPException, AssertionError) as exc:  # the portal was killed under this request
             with other.lock:
                 other.failures.append(repr(exc))
 
