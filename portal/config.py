@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from portal.core.deadlines import parse_holidays
 from portal.core.purposes import LANGUAGES
 from portal.weak_secrets import WeakSecret, check_faskey
 
@@ -38,7 +39,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store_id", "store-1", "This store's identifier, recorded with every consent and sent to the central store."),
     Setting("store_name", "Footfall WiFi", "Store name shown to visitors."),
     Setting("brand_color", "#0b6e4f", "The store's colour on the visitor pages (#rrggbb)."),
-    Setting("dsr_deadline_days", 30, "Days to answer a data-subject request (GDPR: one month; check local law)."),
+    Setting("dsr_deadline_days", 15, "Calendar days to complete a data-subject request (Law 91/2025 and Decree 356/2025: 15; the GDPR allows a month). Acknowledging is due within 2 working days."),
+    Setting("dsr_processor_days", 20, "Calendar days to complete a data-subject request when a processor is involved (Law 91/2025: 20)."),
+    Setting("dsr_extension_days", 15, "Calendar days the one extension of a data-subject request adds to its deadline."),
+    Setting("public_holidays", "", "Public holidays (ISO dates, comma-separated) that are not working days for the privacy desk's clocks; Saturdays and Sundays never are."),
+    Setting("dpo_contact", "", "The data protection contact (a person or department, with an email or phone): shown in the privacy notice and the compliance pack; empty means `privacy_contact`."),
     Setting("portal_url", "http://192.168.4.1:8080", "Address visitors' browsers reach the portal at; probes are redirected here."),
     Setting("portal_hosts", "", "Extra host names (comma-separated, with port if any) served as the portal itself."),
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
@@ -226,6 +231,12 @@ def _validate(settings: "Settings") -> None:
         raise ConfigError("preverify_seconds must be between 30 and 900")
     if settings.smtp_security not in ("starttls", "ssl", "none"):
         raise ConfigError("smtp_security must be starttls, ssl or none")
+    if not 1 <= settings.dsr_deadline_days <= settings.dsr_processor_days or not 1 <= settings.dsr_extension_days:
+        raise ConfigError("dsr_deadline_days and dsr_extension_days must be positive, dsr_processor_days at least dsr_deadline_days")
+    try:
+        parse_holidays(settings.public_holidays)
+    except ValueError as exc:
+        raise ConfigError(f"public_holidays: {exc}") from None
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
 

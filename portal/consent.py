@@ -46,10 +46,11 @@ def publish(document: str, language: str, text: str) -> PolicyVersion:
     return PolicyVersion.create(document=document, language=language, text=text, sha256=digest)
 
 
-def ensure_policies(store_name: str, controller: str, contact: str, retention_days: int) -> None:
-    """Publish the default texts for any document and language that has no version yet."""
+def ensure_policies(store_name: str, controller: str, contact: str, retention_days: int, dpo: str = "") -> None:
+    """Publish the default texts for any document and language that has no version yet. `dpo`
+    (the data protection contact, `dpo_contact`) fills a text's {dpo}; empty means `contact`."""
     values = {"store": store_name, "controller": controller or store_name,
-              "contact": contact, "retention": retention_days}
+              "contact": contact, "retention": retention_days, "dpo": dpo or contact}
     with PolicyVersion._meta.database.atomic():
         for document in DOCUMENTS:
             for language in LANGUAGES:

@@ -24,7 +24,7 @@ JOIN lead l ON l.id = m.lead_id AND l.erased_at IS NULL
 JOIN consent c ON c.lead_id = l.id AND c.granted = 1 AND c.purpose IN ({purposes})
   AND c.id = (SELECT max(id) FROM consent c2 WHERE c2.lead_id = c.lead_id AND c2.purpose = c.purpose)
   AND {counts}
-WHERE m.segment_id = ?
+WHERE m.segment_id = ? AND l.restricted_at IS NULL  -- objection/restriction upheld by the privacy desk (issue 15)
 GROUP BY l.id ORDER BY l.id
 """
 

@@ -6,7 +6,7 @@ import json
 import uuid
 
 from peewee import (
-    BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField, IntegerField,
+    BlobField, BooleanField, CharField, CompositeKey, DateField, DateTimeField, ForeignKeyField, IntegerField,
     Model, SQL, TextField,
 )
 
@@ -48,6 +48,8 @@ class Lead(BaseModel):
     phone_verified_via = CharField(null=True)  # sms | zalo
     # A claim folded into the lead its proof named (its devices and consents moved there).
     merged_into = ForeignKeyField("self", null=True, on_delete="SET NULL", backref="merged")
+    # Objection or restriction upheld (issue 15): kept, but out of segments, exports and messages.
+    restricted_at = DateTimeField(null=True)
 
 
 class Device(BaseModel):
@@ -194,6 +196,16 @@ class DataRequest(BaseModel):
     status = CharField(default="open")
     completed_at = DateTimeField(null=True)
     handled_by = CharField(null=True)
+    # The law's clock (portal/core/deadlines.py) and the identity check (issue 15).
+    ack_due_at = DateTimeField(null=True)
+    acknowledged_at = DateTimeField(null=True)
+    processor = BooleanField(default=False)
+    extended_at = DateTimeField(null=True)
+    extension_reason = CharField(null=True)
+    verified_at = DateTimeField(null=True)
+    verify_method = CharField(null=True)    # code:email | code:sms | code:zalo | in_person | id_document | ...
+    verified_by = CharField(null=True)
+    verify_claim = CharField(null=True)     # the ContactClaim a desk code was sent for
 
 
 class AuditEntry(BaseModel):
@@ -299,3 +311,33 @@ class ContactProof(BaseModel):
 
 
 MODELS = MODELS + (VerificationCode, ContactClaim, ContactProof)
+
+
+class TransferAssessment(BaseModel):
+    """A transfer of personal data abroad and the date its impact assessment was made (issue 15);
+    Meta and Google exports are refused until their platform has one in force."""
+    platform = CharField(index=True)   # meta | google | central | other
+    recipient = CharField()
+    country = CharField()
+    assessed_on = DateField()
+    reference = CharField(default="")
+    recorded_by = CharField()
+    recorded_at = DateTimeField(default=utcnow)
+    withdrawn_at = DateTimeField(null=True)
+
+
+class Breach(BaseModel):
+    """A personal-data breach: the authority must hear of it within 72 hours of its detection."""
+    detected_at = DateTimeField()
+    description = TextField()
+    data_kinds = CharField(default="")
+    people = IntegerField(null=True)
+    measures = TextField(default="")
+    recorded_by = CharField()
+    recorded_at = DateTimeField(default=utcnow)
+    reported_at = DateTimeField(null=True)
+    reported_by = CharField(null=True)
+    report_reference = CharField(default="")
+
+
+MODELS = MODELS + (TransferAssessment, Breach)

@@ -11,12 +11,13 @@ from portal import consent
 from portal.db import database
 from portal.gateway import Gateway, GatewayError
 from portal.identity import InvalidContact, Vault, clean_name, normalize_email, normalize_phone
-from portal.models import (Authorization, AuditLog, Consent, ContactClaim, DataRequest, Device, Lead, OutboxEvent, SegmentMember,
-                           Visit, utcnow)
+from portal.core import deadlines
+from portal.models import (Authorization, AuditEntry, AuditLog, Consent, ContactClaim, DataRequest, Device, Lead, OutboxEvent,
+                           Segment, SegmentMember, VerificationCode, Visit, utcnow)
 from portal.core.purposes import MARKETING_PURPOSES
 
 logger = logging.getLogger(__name__)
-REQUEST_KINDS = ("access", "correction", "withdrawal", "erasure", "objection")
+REQUEST_KINDS = ("access", "correction", "deletion", "withdrawal", "objection", "restriction", "provision")
 
 
 class DeskError(ValueError):
@@ -31,7 +32,8 @@ def person_data(lead: Lead, vault: Vault) -> dict:
     return {
         "person": {"id": lead.uid, "email": vault.decrypt(lead.email_enc, "lead.email"),
                    "phone": vault.decrypt(lead.phone_enc, "lead.phone"), "name": vault.decrypt(lead.name_enc, "lead.name"),
-                   "language": lead.language, "created_at": str(lead.created_at), "updated_at": str(lead.updated_at)},
+                   "language": lead.language, "created_at": str(lead.created_at), "updated_at": str(lead.updated_at),
+                   "restricted_at": str(lead.restricted_at) if lead.restricted_at else None},
         "devices": [{"mac": d.mac, "first_seen": str(d.first_seen), "last_seen": str(d.last_seen), "vendor": d.vendor or None,
                      "hostname": d.hostname, "private_address": d.randomized} for d in devices],
         "visits": [{"start": str(v.start), "end": str(v.end), "device": v.device.mac}
@@ -119,25 +121,216 @@ def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, sto
 
 
 # -- the register of requests --------------------------------------------------------------------
+# Law 91/2025 and Decree 356/2025: every request is acknowledged within 2 working days and done
+# within 15 days (20 with a processor), extended at most once (portal/core/deadlines.py). A request
+# is closed as done only once the requester's identity was checked: by a one-time code sent to the
+# contact on the person's record (portal/contacts.py), or by a named manual method, with who checked.
 
-def open_request(kind: str, received: datetime.datetime, deadline_days: int, vault: Vault, actor: str,
-                 lead: Lead | None = None, requester: str = "") -> DataRequest:
+def rules_from(settings) -> tuple[deadlines.Calendar, deadlines.Periods]:
+    return (deadlines.Calendar(deadlines.parse_holidays(settings.public_holidays)),
+            deadlines.Periods(settings.dsr_deadline_days, settings.dsr_processor_days, settings.dsr_extension_days))
+
+
+def find_person(text: str, vault: Vault, region: str) -> Lead | None:
+    """The person a request names: their id, email or phone (by blind index); None when nobody."""
+    text = text.strip()[:254]
+    if not text:
+        return None
+    lead = Lead.get_or_none((Lead.uid == text) & Lead.erased_at.is_null())
+    if lead is not None:
+        return lead
+    for kind, normalize in (("email", normalize_email), ("phone", lambda v: normalize_phone(v, region))):
+        try:
+            index = vault.blind_index(kind, normalize(text))
+        except InvalidContact:
+            continue
+        lead = Lead.get_or_none((getattr(Lead, f"{kind}_index") == index) & Lead.erased_at.is_null())
+        if lead is not None:
+            return lead
+    raise DeskError("person_unknown")
+
+
+def open_request(kind: str, received: datetime.datetime, rules: tuple[deadlines.Calendar, deadlines.Periods],
+                 vault: Vault, actor: str, lead: Lead | None = None, requester: str = "",
+                 processor: bool = False) -> DataRequest:
     if kind not in REQUEST_KINDS:
         raise DeskError("kind_unknown")
     requester = " ".join(requester.split())[:200]
-    request = DataRequest.create(kind=kind, lead=lead, received_at=received,
-                                 due_at=received + datetime.timedelta(days=deadline_days),
+    clock_ = deadlines.request_clock(received, *rules, processor=processor)
+    request = DataRequest.create(kind=kind, lead=lead, received_at=received, due_at=clock_.due, ack_due_at=clock_.ack_due,
+                                 processor=processor,
                                  requester_enc=vault.encrypt(requester, "request.requester") if requester else None)
-    AuditLog.record(actor, "request_opened", str(request.id), kind=kind)
+    AuditLog.record(actor, "request_opened", str(request.id), kind=kind, lead=lead.uid if lead else None)
     return request
 
 
+def _open(request: DataRequest) -> None:
+    if request.status != "open":
+        raise DeskError("request_closed")
+
+
+def acknowledge(request: DataRequest, actor: str, now: datetime.datetime | None = None) -> None:
+    _open(request)
+    if request.acknowledged_at is None:
+        request.acknowledged_at = now or utcnow()
+        request.save()
+        AuditLog.record(actor, "request_acknowledged", str(request.id))
+
+
+def extend(request: DataRequest, reason: str, rules: tuple[deadlines.Calendar, deadlines.Periods], actor: str,
+           now: datetime.datetime | None = None) -> None:
+    """The one extension the law allows, with the reason the requester is told."""
+    _open(request)
+    reason = " ".join(reason.split())[:200]
+    if not reason:
+        raise DeskError("reason_needed")
+    if request.extended_at is not None:
+        raise DeskError("extended_already")
+    request.due_at = deadlines.extended(request.due_at, rules[0], rules[1])
+    request.extended_at, request.extension_reason = now or utcnow(), reason
+    request.save()
+    AuditLog.record(actor, "request_extended", str(request.id), due=request.due_at, reason=reason)
+
+
+def link_person(request: DataRequest, lead: Lead, actor: str) -> None:
+    _open(request)
+    if request.lead_id != lead.id:  # another person: what was checked was about someone else
+        request.lead, request.verified_at, request.verify_method, request.verified_by = lead, None, None, None
+        request.verify_claim = None
+        request.save()
+        AuditLog.record(actor, "request_linked", str(request.id), lead=lead.uid)
+
+
+MANUAL_CHECKS = ("in_person", "id_document", "known_channel")
+
+
+def verify_manually(request: DataRequest, method: str, actor: str) -> None:
+    """Record how the requester's identity was checked outside Footfall, and by whom."""
+    _open(request)
+    if method not in MANUAL_CHECKS:
+        raise DeskError("method_unknown")
+    _verified(request, method, actor)
+
+
+def _verified(request: DataRequest, method: str, actor: str) -> None:
+    request.verified_at, request.verify_method, request.verified_by = utcnow(), method, actor
+    request.save()
+    AuditLog.record(actor, "request_verified", str(request.id), method=method)
+
+
+def send_code(request: DataRequest, kind: str, contacts, actor: str) -> str:
+    """Send a one-time code to the email or phone on the linked person's record (never to an
+    address the requester dictates): whoever reads it back controls the record's contact. The
+    channel it went by; DeskError, or VerificationError when a limit or a missing channel says no."""
+    _open(request)
+    if kind not in ("email", "phone"):
+        raise DeskError("contact_unknown")
+    lead = Lead.get_or_none((Lead.id == request.lead_id) & Lead.erased_at.is_null()) if request.lead_id else None
+    if lead is None:
+        raise DeskError("person_needed")
+    enc = getattr(lead, f"{kind}_enc")
+    if enc is None:
+        raise DeskError("contact_missing")
+    value = contacts.vault.decrypt(enc, f"lead.{kind}") or ""
+    with database.atomic():
+        claim = contacts.claim(lead, kind, value, None, None, lead.language, typed=False)
+        request.verify_claim = claim.uid
+        request.save()
+    pending = contacts.send(claim)
+    AuditLog.record(actor, "request_code_sent", str(request.id), kind=kind, channel=pending.channel)
+    return pending.channel
+
+
+def check_code(request: DataRequest, code: str, contacts, actor: str) -> None:
+    """The code the requester read back; VerificationError (wrong, expired, ...) otherwise."""
+    _open(request)
+    if not request.verify_claim:
+        raise DeskError("code_not_sent")
+    latest = (VerificationCode.select().where(VerificationCode.claim_uid == request.verify_claim)
+              .order_by(VerificationCode.id.desc()).first())
+    if latest is None:
+        raise DeskError("code_not_sent")
+    used = contacts.codes.check(latest.uid, code)
+    ContactClaim.update(verified_at=utcnow()).where(ContactClaim.uid == request.verify_claim).execute()
+    _verified(request, f"code:{used.channel}", actor)
+
+
 def close_request(request: DataRequest, status: str, actor: str) -> None:
+    """Done (only once the requester was verified; an objection or a restriction then takes
+    effect on the linked person) or refused."""
     if status not in ("done", "refused"):
         raise DeskError("status_unknown")
-    request.status, request.completed_at, request.handled_by = status, utcnow(), actor
-    request.save()
-    AuditLog.record(actor, "request_closed", str(request.id), status=status)
+    _open(request)
+    with database.atomic():
+        if status == "done":
+            if request.verified_at is None:
+                raise DeskError("verify_first")
+            if request.kind in ("objection", "restriction"):
+                if request.lead_id is None:
+                    raise DeskError("person_needed")
+                restrict(request.lead, actor, request.kind)
+        request.status, request.completed_at, request.handled_by = status, utcnow(), actor
+        if request.acknowledged_at is None:
+            request.acknowledged_at = request.completed_at  # an answer is an acknowledgement
+        request.save()
+        AuditLog.record(actor, "request_closed", str(request.id), status=status)
+
+
+def clock_flags(request: DataRequest, now: datetime.datetime) -> list[str]:
+    """What is late about an open request: ack_overdue, overdue."""
+    if request.status != "open":
+        return []
+    flags = []
+    if request.acknowledged_at is None and request.ack_due_at is not None and request.ack_due_at < now:
+        flags.append("ack_overdue")
+    if request.due_at < now:
+        flags.append("overdue")
+    return flags
+
+
+def restrict(lead: Lead, actor: str, reason: str) -> None:
+    """Objection or restriction upheld: the person stays on file, out of segments, exports and
+    messages (segments.py and exports.py skip restricted_at) until the restriction is lifted."""
+    with database.atomic():
+        if lead.restricted_at is None:
+            Lead.update(restricted_at=utcnow()).where(Lead.id == lead.id).execute()
+            lead.restricted_at = utcnow()
+        segments = [m.segment_id for m in SegmentMember.select(SegmentMember.segment).where(SegmentMember.lead == lead)]
+        SegmentMember.delete().where(SegmentMember.lead == lead).execute()
+        for segment_id in segments:
+            Segment.update(members=SegmentMember.select().where(SegmentMember.segment == segment_id).count()) \
+                .where(Segment.id == segment_id).execute()
+        AuditLog.record(actor, "restricted", lead.uid, reason=reason)
+
+
+def lift_restriction(lead: Lead, actor: str) -> None:
+    if lead.restricted_at is None:
+        raise DeskError("not_restricted")
+    with database.atomic():
+        Lead.update(restricted_at=None).where(Lead.id == lead.id).execute()
+        lead.restricted_at = None
+        AuditLog.record(actor, "restriction_lifted", lead.uid)
+
+
+PORTAL_ACTIONS = ("erase", "consent_withdrawn")
+
+
+def made_on_portal(limit: int = 100) -> list[AuditEntry]:
+    """Erasures and withdrawals people made themselves (on the portal's "My data" page, or through
+    the central store), for the register: done at once, nothing for the desk to do."""
+    return list(AuditEntry.select().where(AuditEntry.actor.in_(("visitor", "central")) & AuditEntry.action.in_(PORTAL_ACTIONS))
+                .order_by(AuditEntry.id.desc()).limit(limit))
+
+
+def provision(request: DataRequest, vault: Vault, actor: str) -> str:
+    """The person's data, machine-readable (JSON), for a verified provision or access request."""
+    if request.lead_id is None:
+        raise DeskError("person_needed")
+    if request.verified_at is None:
+        raise DeskError("verify_first")
+    AuditLog.record(actor, "person_provided", request.lead.uid, request=request.id)
+    return json.dumps({"request": {"id": request.id, "kind": request.kind, "received_at": str(request.received_at)},
+                       **person_data(request.lead, vault)}, ensure_ascii=False, indent=1)
 
 
 # -- retention -------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
     since = [window_start(now, w).isoformat(" ") for w in windows]
     window_sums = "".join(f", sum(v.start >= ?)" for _ in windows)
     stats = {lead_id: LeadStat(lead_id, language) for lead_id, language in
-             database.execute_sql("SELECT id, language FROM lead WHERE erased_at IS NULL")}
+             # restricted_at: an objection or a restriction upheld by the privacy desk keeps a person out (issue 15).
+             database.execute_sql("SELECT id, language FROM lead WHERE erased_at IS NULL AND restricted_at IS NULL")}
     # Rounded to hundredths of a minute: julianday arithmetic would put exactly 30 min at 29.99999.
     sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), round(avg(julianday(v."end") - julianday(v.start)) * 1440, 2), '
            f'count(*){window_sums} '

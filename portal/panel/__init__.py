@@ -7,7 +7,7 @@ exports, data-subject requests), analyst (aggregates only: never an email or a p
 
 One module per thing a manager does: auth (login, 2FA, logout), dashboard, leads (list and one
 person), audiences (segments and exports), privacy_desk (requests, a person's copy, correction,
-withdrawal, erasure), settings (store settings, policy texts, logo), users (accounts, audit log),
+withdrawal, restriction, erasure), compliance (the owner's pack: records, transfers, breaches), settings (store settings, policy texts, logo), users (accounts, audit log),
 health. This file holds what they share: the blueprint, sessions, roles and the network lock.
 """
 from __future__ import annotations
@@ -134,6 +134,6 @@ def init_app(app) -> None:
     # remember-cookie deletion with every answer.
     app.template_context_processors[None].remove(_user_context_processor)
     # Importing the modules registers their routes on bp.
-    from portal.panel import audiences, auth, dashboard, health, leads, privacy_desk, settings, users  # noqa: F401
+    from portal.panel import audiences, auth, compliance, dashboard, health, leads, privacy_desk, settings, users  # noqa: F401
     auth.configure_throttle(app.extensions["footfall"])
     app.register_blueprint(bp)

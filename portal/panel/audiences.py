@@ -6,7 +6,7 @@ import json
 from flask import Response, abort, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from portal import exports, segments
+from portal import compliance, exports, segments
 from portal.core import audience
 from portal.models import AuditLog, Segment, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
@@ -67,6 +67,9 @@ def segment_export(key: str, kind: str):
     segment = Segment.get_or_none(Segment.key == key[:64])
     if segment is None or kind not in audience.KINDS:
         abort(404)
+    # Ad platforms are transfers abroad: refused until the owner records their assessment (issue 15).
+    if kind in compliance.EXPORT_PLATFORMS and compliance.transfer_in_force(kind) is None:
+        return render_template("panel/refused.html", reason="transfer_unassessed", platform=kind), 409
     AuditLog.record(current_user.actor, "export", segment.key, request.remote_addr, kind=kind)
     rows = exports.export_rows(segment.id, kind, runtime().vault)
     name = f"{segment.key}-{kind}-{utcnow():%Y%m%d}.csv"

@@ -1,6 +1,7 @@
 """Who may open what: a role x route matrix, the management networks, and no personal data for analysts."""
 import pytest
 
+from portal import compliance
 from portal.models import AuditEntry, Lead
 from portal.visitors import Client, SignInForm
 
@@ -19,6 +20,11 @@ ROUTES = [
     ("GET", "/panel/audit", OWNER),
     ("GET", "/panel/settings", OWNER),
     ("GET", "/panel/users", OWNER),
+    ("GET", "/panel/compliance", OWNER),
+    ("GET", "/panel/compliance/record.md", OWNER),
+    ("GET", "/panel/compliance/dossier.md", OWNER),
+    ("POST", "/panel/compliance/transfers", OWNER),
+    ("POST", "/panel/compliance/breaches", OWNER),
 ]
 
 
@@ -27,6 +33,7 @@ def lead_uid(app):
     visitors = app.extensions["footfall"].visitors
     visitors.sign_in(SignInForm(email="matrix@example.com", terms=True, marketing=frozenset({"marketing_email"})),
                      Client("10.0.0.3", "02:00:00:00:00:03"))
+    compliance.record_transfer("meta", "", "", "2026-01-05", "", "manager:owner1")  # exports abroad need it (issue 15)
     return Lead.get().uid
 
 
