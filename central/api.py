@@ -12,6 +12,7 @@ from central.db import database
 from central.models import Person, Store, utcnow
 from central.people import CHANNELS, counted, erase_person
 from portal.core import audience
+from portal.core.purposes import MARKETING_PURPOSES, REQUIRED_PURPOSE
 from portal.core.numbers import NumberError, parse_int
 from portal.core.segment_rules import BUILTIN, LeadStat, member
 
@@ -60,24 +61,54 @@ def _channels(p: Person) -> frozenset[str]:
                      if getattr(p, f"{k}_verified_at") is not None and getattr(p, f"{k}_enc") is not None)
 
 
+# Scoped per field: each contact detail is served only with a consent that counts (double opt-in)
+# for a use of it; the name with any marketing consent. A person with no consent that counts
+# (beyond the WiFi terms, which are no consent to marketing) is not served at all.
+FIELD_PURPOSES = {"email": ("marketing_email", "ad_audiences"), "phone": ("marketing_sms", "ad_audiences"),
+                  "name": MARKETING_PURPOSES}
+
+
+def _listed_sql() -> str:
+    """SQL over a person `p`: some purpose but the WiFi terms whose latest choice is a grant that counts."""
+    ok = {"email": "(p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL)",
+          "phone": "(p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL)"}
+    cases = " ".join(f"WHEN '{purpose}' THEN {' OR '.join(ok[k] for k in kinds)}" for purpose, kinds in CHANNELS.items())
+    return ("EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (c.purpose) c.purpose, c.granted FROM consent_event c "
+            f"WHERE c.person_id = p.id AND c.purpose <> '{REQUIRED_PURPOSE}' ORDER BY c.purpose, c.at DESC, c.id DESC) l "
+            f"WHERE l.granted AND CASE l.purpose {cases} ELSE TRUE END)")
+
+
+LISTED = _listed_sql()
+
+
+def _listed(counts: dict[str, bool]) -> bool:
+    return any(granted for purpose, granted in counts.items() if purpose != REQUIRED_PURPOSE)
+
+
 def _person_json(p: Person, consents: dict[str, bool]) -> dict:
     vault = ctx()["vault"]
     channels = _channels(p)
     counts, waiting = counted(consents, channels)
-    return {"id": p.id, "email": vault.decrypt(p.email_enc, "person.email") if "email" in channels else None,
-            "phone": vault.decrypt(p.phone_enc, "person.phone") if "phone" in channels else None,
-            "email_verified_at": p.email_verified_at.isoformat() if "email" in channels else None,
-            "phone_verified_at": p.phone_verified_at.isoformat() if "phone" in channels else None,
-            "name": vault.decrypt(p.name_enc, "person.name"), "language": p.language, "consents": counts,
+    allowed = {field for field, purposes in FIELD_PURPOSES.items() if any(counts.get(pu) is True for pu in purposes)}
+    email = "email" in channels and "email" in allowed
+    phone = "phone" in channels and "phone" in allowed
+    return {"id": p.id, "email": vault.decrypt(p.email_enc, "person.email") if email else None,
+            "phone": vault.decrypt(p.phone_enc, "person.phone") if phone else None,
+            "email_verified_at": p.email_verified_at.isoformat() if email else None,
+            "phone_verified_at": p.phone_verified_at.isoformat() if phone else None,
+            "name": vault.decrypt(p.name_enc, "person.name") if "name" in allowed else None,
+            "language": p.language, "consents": counts,
             "awaiting_verification": waiting, "updated_at": p.updated_at.isoformat()}
 
 
 @bp.get("/v1/people")
 @scope("people:read")
 def people():
+    """Only people with a consent that counts; a page may hold fewer than `limit` only at the end."""
     after = _int_arg("after", 0, 0, 2**62)
     limit = _int_arg("limit", 100, 1, PAGE_MAX)
-    rows = list(Person.select().where(Person.erased_at.is_null() & (Person.id > after)).order_by(Person.id).limit(limit))
+    rows = list(Person.raw(f"SELECT p.* FROM person p WHERE p.erased_at IS NULL AND p.id > %s AND {LISTED} "
+                           "ORDER BY p.id LIMIT %s", after, limit))
     consents = _consents([p.id for p in rows])
     return jsonify(people=[_person_json(p, consents.get(p.id, {})) for p in rows],
                    next=rows[-1].id if len(rows) == limit else None)
@@ -87,12 +118,15 @@ def people():
 @scope("people:read")
 def person(person_id: int):
     p = Person.get_or_none((Person.id == person_id) & Person.erased_at.is_null()) or abort(404, description="no such person")
+    recorded = _consents([person_id]).get(person_id, {})
+    if not _listed(counted(recorded, _channels(p))[0]):
+        abort(404, description="no such person")  # no consent that counts: not served (the same answer as none)
     visits = database.execute_sql(
         'SELECT v.store_id, count(*), max(v."end") FROM visit v JOIN device d ON d.id = v.device_id '
         "WHERE d.person_id = %s AND NOT v.passerby GROUP BY v.store_id ORDER BY v.store_id", (person_id,)).fetchall()
     history = database.execute_sql("SELECT store_id, purpose, granted, at, policy_sha256 FROM consent_event "
                                    "WHERE person_id = %s ORDER BY at, id", (person_id,)).fetchall()
-    body = _person_json(p, _consents([person_id]).get(person_id, {}))
+    body = _person_json(p, recorded)
     body["visits"] = [{"store": s, "visits": n, "last": last.isoformat()} for s, n, last in visits]
     body["consent_history"] = [{"store": s, "purpose": pu, "granted": gr, "at": at.isoformat(), "policy_sha256": h}
                                for s, pu, gr, at, h in history]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 from psycopg2.extras import execute_values
 
@@ -21,6 +22,7 @@ from portal.core.events import UID, Event
 from portal.core.times import event_time
 from portal.identity import Vault
 
+logger = logging.getLogger(__name__)
 __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
 sign = wire.sign  # the batch signature, defined in portal.core.wire
 
@@ -66,7 +68,7 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
             upsert_lead(cur, store.id, e.data, e.at, vault, people)
         _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
         _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
-        _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"])
+        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"])
         for e in fresh:  # after what they fold, so a batch holding the records and their merge works
             if e.topic == "lead.merged":
                 merge(cur, store.id, e.data["lead"], e.data["into"], people)
@@ -86,7 +88,10 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
                     (store.id,))
         commands = [{"erase_lead": row[0]} for row in cur.fetchall()]
-    return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands}
+    if anonymous:
+        logger.info("store %s sent %d visits of devices linked to no one: ignored", store.id, anonymous)
+    return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands,
+            "ignored_anonymous": anonymous}
 
 
 def _claim(cur, store_id: str, uids: list[str]) -> set[str]:
@@ -117,11 +122,21 @@ def _device_ids(cur, store_id: str, macs: set[str]) -> dict[str, int]:
 
 
 def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
-    ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
+    """A device becomes known here only as a live person's: a link to a lead unknown here, or to a
+    person erased, records nothing (no MAC of anyone unknown is kept)."""
+    links = []
     for e in events:
         person = person_of(cur, store.id, e.data["lead"], people)
         if person is not None:
-            cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[e.data["device"]]))
+            links.append((e.data["device"], person))
+    if not links:
+        return
+    cur.execute("SELECT id FROM person WHERE id = ANY(%s) AND erased_at IS NULL", (sorted({p for _, p in links}),))
+    live = {row[0] for row in cur.fetchall()}
+    links = [(mac, person) for mac, person in links if person in live]
+    ids = _device_ids(cur, store.id, {mac for mac, _ in links})
+    for mac, person in links:
+        cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[mac]))
 
 
 def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
@@ -136,16 +151,24 @@ def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, in
                        "VALUES %s", rows, page_size=2000)
 
 
-def _apply_visits(cur, store: Store, events: list[Event]) -> None:
+def _apply_visits(cur, store: Store, events: list[Event]) -> int:
+    """Visits of the store's devices linked to a person; the others are ignored and counted
+    (returned). Anonymous data is never received: a store sends no visit of a device linked to
+    no one (issue 15), and one that does (an older appliance) leaves no trace of it here."""
     if not events:
-        return
-    ids = _device_ids(cur, store.id, {e.data["device"] for e in events})
-    # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
-    lines = io.StringIO("".join(
-        f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
-        f"\t{event_time(e.data['end']).isoformat()}"
-        f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in events))
-    cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
+        return 0
+    cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL",
+                (store.id, sorted({e.data["device"] for e in events})))
+    ids = dict(cur.fetchall())
+    kept = [e for e in events if e.data["device"] in ids]
+    if kept:
+        # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
+        lines = io.StringIO("".join(
+            f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
+            f"\t{event_time(e.data['end']).isoformat()}"
+            f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in kept))
+        cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
+    return len(events) - len(kept)
 
 
 def _apply_segment(cur, store: Store, e: Event) -> None:

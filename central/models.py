@@ -34,6 +34,7 @@ class Person(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     erased_at = DateTimeField(null=True)
+    purged_at = DateTimeField(null=True)  # erased by the central's retention purge, not on a store's word
     email_verified_at = DateTimeField(null=True)  # when a store proved the email now held (a one-time code)
     phone_verified_at = DateTimeField(null=True)
 

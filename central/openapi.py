@@ -31,13 +31,20 @@ DOCUMENT = {
             "responses": {"200": _json("IngestResult"), "400": _ERROR, "401": _ERROR, "413": _ERROR, "415": _ERROR},
         }},
         "/v1/people": {"get": {
-            "summary": "People of the chain, merged across stores", "security": _BEARER,
+            "summary": "People of the chain, merged across stores: only those with a consent that counts",
+            "description": "Each person is served only what their consents allow, field by field (a marketing "
+                           "consent counts only with its channel verified, double opt-in): email with marketing_email "
+                           "or ad_audiences, phone with marketing_sms or ad_audiences, name with any marketing consent. "
+                           "A person with no consent that counts (the WiFi terms alone are none) is not listed. Pages "
+                           "run by id: pass the previous page's `next` as `after` until it is null.",
+            "security": _BEARER,
             "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
             "responses": {"200": _json("PeoplePage"), "400": _ERROR, "401": _ERROR, "403": _ERROR},
         }},
         "/v1/people/{person_id}": {"get": {
-            "summary": "One person: consents, history, visits per store", "security": _BEARER,
+            "summary": "One person: consents, history, visits per store; 404 for a person not listed (no consent "
+                       "that counts)", "security": _BEARER,
             "parameters": [{"name": "person_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}],
             "responses": {"200": _json("Person"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
         }},
@@ -72,11 +79,19 @@ DOCUMENT = {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "IngestResult": {"type": "object", "properties": {
                 "applied": {"type": "integer"}, "duplicates": {"type": "integer"},
+                "ignored_anonymous": {"type": "integer", "description": "Visits of devices linked to no person here: "
+                                      "ignored, nothing of them kept (a store sends none)"},
                 "commands": {"type": "array", "items": {"type": "object", "properties": {"erase_lead": {"type": "string"}}}}}},
             "Person": {"type": "object", "properties": {
-                "id": {"type": "integer"}, "email": {"type": "string", "nullable": True}, "phone": {"type": "string", "nullable": True},
-                "email_verified_at": {"type": "string", "nullable": True}, "phone_verified_at": {"type": "string", "nullable": True},
-                "name": {"type": "string", "nullable": True}, "language": {"type": "string"},
+                "id": {"type": "integer"},
+                "email": {"type": "string", "nullable": True,
+                          "description": "Verified, and only with a counting marketing_email or ad_audiences consent"},
+                "phone": {"type": "string", "nullable": True,
+                          "description": "Verified, and only with a counting marketing_sms or ad_audiences consent"},
+                "email_verified_at": {"type": "string", "nullable": True, "description": "Null whenever email is"},
+                "phone_verified_at": {"type": "string", "nullable": True, "description": "Null whenever phone is"},
+                "name": {"type": "string", "nullable": True, "description": "Only with some marketing consent that counts"},
+                "language": {"type": "string"},
                 "consents": {"type": "object", "additionalProperties": {"type": "boolean"},
                              "description": "The latest choice per purpose that counts; a marketing consent counts only "
                                             "with its channel verified (double opt-in)"},

@@ -80,8 +80,13 @@ def upsert_lead(cur, store_id: str, d: dict, at: datetime.datetime, vault: Vault
     kinds = proven(d)
     current = person_of(cur, store_id, d["lead"], known)
     if current is not None:
-        cur.execute("SELECT erased_at IS NOT NULL FROM person WHERE id = %s", (current,))
-        if cur.fetchone()[0]:
+        cur.execute("SELECT erased_at IS NOT NULL, purged_at IS NOT NULL FROM person WHERE id = %s", (current,))
+        erased, purged = cur.fetchone()
+        if purged:  # gone here by retention, still a lead at the store: they came back, a person anew
+            cur.execute("DELETE FROM store_lead WHERE store_id = %s AND lead_uid = %s", (store_id, d["lead"]))
+            known.pop(d["lead"], None)
+            current = None
+        elif erased:
             return None
     target = None
     for kind in kinds:
@@ -238,3 +243,34 @@ def counted(consents: dict[str, bool], channels: set[str] | frozenset[str]) -> t
         else:
             counts[purpose] = granted
     return counts, sorted(waiting)
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+# A person is seen when a store sends their lead (a sign-in, a change), a consent choice or a visit.
+_STALE = """
+SELECT p.id FROM person p
+WHERE p.erased_at IS NULL AND p.updated_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM device d JOIN visit v ON v.device_id = d.id WHERE d.person_id = p.id AND v."end" >= %(cutoff)s)
+  AND NOT EXISTS (SELECT 1 FROM consent_event c WHERE c.person_id = p.id AND c.at >= %(cutoff)s)
+ORDER BY p.id
+"""
+
+
+def stale_people(cur, retention_days: int, now: datetime.datetime) -> list[int]:
+    cur.execute(_STALE, {"cutoff": now - datetime.timedelta(days=retention_days)})
+    return [row[0] for row in cur.fetchall()]
+
+
+def purge_person(cur, person: int, now: datetime.datetime) -> None:
+    """Retention, mirroring the appliance's purge: details, devices (their visits with them) and
+    segment memberships go; the consent log stays as proof, and so do the person's store leads,
+    so a store's later word about one of them finds this record (and starts a person anew, see
+    upsert_lead). No store is told to erase: each store keeps its own retention, and it may have
+    seen the person in ways the central never hears of (visits of people who did not agree to
+    visit analytics are not sent)."""
+    cur.execute("UPDATE person SET email_index = NULL, phone_index = NULL, email_enc = NULL, phone_enc = NULL, "
+                "name_enc = NULL, email_verified_at = NULL, phone_verified_at = NULL, erased_at = %s, purged_at = %s, "
+                "updated_at = %s WHERE id = %s AND erased_at IS NULL", (now, now, now, person))
+    cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
+    cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))

@@ -205,3 +205,28 @@ def central_tokens(config: str | None) -> None:
         for token in ApiToken.select().order_by(ApiToken.id):
             state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "live"
             click.echo(f"{token.name}\t{token.scopes}\t{state}\tcreated {token.created_at:%Y-%m-%d}")
+
+
+@central.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count the people the purge would erase.")
+@config_option
+def central_purge(dry_run: bool, config: str | None) -> None:
+    """Retention: erase the details, devices and visits of people not seen at any store within
+    central_retention_days (the consent log stays as proof). Run it daily (a cron job or timer)."""
+    import json
+
+    from central.db import database
+    from central.models import utcnow
+    from central.people import purge_person, stale_people
+
+    settings, _ = _central(config)
+    now = utcnow()
+    with database.connection_context():
+        with database.atomic():
+            cur = database.cursor()
+            stale = stale_people(cur, settings.central_retention_days, now)
+            if not dry_run:
+                for person in stale:
+                    purge_person(cur, person, now)
+    click.echo(json.dumps({"retention_days": settings.central_retention_days, "people": len(stale),
+                           "dry_run": dry_run}))

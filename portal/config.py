@@ -120,6 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("central_workers", 3, "Central store: web server worker processes."),
     Setting("central_key_file", "", "Central store: its key file; empty means `<data_dir>/central-keys.json`."),
     Setting("central_max_batch_bytes", 8 * 1024 * 1024, "Central store: largest signed batch accepted (compressed)."),
+    Setting("central_retention_days", 365, "Central store: days a person's details, devices and visits are kept after they were last seen at any store (`footfall central purge`); the consent log stays as proof."),
     Setting("sync_replay_window", 300, "Central store: signed batches older or newer than this many seconds are refused."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )
@@ -202,7 +203,7 @@ def _validate(settings: "Settings") -> None:
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
                  "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
-                 "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window"):
+                 "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window", "central_retention_days"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     _validate_isolation(settings)

@@ -341,3 +341,28 @@ class Breach(BaseModel):
 
 
 MODELS = MODELS + (TransferAssessment, Breach)
+
+
+class ExportLog(BaseModel):
+    """Every audience export (issue 15): who, which segment, which platform, when, how many."""
+    actor = CharField()
+    segment_key = CharField()
+    segment_name = CharField()
+    kind = CharField()  # csv | meta | google
+    members = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+class ExportMember(BaseModel):
+    """A person in an export, the consent versions it rested on, and only the SHA-256 of each
+    identifier sent (in the platform's normalization; csv: the email lowercased, the phone in
+    E.164): enough to list them for removal after a withdrawal or an erasure, never the plaintext.
+    A hash is cleared once its removal is marked done."""
+    export = ForeignKeyField(ExportLog, backref="people", on_delete="CASCADE")
+    lead = ForeignKeyField(Lead, on_delete="CASCADE", index=True)
+    email_hash = CharField(null=True)
+    phone_hash = CharField(null=True)
+    policies = TextField(default="{}")  # JSON: purpose > policy sha256 of the consent the export rested on
+
+
+MODELS = MODELS + (ExportLog, ExportMember)

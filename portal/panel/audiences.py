@@ -1,6 +1,7 @@
 """Segments and their exports: the rules, recomputing, and audience files for CRMs and ad platforms."""
 from __future__ import annotations
 
+import datetime
 import json
 
 from flask import Response, abort, redirect, render_template, request, stream_with_context, url_for
@@ -8,7 +9,7 @@ from flask_login import current_user, login_required
 
 from portal import compliance, exports, segments
 from portal.core import audience
-from portal.models import AuditLog, Segment, utcnow
+from portal.models import AuditLog, ExportLog, Segment, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.core.purposes import PURPOSES
 
@@ -70,8 +71,51 @@ def segment_export(key: str, kind: str):
     # Ad platforms are transfers abroad: refused until the owner records their assessment (issue 15).
     if kind in compliance.EXPORT_PLATFORMS and compliance.transfer_in_force(kind) is None:
         return render_template("panel/refused.html", reason="transfer_unassessed", platform=kind), 409
-    AuditLog.record(current_user.actor, "export", segment.key, request.remote_addr, kind=kind)
-    rows = exports.export_rows(segment.id, kind, runtime().vault)
+    # Logged (who, which segment, which platform, which people, which consent versions) before it is sent.
+    log, rows = exports.logged_export(segment, kind, runtime().vault, current_user.actor)
+    AuditLog.record(current_user.actor, "export", segment.key, request.remote_addr, kind=kind, log=log.id, members=log.members)
     name = f"{segment.key}-{kind}-{utcnow():%Y%m%d}.csv"
     return Response(stream_with_context(audience.to_csv(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+# -- removal lists (issue 15) ----------------------------------------------------------------------
+
+def _as_of() -> datetime.datetime:
+    """The moment a removal list was shown: its download and its "done" cover exactly that list."""
+    try:
+        return datetime.datetime.fromisoformat(request.values.get("as_of", "")[:32])
+    except ValueError:
+        abort(400)
+
+
+@bp.get("/privacy/removals")
+@requires(*SEES_PERSONAL_DATA)
+def removal_lists():
+    vault = runtime().vault
+    due = {kind: len(exports.removals(kind, vault)) for kind in audience.KINDS}
+    recent = list(ExportLog.select().order_by(ExportLog.id.desc()).limit(50))
+    return render_template("panel/removals.html", due=due, kinds=audience.KINDS, recent=recent,
+                           as_of=utcnow().isoformat(" "), done=request.args.get("done"))
+
+
+@bp.get("/privacy/removals/<kind>.csv")
+@requires(*SEES_PERSONAL_DATA)
+def removal_download(kind: str):
+    if kind not in audience.KINDS:
+        abort(404)
+    as_of = _as_of()
+    AuditLog.record(current_user.actor, "removal_list", kind, request.remote_addr, as_of=as_of.isoformat(" "))
+    rows = list(exports.removal_rows(kind, runtime().vault, as_of))
+    name = f"remove-{kind}-{as_of:%Y%m%d-%H%M%S}.csv"
+    return Response(audience.to_csv(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+@bp.post("/privacy/removals/<kind>/done")
+@requires(*SEES_PERSONAL_DATA)
+def removal_done(kind: str):
+    if kind not in audience.KINDS:
+        abort(404)
+    count = exports.mark_removed(kind, runtime().vault, _as_of(), current_user.actor)
+    return redirect(url_for("panel.removal_lists", done=f"{kind}:{count}"))

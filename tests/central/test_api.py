@@ -51,13 +51,63 @@ def test_people_and_a_person_across_stores(chain, tokens):
     assert page["people"][0]["email"] == "lan@example.com" and page["next"] == page["people"][0]["id"]
     assert page["people"][0]["consents"] == {"marketing_email": True, "ad_audiences": True}
     second = chain.get(f"/v1/people?after={page['next']}", headers=auth(tokens["read"])).json
-    assert [p["email"] for p in second["people"]] == ["minh@example.com"] and second["next"] is None
+    assert second == {"people": [], "next": None}  # Minh agreed to nothing: not served (tests below)
     person = chain.get(f"/v1/people/{page['next']}", headers=auth(tokens["read"])).json
     assert person["visits"] == [{"store": "hcm-01", "visits": 5, "last": "2026-11-22T10:45:00"}]
     assert chain.get("/v1/people/999999", headers=auth(tokens["read"])).status_code == 404
     assert chain.get("/v1/people?limit=abc", headers=auth(tokens["read"])).status_code == 400
     stores = chain.get("/v1/stores", headers=auth(tokens["read"])).json["stores"]
     assert {s["id"]: s["events_applied"] for s in stores} == {"hcm-01": 9, "hn-02": 3}
+
+
+def verified_lead(uid, name, email, phone):
+    return event("lead.upserted", lead=uid, email=email, phone=phone, name=name, language="vi",
+                 email_index=hashlib.sha256(email.encode()).hexdigest(), phone_index=hashlib.sha256(phone.encode()).hexdigest(),
+                 email_verified=True, phone_verified=True)
+
+
+def test_people_are_served_only_what_their_consents_allow(central_app, stores, tokens):
+    """Per field: email with marketing_email or ad_audiences, phone with marketing_sms or
+    ad_audiences, the name with any marketing consent; nobody without a consent that counts."""
+    client = central_app.test_client()
+    grant = lambda uid, purpose, granted=True, at="2026-11-20T10:00:00": event(  # noqa: E731
+        "consent.recorded", lead=uid, purpose=purpose, granted=granted, at=at)
+    people = {"A": ("marketing_email",), "B": ("marketing_sms",), "C": ("ad_audiences",), "D": ("wifi_terms",),
+              "E": ("marketing_email",), "F": ()}
+    batch = []
+    for n, (uid, purposes) in enumerate(people.items()):
+        batch += [verified_lead(uid, f"Name {uid}", f"{uid.lower()}@example.com", f"+8491234560{n}"),
+                  *(grant(uid, p) for p in purposes)]
+    batch += [grant("E", "marketing_email", False, at="2026-11-21T10:00:00"),  # withdrawn since
+              # A claim: its email unproved, so its consent to emails does not count.
+              event("lead.upserted", lead="G", email="g@example.com", name="Name G", language="vi",
+                    email_index=hashlib.sha256(b"g@example.com").hexdigest(), email_verified=False),
+              grant("G", "marketing_email")]
+    assert post_batch(client, "hcm-01", stores["hcm-01"], batch).status_code == 200
+    served = client.get("/v1/people", headers=auth(tokens["read"])).json
+    assert served["next"] is None
+    fields = {p["name"] or p["id"]: (p["email"], p["phone"]) for p in served["people"]}
+    assert fields == {"Name A": ("a@example.com", None), "Name B": (None, "+84912345601"),
+                      "Name C": ("c@example.com", "+84912345602")}
+    by_name = {p["name"]: p for p in served["people"]}
+    assert by_name["Name A"]["phone_verified_at"] is None and by_name["Name A"]["email_verified_at"]
+    assert by_name["Name B"]["email_verified_at"] is None
+    # One at a time: pages skip the people not served, and end where the served ones end.
+    seen, after = [], 0
+    while after is not None:
+        page = client.get(f"/v1/people?limit=1&after={after}", headers=auth(tokens["read"])).json
+        seen += [p["name"] for p in page["people"]]
+        after = page["next"]
+    assert seen == ["Name A", "Name B", "Name C"]
+    # The ones not served are no more found one by one than in the list.
+    with database.connection_context():
+        hidden = [row[0] for row in database.execute_sql(
+            "SELECT person_id FROM store_lead WHERE lead_uid IN ('D', 'E', 'F', 'G') ORDER BY lead_uid")]
+    assert len(hidden) == 4
+    for pid in hidden:
+        assert client.get(f"/v1/people/{pid}", headers=auth(tokens["read"])).status_code == 404
+    one = client.get(f"/v1/people/{by_name['Name B']['id']}", headers=auth(tokens["read"])).json
+    assert (one["email"], one["phone"], one["name"]) == (None, "+84912345601", "Name B")
 
 
 def test_chain_segments_and_consent_gated_exports(chain, tokens, monkeypatch):

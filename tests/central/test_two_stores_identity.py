@@ -218,7 +218,8 @@ def test_the_attack_across_two_stores_fails_end_to_end(chain, mallory_proves_his
     assert held == (alice_email_index, chain_index(a, "phone", ALICE_E164), True, True)
     before = snapshot(alice)
     api_before = api(chain, f"/v1/people/{alice}")
-    assert (api_before["email"], api_before["phone"], api_before["name"]) == (ALICE_EMAIL, ALICE_E164, "Alice")
+    # Served per consent (issue 15): her email (she agreed to emails), not her phone.
+    assert (api_before["email"], api_before["phone"], api_before["name"]) == (ALICE_EMAIL, None, "Alice")
     at_a = appliance_snapshot(a, alice_lead_a.id)
 
     # Store B: mallory names alice's email, his own phone (he can read its code: he enters it, or
@@ -247,11 +248,14 @@ def test_the_attack_across_two_stores_fails_end_to_end(chain, mallory_proves_his
     assert api(chain, f"/v1/people/{alice}") == api_before
     people = everyone(chain)
     assert [p["id"] for p in people if p["email"] == ALICE_EMAIL] == [alice]
-    assert [p["id"] for p in people if p["name"] == "Mallory"] == [mallory_person]
-    shown = next(p for p in people if p["id"] == mallory_person)
-    assert (shown["email"], shown["phone"]) == (None, MALLORY_E164 if mallory_proves_his_phone else None)
-    assert shown["consents"].get("marketing_email") is None  # double opt-in: counted for nobody
-    assert shown["awaiting_verification"] == (["marketing_email"] if mallory_proves_his_phone else sorted(EVERY_BOX))
+    if mallory_proves_his_phone:
+        assert [p["id"] for p in people if p["name"] == "Mallory"] == [mallory_person]
+        shown = next(p for p in people if p["id"] == mallory_person)
+        assert (shown["email"], shown["phone"]) == (None, MALLORY_E164)
+        assert shown["consents"].get("marketing_email") is None  # double opt-in: counted for nobody
+        assert shown["awaiting_verification"] == ["marketing_email"]
+    else:  # nothing proved, so no consent of his counts: not served at all
+        assert mallory_person not in [p["id"] for p in people]
 
     # Mallory erases "everything" at B (his own record: all his submission, or proved by his
     # phone's code): his person goes, not alice.
