@@ -139,17 +139,37 @@ def _replay(pcap: Path, data: Path, fast: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def canonical_names(db: sqlite3.Connection) -> dict[str, str]:
+    """Pseudonyms differ from one replay to another (each draws its own keys): name each anonymous
+    device by the rank of what it holds (its visits and runs), the same in both if all else is."""
+    held: dict[str, list] = {}
+    for mac, *row in db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v JOIN device d '
+                                "ON d.id = v.device_id WHERE d.anonymous = 1 UNION ALL SELECT d.mac, r.start, r.last, "
+                                "r.source, r.sightings FROM open_run r JOIN device d ON d.id = r.device_id "
+                                "WHERE d.anonymous = 1"):
+        held.setdefault(mac, []).append(tuple(row))
+    ranked = sorted(held, key=lambda mac: sorted(held[mac]))
+    return {mac: f"anon#{i}" for i, mac in enumerate(ranked)}
+
+
 def stored(db_path: Path) -> dict:
-    """What a replay leaves in the database, without row ids or outbox uids and times."""
+    """What a replay leaves in the database, without row ids, outbox uids and times, or the
+    pseudonyms themselves (canonical_names)."""
     with sqlite3.connect(db_path) as db:
+        names = canonical_names(db)
+
+        def named(rows):
+            return [(names.get(row[0], row[0]), *row[1:]) for row in rows]
+
         return {
-            "devices": db.execute("SELECT mac, first_seen, last_seen, last_ip, vendor, randomized, dhcp_fingerprint, "
-                                  "dhcp_vendor, hostname FROM device ORDER BY mac").fetchall(),
-            "visits": db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v '
-                                 "JOIN device d ON d.id = v.device_id ORDER BY v.id").fetchall(),
+            "devices": sorted(named(db.execute(
+                "SELECT mac, first_seen, last_seen, last_ip, vendor, randomized, dhcp_fingerprint, "
+                "dhcp_vendor, hostname, anonymous FROM device").fetchall())),
+            "visits": named(db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v '
+                                       "JOIN device d ON d.id = v.device_id ORDER BY v.id").fetchall()),
             "events": db.execute("SELECT topic, payload FROM outbox_event ORDER BY id").fetchall(),
-            "open_runs": db.execute("SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r "
-                                    "JOIN device d ON d.id = r.device_id ORDER BY 1, 2").fetchall(),
+            "open_runs": sorted(named(db.execute("SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r "
+                                                 "JOIN device d ON d.id = r.device_id").fetchall())),
         }
 
 
