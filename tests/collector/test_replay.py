@@ -2,6 +2,7 @@
 import json
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -61,19 +62,22 @@ def settings_for(tmp_path, name="data"):
 
 def follow(data_dir, *macs, granted=True, at="2025-11-23 08:00:00"):
     """Devices signed in (at `at`) by people whose latest visit_analytics consent is `granted`: the
-    rows the portal writes at a sign-in, and the consent the collector's rule reads."""
-    from portal.db import database, init_db
-    from portal.models import Consent, Device, Lead
-
-    init_db(Path(data_dir) / "footfall.db")
-    try:
-        with database.atomic():
-            for mac in macs:
-                lead = Lead.create()
-                Device.create(mac=mac, lead=lead, first_seen=at, last_seen=at)
-                Consent.create(lead=lead, purpose="visit_analytics", granted=granted, store_id="test", method="test")
-    finally:
+    rows the portal writes at a sign-in and the consent the collector's rule reads, written over a
+    connection of its own (as the portal's process would, while a collector runs)."""
+    path = Path(data_dir) / "footfall.db"
+    if not path.exists():
+        from portal.db import database, init_db
+        init_db(path)
         database.close()
+    with sqlite3.connect(path) as db:
+        for mac in macs:
+            uid = uuid.uuid4().hex
+            lead = db.execute("INSERT INTO lead (uid, language, created_at, updated_at) VALUES (?, 'vi', ?, ?)",
+                              (uid, at, at)).lastrowid
+            db.execute("INSERT INTO device (mac, first_seen, last_seen, randomized, lead_id) VALUES (?, ?, ?, 0, ?)"
+                       " ON CONFLICT(mac) DO UPDATE SET lead_id = excluded.lead_id", (mac, at, at, lead))
+            db.execute("INSERT INTO consent (uid, lead_id, purpose, granted, store_id, method, created_at) "
+                       "VALUES (?, ?, 'visit_analytics', ?, 'test', 'test', ?)", (uuid.uuid4().hex, lead, granted, at))
 
 
 def test_replay_yields_devices_and_visits(tmp_path):
