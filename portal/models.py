@@ -65,6 +65,9 @@ class Device(BaseModel):
     lead = ForeignKeyField(Lead, null=True, backref="devices", on_delete="SET NULL")
     anonymous = BooleanField(default=False)
 
+    class Meta:
+        indexes = ((("anonymous", "last_seen"), False),)  # the anonymous purge
+
 
 class Visit(BaseModel):
     """A closed run of sightings: source "lan" (on the guest network) or "air" (probe requests)."""

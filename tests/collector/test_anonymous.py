@@ -285,3 +285,48 @@ def test_visits_json_reports_the_figures_for_a_range_of_days(tmp_path):
     assert bad.exit_code == 2 and "ends before it starts" in bad.output and "Traceback" not in bad.output
     bad = CliRunner().invoke(main, ["visits", "--since", "2025-11-24"], env=env)
     assert bad.exit_code == 2 and "--json" in bad.output
+
+
+def test_the_migration_turns_the_records_of_before_into_pseudonyms_of_a_day(tmp_path):
+    """Devices nobody signed in with, recorded by the collector before this change: one
+    pseudonym per local day, the same visits, no MAC left in the file, no event naming it."""
+    from portal.db import migrate_db, migration_runner
+    path = tmp_path / "footfall.db"
+    init_db(path, migrate=False)
+    try:
+        with database.connection_context():
+            migration_runner().up(target="0010_verified_contacts")
+            q = database.execute_sql
+            day_one, day_two = stamp(T0), stamp(T0 + DAY)
+            for mac, lead in ((REGULAR, None), (PHONE, 1), (PASSERBY, None)):
+                if lead:
+                    q("INSERT INTO lead (id, uid, language, created_at, updated_at) VALUES (1, 'u1', 'vi', ?, ?)", (day_one, day_one))
+                q("INSERT INTO device (mac, first_seen, last_seen, randomized, hostname, dhcp_fingerprint, lead_id) "
+                  "VALUES (?, ?, ?, 0, 'lan-pixel', '1,3,6,15', ?)", (mac, day_one, day_two, lead))
+            q("INSERT INTO \"authorization\" (device_id, ip, started_at, expires_at, method) VALUES (3, '10.77.0.50', ?, ?, 'form')",
+              (day_one, day_two))  # the gateway's: stays as it is
+            for device, start in ((1, T0), (1, T0 + 7200), (1, T0 + DAY), (2, T0)):
+                q('INSERT INTO visit (device_id, start, "end", source, passerby) VALUES (?, ?, ?, \'lan\', 0)',
+                  (device, stamp(start), stamp(start + 1200)))
+                q("INSERT INTO outbox_event (uid, topic, payload, created_at, attempts) VALUES (?, 'visit.closed', ?, ?, 0)",
+                  (os.urandom(8).hex(), json.dumps({"device": (REGULAR, PHONE)[device - 1]}), day_one))
+            q("INSERT INTO open_run (device_id, source, start, last, sightings) VALUES (1, 'lan', ?, ?, 3)",
+              (stamp(T0 + DAY + 3600), stamp(T0 + DAY + 3700)))
+            assert migrate_db() == ["0011_anonymous_devices"]
+            devices = q("SELECT mac, anonymous, hostname, dhcp_fingerprint, first_seen, last_seen FROM device ORDER BY id").fetchall()
+            assert [d[0] for d in devices[:2]] == [PHONE, PASSERBY] and devices[0][2] == "lan-pixel"  # signed in: as it was
+            anonymous = devices[2:]
+            assert len(anonymous) == 2 and all(d[0].startswith(PREFIX) and d[1:4] == (1, None, None) for d in anonymous)
+            per_device = q("SELECT d.mac, count(v.id), min(v.start) FROM device d JOIN visit v ON v.device_id = d.id "
+                           "WHERE d.anonymous = 1 GROUP BY d.id ORDER BY 3").fetchall()
+            assert [n for _, n, _ in per_device] == [2, 1]  # day one's two visits, day two's one
+            run_owner = q("SELECT d.mac FROM open_run r JOIN device d ON d.id = r.device_id").fetchone()[0]
+            assert run_owner == per_device[1][0]  # the run in progress on day two: day two's pseudonym
+            assert [json.loads(p)["device"] for (p,) in q("SELECT payload FROM outbox_event")] == [PHONE]
+            assert q("SELECT count(*) FROM visit").fetchone() == (4,)
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
+    data = file_bytes(path)
+    assert not [t for t in traces(REGULAR) if t in data]  # secure_delete: not in a free page either
+    assert PHONE.encode() in data
