@@ -90,8 +90,9 @@ class Pipeline:
             if run is not None:
                 runs[mac] = run
                 self._orphans -= 1
-                if names.name(mac, run.start) is period:  # recomputable: the string need not stay
-                    run.name, run.row = None, period
+                name = names.name(mac, run.start)
+                if name == period:  # recomputable from the key alive: the string need not stay
+                    run.name, run.row = None, name
                 return run
         return None
 
@@ -318,7 +319,7 @@ class Pipeline:
         self.stats.visits += sum(1 for v in visits if not v.passerby)
         self.stats.passersby += sum(1 for v in visits if v.passerby)
         if devices or runs or visits:
-            self.writer.submit(Batch(devices, visits, runs, tuple(anonymous.items())))
+            self.writer.submit(Batch(devices, visits, runs, anonymous))
             self.stats.batches += 1
         if self._clock is not None:
             period = names.due(self._clock)
@@ -339,5 +340,5 @@ class Pipeline:
                         run.name = text_of(mac, name)
                 if run.row.__class__ is int and run.row < period:
                     run.row = text_of(mac, run.row)
-        names.rotate(period)
-        self._orphans = 0  # restored pseudonyms of past periods can no longer be recognized
+        if names.rotate(period):
+            self._orphans = 0  # restored under a key now destroyed: no MAC will be recognized as theirs

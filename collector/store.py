@@ -11,7 +11,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from peewee import OperationalError
@@ -120,7 +120,7 @@ class Batch:
     devices: tuple[DeviceUpdate, ...]      # followed devices only
     visits: tuple[VisitRecord, ...]
     runs: tuple[RunUpdate, ...]            # rows to delete (start None) come first
-    anonymous: tuple[tuple[str, bool], ...] = ()  # the pseudonyms among the names, with the randomized bit
+    anonymous: dict[str, bool] = field(default_factory=dict)  # the pseudonyms among the names: randomized bit
 
 
 class Store:
@@ -154,30 +154,35 @@ class Store:
 
     def _write(self, batch: Batch) -> None:
         execute = _execute_json
-        anonymous = dict(batch.anonymous)
+        anonymous = batch.anonymous
         with database.atomic():
             if batch.devices:
                 vendor = self.oui.vendor
                 execute(_UPSERT_DEVICES, ([
                     (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
                      d.hostname, None if d.randomized else (vendor(d.mac) or "")) for d in batch.devices],))
-            macs = {v.mac for v in batch.visits} | {r.mac for r in batch.runs}
+            live = [(r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs if r.start is not None]
+            rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
+            if anonymous:  # one row a run or visit (their stamps shared): the upsert widens first and last seen
+                execute(_UPSERT_ANONYMOUS, (itertools.chain(
+                    ((row[4], row[1], row[2], anonymous[row[4]]) for row in live if row[4] in anonymous),
+                    ((row[4], row[0], row[1], anonymous[row[4]]) for row in rows if row[4] in anonymous)),))
+            macs = {v.mac for v in batch.visits if v.mac not in anonymous} | {
+                r.mac for r in batch.runs if r.mac not in anonymous}
             missing = macs - {d.mac for d in batch.devices}
             if missing:  # written by an earlier batch, unless the portal erased it since
                 seen: dict[str, tuple[float, float]] = {}
                 for item in (*batch.visits, *(r for r in batch.runs if r.start is not None)):
+                    if item.mac not in missing:
+                        continue
                     lo, hi = seen.get(item.mac, (item.start, item.start))
                     seen[item.mac] = (min(lo, item.start), max(hi, getattr(item, "end", None) or item.last))
-                if anonymous:
-                    execute(_UPSERT_ANONYMOUS, ([(m, stamp(seen[m][0]), stamp(seen[m][1]), anonymous[m])
-                                                for m in anonymous if m in seen],))
                 execute(_INSERT_MISSING, ([(m, stamp(seen[m][0]), stamp(seen[m][1]), randomized(m))
-                                           for m in missing if m in seen and m not in anonymous],))
+                                           for m in missing if m in seen],))
             ended = [(r.source, r.mac) for r in batch.runs if r.start is None]
             if ended:  # before the runs in progress: one of them may take the same row again
                 execute(_DELETE_RUNS, (ended,))
-            if batch.visits:
-                rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
+            if rows:
                 execute(_INSERT_VISITS, (rows,))
                 # The central store learns each closed visit of a followed device (same transaction:
                 # never one without the other); a pseudonym's visits stay here, as figures.
@@ -186,7 +191,6 @@ class Store:
                     (uid, visit_payload(mac, start, end, passerby, source))
                     for uid, (start, end, source, passerby, mac) in zip(uuid4_hexes(len(lan)), lan)]))
                 self.written_visits += len(batch.visits)
-            live = [(r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs if r.start is not None]
             if live:
                 execute(_UPSERT_RUNS, (live,))
 
@@ -196,10 +200,12 @@ JSON_ROWS = 2000  # rows per statement: the JSON text and SQLite's parse of it s
 
 
 def _execute_json(sql: str, params: tuple) -> None:
-    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1], in order."""
+    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1] (any iterable;
+    never all in one list), in order."""
     *first, rows = params
-    for i in range(0, len(rows), JSON_ROWS):
-        database.execute_sql(sql, (*first, _json(rows[i:i + JSON_ROWS])))
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, JSON_ROWS)):
+        database.execute_sql(sql, (*first, _json(chunk)))
 
 
 def _trim() -> None:

@@ -330,3 +330,27 @@ def test_the_migration_turns_the_records_of_before_into_pseudonyms_of_a_day(tmp_
     data = file_bytes(path)
     assert not [t for t in traces(REGULAR) if t in data]  # secure_delete: not in a free page either
     assert PHONE.encode() in data
+
+
+def test_the_dashboard_and_visitor_figures_read_pseudonymous_devices(tmp_path):
+    from portal.metrics import dashboard
+    from portal.visits import summarize, visitor_stats
+    pcap = tmp_path / "days.pcap"
+    two_days(pcap)
+    replay(settings_for(tmp_path), pcap)
+    init_db(tmp_path / "data" / "footfall.db")
+    try:
+        with database.connection_context():
+            now = datetime.datetime.utcfromtimestamp(T0 + DAY + 4 * 3600)
+            board = dashboard(now)
+            stats = visitor_stats(30, now)
+            figures = daily_figures(DAY_ONE, DAY_ONE + datetime.timedelta(days=1))
+        assert board.visits_30 == figures["total"]["visits"] == 4
+        assert sum(n for _, n in board.per_day) == 4 and sum(n for _, n in board.dwell) == 4
+        # One name a device a day: the traveller counts once each day, as devices per day say.
+        assert board.visitors_30 == figures["total"]["device_days"] == 4
+        summary = summarize(stats, 30)
+        assert summary.people == 0 and summary.anonymous_devices == 4 and summary.visits == 4
+        assert all(s.subject.startswith("device:" + PREFIX) for s in stats)
+    finally:
+        database.close()
