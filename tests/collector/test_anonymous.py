@@ -16,7 +16,6 @@ from collector.pseudonyms import PREFIX, Pseudonyms, purge_anonymous
 from collector.service import replay
 from collector.store import Store, Writer, stamp
 from portal.cli import main
-from portal.config import load_settings
 from portal.db import database, init_db
 from portal.visits import daily_figures
 from tests.collector.test_replay import PASSERBY, PHONE, REGULAR, T0, arp, capture, dhcp, follow, rows, settings_for
