@@ -67,6 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("privacy_contact", "privacy@example.com", "Contact for data-protection requests, shown in the privacy notice."),
     Setting("controller_name", "", "Legal name of the data controller shown in the privacy notice; empty means the store name."),
     Setting("retention_days", 365, "Days a lead and its visits are kept after the last visit."),
+    Setting("anonymous_retention_days", 30, "Days the visits of devices counted under a pseudonym (no consent to visit analytics) are kept."),
+    Setting("pseudonym_rotation_hours", 24, "The collector names a device without consent to visit analytics by a keyed pseudonym whose key is destroyed after this many hours (local time; 24 keeps devices per day exact)."),
     Setting("rate_limit_count", 10, "Form submissions allowed per device and per IP within the window."),
     Setting("rate_limit_window", 600, "Rate-limit window in seconds."),
     Setting("max_body_bytes", 16384, "Largest request body the portal accepts."),
@@ -201,7 +203,7 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds":
         _validate_opennds(settings)
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "anonymous_retention_days", "pseudonym_rotation_hours", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window", "central_retention_days"):
         if getattr(settings, name) <= 0:
