@@ -25,7 +25,7 @@ ROUTES = [
 @pytest.fixture
 def lead_uid(app):
     visitors = app.extensions["footfall"].visitors
-    visitors.sign_in(SignInForm(email="matrix@example.com", terms=True, marketing=frozenset({"marketing_email"})),
+    visitors.sign_in(SignInForm(email="matrix@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"})),
                      Client("10.0.0.3", "02:00:00:00:00:03"))
     return Lead.get().uid
 

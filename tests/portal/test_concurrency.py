@@ -32,7 +32,7 @@ def _sign_in_many(settings, offset: int, barrier, out) -> None:
     for i in range(offset, offset + PER_PROCESS):
         try:
             ok = visitors.sign_in(SignInForm(email=f"p{i}@example.com", terms=True,
-                                             marketing=frozenset({"marketing_email"})),
+                                             adult=True, marketing=frozenset({"marketing_email"})),
                                   Client(f"10.9.{i // 250}.{i % 250 + 1}", f"02:00:00:00:{i // 256:02x}:{i % 256:02x}")).ok
         except Exception:  # counted: the test fails on any of them
             ok = False
