@@ -93,10 +93,12 @@ def record(lead: Lead, purpose: str, granted: bool, where: Where,
 
 # Double opt-in (issue 11): a marketing consent is recorded at once as given, but it counts only for
 # a channel the person proved with a code. SQL over a consent `c` joined to its lead `l`.
-COUNTS_SQL = ("(c.purpose = 'wifi_terms' OR (c.purpose = 'marketing_email' AND l.email_verified_at IS NOT NULL) "
+CHANNEL_OF = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
+# A purpose with no channel (the WiFi terms, visit analytics, chain sharing) counts as given.
+COUNTS_SQL = (f"(c.purpose NOT IN ({', '.join(repr(p) for p in CHANNEL_OF)}) "
+              "OR (c.purpose = 'marketing_email' AND l.email_verified_at IS NOT NULL) "
               "OR (c.purpose = 'marketing_sms' AND l.phone_verified_at IS NOT NULL) "
               "OR (c.purpose = 'ad_audiences' AND (l.email_verified_at IS NOT NULL OR l.phone_verified_at IS NOT NULL)))")
-CHANNEL_OF = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
 
 
 def counts(lead: Lead, purpose: str) -> bool:

@@ -134,7 +134,8 @@ def test_segments_written_as_a_difference_equal_a_fresh_computation(app, visitor
     now = time.time()
     for i in range(30):
         mac = f"02:00:00:02:00:{i:02x}"
-        assert visitors.sign_in(SignInForm(email=f"s{i}@example.com", terms=True), Client(f"10.7.0.{i + 1}", mac)).ok
+        assert visitors.sign_in(SignInForm(email=f"s{i}@example.com", terms=True, adult=True,  # segments need
+                                           analytics=frozenset({"visit_analytics"})), Client(f"10.7.0.{i + 1}", mac)).ok
         Store(OuiTable("/nonexistent")).write(Batch((), tuple(
             VisitRecord(mac, "lan", now - d * 86400 - 7200, now - d * 86400 - 3600, 9, False)
             for d in range(i % 6)), ()))
