@@ -12,7 +12,7 @@ from central.db import database
 from central.models import Person, Store, utcnow
 from central.people import CHANNELS, counted, erase_person
 from portal.core import audience
-from portal.core.purposes import MARKETING_PURPOSES, REQUIRED_PURPOSE
+from portal.core.purposes import MARKETING_PURPOSES
 from portal.core.numbers import NumberError, parse_int
 from portal.core.segment_rules import BUILTIN, LeadStat, member
 
@@ -69,12 +69,14 @@ FIELD_PURPOSES = {"email": ("marketing_email", "ad_audiences"), "phone": ("marke
 
 
 def _listed_sql() -> str:
-    """SQL over a person `p`: some purpose but the WiFi terms whose latest choice is a grant that counts."""
+    """SQL over a person `p`: some marketing purpose whose latest choice is a grant that counts (the
+    WiFi terms, visit analytics and chain sharing are no consent to be served as a contact)."""
     ok = {"email": "(p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL)",
           "phone": "(p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL)"}
     cases = " ".join(f"WHEN '{purpose}' THEN {' OR '.join(ok[k] for k in kinds)}" for purpose, kinds in CHANNELS.items())
     return ("EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (c.purpose) c.purpose, c.granted FROM consent_event c "
-            f"WHERE c.person_id = p.id AND c.purpose <> '{REQUIRED_PURPOSE}' ORDER BY c.purpose, c.at DESC, c.id DESC) l "
+            f"WHERE c.person_id = p.id AND c.purpose IN ({', '.join(repr(m) for m in MARKETING_PURPOSES)}) "
+            "ORDER BY c.purpose, c.at DESC, c.id DESC) l "
             f"WHERE l.granted AND CASE l.purpose {cases} ELSE TRUE END)")
 
 
@@ -82,7 +84,7 @@ LISTED = _listed_sql()
 
 
 def _listed(counts: dict[str, bool]) -> bool:
-    return any(granted for purpose, granted in counts.items() if purpose != REQUIRED_PURPOSE)
+    return any(granted for purpose, granted in counts.items() if purpose in MARKETING_PURPOSES)
 
 
 def _person_json(p: Person, consents: dict[str, bool]) -> dict:

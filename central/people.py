@@ -4,6 +4,9 @@ store folds its records, erased chain-wide only on the word of a store where the
 A store's sign-in form is a claim; a contact is proved by a one-time code (issue 11). So an index
 counts here only when its event says `<kind>_verified: true`, and a person holds an index only with
 its `<kind>_verified_at`: a store that names alice's email without proof gets a person of its own.
+Merging across stores is a purpose of its own (issue 15): a lead whose event does not say
+`chain_sharing: true` is kept apart, a person of its store alone that holds its proved contacts
+without their index (nobody finds it by them); its withdrawal takes the store's part out again.
 Every function takes the batch's cursor (one transaction) and `known`, the batch's cache of
 lead uid > person id for the pushing store, which it keeps true.
 """
@@ -58,6 +61,30 @@ def _is_claim(cur, person: int) -> bool:
     return bool(row and row[0])
 
 
+def _is_private(cur, person: int) -> bool:
+    """A person kept apart: a proved contact held without its index (only a lead not shared does that)."""
+    cur.execute("SELECT (email_verified_at IS NOT NULL AND email_index IS NULL) OR "
+                "(phone_verified_at IS NOT NULL AND phone_index IS NULL) FROM person WHERE id = %s", (person,))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def _shared(cur, person: int, store_id: str) -> bool:
+    cur.execute("SELECT EXISTS (SELECT 1 FROM store_lead WHERE person_id = %s AND store_id <> %s)", (person, store_id))
+    return cur.fetchone()[0]
+
+
+def _split(cur, store_id: str, person: int, known: dict[str, int]) -> int:
+    """This store's part of a person other stores know too, as a person of its own."""
+    part = _new_person(cur)
+    cur.execute("UPDATE store_lead SET person_id = %s WHERE person_id = %s AND store_id = %s", (part, person, store_id))
+    _move(cur, person, part, store_id)
+    for uid, p in known.items():
+        if p == person:
+            known[uid] = part
+    return part
+
+
 def _new_person(cur, language: str = "vi") -> int:
     cur.execute("INSERT INTO person (language, created_at, updated_at) VALUES (%s, %s, %s) RETURNING id",
                 (language, utcnow(), utcnow()))
@@ -73,11 +100,14 @@ def _map(cur, store_id: str, lead_uid: str, person: int, known: dict[str, int], 
 
 
 def upsert_lead(cur, store_id: str, d: dict, at: datetime.datetime, vault: Vault, known: dict[str, int]) -> int | None:
-    """A store's lead, as it is now. Merged into the person holding one of its verified contacts:
-    at once when the lead is new here, and when it was so far a claim of its own (the store has
-    since proved it); a contact held by another verified person stays with them. None for a
-    person erased here already (the store has a command to erase them too)."""
+    """A store's lead, as it is now. Merged into the person holding one of its verified contacts
+    when it shares with the chain: at once when the lead is new here, and when it was so far a
+    claim or kept apart (the store has since proved it, or the person agreed); a contact held by
+    another verified person stays with them. Not sharing: a person of the store alone (split off
+    when it was merged). None for a person erased here already (the store has a command to erase
+    them too)."""
     kinds = proven(d)
+    sharing = d.get("chain_sharing") is True
     current = person_of(cur, store_id, d["lead"], known)
     if current is not None:
         cur.execute("SELECT erased_at IS NOT NULL, purged_at IS NOT NULL FROM person WHERE id = %s", (current,))
@@ -89,22 +119,29 @@ def upsert_lead(cur, store_id: str, d: dict, at: datetime.datetime, vault: Vault
         elif erased:
             return None
     target = None
-    for kind in kinds:
+    for kind in kinds if sharing else ():
         target = target or _holder(cur, kind, d[f"{kind}_index"])
     if current is None:
         person = target or _new_person(cur, d["language"])
-    elif target is not None and target != current and _is_claim(cur, current):
+    elif target is not None and target != current and (_is_claim(cur, current) or _is_private(cur, current)):
         person = target  # the store proved its claim: the claim's records there (merged ones too) follow
         cur.execute("UPDATE store_lead SET person_id = %s WHERE store_id = %s AND person_id = %s", (target, store_id, current))
         for uid, p in known.items():
             if p == current:
                 known[uid] = target
         fold(cur, store_id, current, target, known)
+    elif not sharing and _shared(cur, current, store_id):
+        person = _split(cur, store_id, current, known)  # the person withdrew chain sharing
     else:
         person = current
     holds = False
     for kind in kinds:
         index = d[f"{kind}_index"]
+        if not sharing:  # kept apart: the contact and its proof, never the index other stores merge by
+            cur.execute(f"UPDATE person SET {kind}_index = NULL, {kind}_verified_at = COALESCE({kind}_verified_at, %s), "
+                        f"{kind}_enc = %s WHERE id = %s", (at, vault.encrypt(d[kind], f"person.{kind}"), person))
+            holds = True
+            continue
         cur.execute(f"SELECT id, {kind}_verified_at IS NOT NULL FROM person WHERE {kind}_index = %s AND id <> %s",
                     (index, person))
         other = cur.fetchone()

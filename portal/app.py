@@ -74,7 +74,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel
         consent.ensure_policies(settings.store_name, settings.controller_name,
-                                settings.privacy_contact, settings.retention_days, settings.dpo_contact)
+                                settings.privacy_contact, settings.retention_days, settings.marketing_max_per_month,
+                                dpo=settings.dpo_contact)
         segments.ensure_builtins()
     gateway = gateway or load_gateway(settings)
     with database.connection_context():

@@ -140,7 +140,8 @@ def _add_sample(settings) -> None:
     vault = Vault(load_or_create_keys(key_path(settings)))
     with database.connection_context():
         consent.ensure_policies(settings.store_name, settings.controller_name, settings.privacy_contact,
-                                settings.retention_days, settings.dpo_contact)
+                                settings.retention_days, settings.marketing_max_per_month,
+                                dpo=settings.dpo_contact)
         segments.ensure_builtins()
         added = add_sample(vault, settings.store_id)
     if added is None:

@@ -69,6 +69,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_days", 365, "Days a lead and its visits are kept after the last visit."),
     Setting("anonymous_retention_days", 30, "Days the visits of devices counted under a pseudonym (no consent to visit analytics) are kept."),
     Setting("pseudonym_rotation_hours", 24, "The collector names a device without consent to visit analytics by a keyed pseudonym whose key is destroyed after this many hours (local time; 24 keeps devices per day exact)."),
+    Setting("min_age", 16, "Visitors must confirm they are at least this old to agree to any optional purpose (marketing, visit analytics, chain sharing); getting online needs no confirmation. 0 turns the confirmation off."),
+    Setting("just_connect", False, "Offer a \"just connect\" button on the sign-in page: online on the WiFi terms alone, with no email, phone or name."),
+    Setting("marketing_max_per_month", 4, "The most marketing messages a person gets a month on each channel, as the consent texts promise them."),
     Setting("rate_limit_count", 10, "Form submissions allowed per device and per IP within the window."),
     Setting("rate_limit_window", 600, "Rate-limit window in seconds."),
     Setting("max_body_bytes", 16384, "Largest request body the portal accepts."),
@@ -226,6 +229,10 @@ def _validate(settings: "Settings") -> None:
                              ("zalo", ("none", "console", "zns"))):
         if getattr(settings, f"{channel}_driver") not in drivers:
             raise ConfigError(f"{channel}_driver must be one of {', '.join(drivers)}")
+    if not 0 <= settings.min_age <= 25:
+        raise ConfigError("min_age must be between 0 (no confirmation) and 25")
+    if settings.marketing_max_per_month <= 0:
+        raise ConfigError("marketing_max_per_month must be positive (the consent texts state it)")
     if settings.verify_when not in ("after", "before"):
         raise ConfigError("verify_when must be after or before")
     if settings.paid_codes_per_hour < 0 or settings.paid_codes_per_day < settings.paid_codes_per_hour:

@@ -9,8 +9,8 @@ from peewee import fn
 
 from portal import clock
 from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
-from portal.core.purposes import LANGUAGES
-from portal.policy_texts import DEFAULTS, DOCUMENTS, PURPOSES, REQUIRED_PURPOSE
+from portal.core.purposes import CHAIN_SHARING, LANGUAGES, VISIT_ANALYTICS
+from portal.policy_texts import DEFAULTS, DOCUMENTS, FORMER_DEFAULTS, PURPOSES, REQUIRED_PURPOSE
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,20 @@ def publish(document: str, language: str, text: str) -> PolicyVersion:
     return PolicyVersion.create(document=document, language=language, text=text, sha256=digest)
 
 
-def ensure_policies(store_name: str, controller: str, contact: str, retention_days: int, dpo: str = "") -> None:
-    """Publish the default texts for any document and language that has no version yet. `dpo`
-    (the data protection contact, `dpo_contact`) fills a text's {dpo}; empty means `contact`."""
-    values = {"store": store_name, "controller": controller or store_name,
-              "contact": contact, "retention": retention_days, "dpo": dpo or contact}
+def ensure_policies(store_name: str, controller: str, contact: str, retention_days: int,
+                    max_per_month: int = 4, dpo: str = "") -> None:
+    """Publish the default text of any document and language that has no version yet (a new
+    purpose on an existing install), and the current default over a text still at a former default
+    (the owner never edited it); an owner's own text is kept. `dpo` (the data protection contact,
+    `dpo_contact`) fills a text's {dpo}; empty means `contact`."""
+    values = {"store": store_name, "controller": controller or store_name, "contact": contact,
+              "retention": retention_days, "max_per_month": max_per_month, "dpo": dpo or contact}
     with PolicyVersion._meta.database.atomic():
         for document in DOCUMENTS:
             for language in LANGUAGES:
-                if current(document, language) is None:
+                latest = current(document, language)
+                former = {t.format(**values) for t in FORMER_DEFAULTS.get(document, {}).get(language, ())}
+                if latest is None or latest.text in former:
                     publish(document, language, DEFAULTS[document][language].format(**values))
 
 
@@ -82,15 +87,19 @@ def record(lead: Lead, purpose: str, granted: bool, where: Where,
         device_mac=where.mac, ip=where.ip, method=where.method, **extra)
     OutboxEvent.emit("consent.recorded", consent=consent.uid, lead=lead.uid, purpose=purpose,
                      granted=granted, policy_sha256=consent.policy_sha256)
+    if purpose == CHAIN_SHARING:  # the central store merges the person across stores, or keeps them apart, by it
+        OutboxEvent.emit("lead.upserted", lead=lead.uid)
     return consent
 
 
 # Double opt-in (issue 11): a marketing consent is recorded at once as given, but it counts only for
 # a channel the person proved with a code. SQL over a consent `c` joined to its lead `l`.
-COUNTS_SQL = ("(c.purpose = 'wifi_terms' OR (c.purpose = 'marketing_email' AND l.email_verified_at IS NOT NULL) "
+CHANNEL_OF = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
+# A purpose with no channel (the WiFi terms, visit analytics, chain sharing) counts as given.
+COUNTS_SQL = (f"(c.purpose NOT IN ({', '.join(repr(p) for p in CHANNEL_OF)}) "
+              "OR (c.purpose = 'marketing_email' AND l.email_verified_at IS NOT NULL) "
               "OR (c.purpose = 'marketing_sms' AND l.phone_verified_at IS NOT NULL) "
               "OR (c.purpose = 'ad_audiences' AND (l.email_verified_at IS NOT NULL OR l.phone_verified_at IS NOT NULL)))")
-CHANNEL_OF = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
 
 
 def counts(lead: Lead, purpose: str) -> bool:
@@ -115,6 +124,29 @@ def state(lead: Lead) -> dict[str, Consent | None]:
 
 def granted_purposes(lead: Lead) -> set[str]:
     return {p for p, c in state(lead).items() if c is not None and c.granted}
+
+
+def latest_granted(lead: Lead, purpose: str) -> bool:
+    """Whether the latest event of `purpose` for this lead is a grant (one indexed query)."""
+    last = (Consent.select(Consent.granted).where((Consent.lead == lead) & (Consent.purpose == purpose))
+            .order_by(Consent.id.desc()).first())
+    return last is not None and last.granted
+
+
+def follows_visits(lead: Lead) -> bool:
+    """Whether the person's visits may be followed from day to day (segments, new and returning)."""
+    return latest_granted(lead, VISIT_ANALYTICS)
+
+
+def shares_with_chain(lead: Lead) -> bool:
+    """Whether the central store may merge the person across the chain's stores."""
+    return latest_granted(lead, CHAIN_SHARING)
+
+
+# The leads whose latest visit_analytics event is a grant: SQL over the consent table, the one
+# gate of per-person visit figures (portal/segments.py, portal/metrics.py).
+FOLLOWED_LEADS_SQL = ("SELECT c.lead_id FROM consent c JOIN (SELECT max(id) AS id FROM consent WHERE purpose = "
+                      f"'{VISIT_ANALYTICS}' GROUP BY lead_id) latest ON latest.id = c.id WHERE c.granted = 1")
 
 
 def has_current_terms(lead: Lead) -> bool:

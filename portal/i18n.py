@@ -65,6 +65,15 @@ MESSAGES: dict[str, dict[str, str]] = {
     "purpose_marketing_email": {"en": "Offers by email", "vi": "Ưu đãi qua email"},
     "purpose_marketing_sms": {"en": "Offers by SMS / Zalo", "vi": "Ưu đãi qua SMS / Zalo"},
     "purpose_ad_audiences": {"en": "Online ads", "vi": "Quảng cáo trực tuyến"},
+    "purpose_visit_analytics": {"en": "Visits followed day to day", "vi": "Theo dõi lượt ghé thăm qua từng ngày"},
+    "purpose_chain_sharing": {"en": "One customer in all stores", "vi": "Một khách hàng tại mọi cửa hàng"},
+    "age_confirm": {"en": "I am {age} or older (needed only to tick the optional choices below).",
+                    "vi": "Tôi từ {age} tuổi trở lên (chỉ cần khi chọn các mục không bắt buộc bên dưới)."},
+    "lead_in_just_connect": {"en": "Leave an email or a phone number, or just connect without leaving any details.",
+                             "vi": "Để lại email hoặc số điện thoại, hoặc chỉ kết nối mà không để lại thông tin nào."},
+    "just_connect": {"en": "Just connect, without my details", "vi": "Chỉ kết nối, không để lại thông tin"},
+    "just_connect_hint": {"en": "Only the WiFi terms box is needed: nothing you typed above is kept.",
+                          "vi": "Chỉ cần đánh dấu ô điều khoản WiFi: những gì bạn nhập ở trên không được lưu lại."},
     "method_portal_form": {"en": "WiFi sign-in form", "vi": "biểu mẫu đăng nhập WiFi"},
     "method_portal_my_data": {"en": "My data page", "vi": "trang Dữ liệu của tôi"},
     "method_erasure": {"en": "erasure", "vi": "xóa dữ liệu"},
@@ -85,6 +94,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err_terms_required": {"en": "Accept the WiFi terms to get online.",
                            "vi": "Bạn cần đồng ý điều khoản WiFi để truy cập mạng."},
     "err_purpose_unknown": {"en": "Unknown choice.", "vi": "Lựa chọn không hợp lệ."},
+    "err_age_required": {"en": "The optional choices are only for people aged {age} or older: tick \"I am {age} or older\", "
+                                "or untick the optional choices. You can get online without them.",
+                         "vi": "Các lựa chọn không bắt buộc chỉ dành cho người từ {age} tuổi trở lên: hãy đánh dấu "
+                               "\"Tôi từ {age} tuổi trở lên\", hoặc bỏ chọn các mục không bắt buộc. Bạn vẫn truy cập "
+                               "mạng được mà không cần chúng."},
     "err_device_unknown": {"en": "We cannot identify your device on this network. Reconnect to the WiFi and try again.",
                            "vi": "Không nhận diện được thiết bị của bạn. Hãy kết nối lại WiFi và thử lại."},
     "err_not_recognised": {"en": "We do not recognise this device. Please sign in with the form.",

@@ -79,7 +79,7 @@ PANEL_MESSAGES: dict[str, dict[str, str]] = {
     "dwell": {"en": "Time spent (minutes)", "vi": "Thời gian ở lại (phút)"},
     "passersby": {"en": "Passers-by vs visitors", "vi": "Người qua đường và khách ghé"},
     "over_the_air": {"en": "heard over the air", "vi": "nghe được qua sóng"},
-    "consent_rates": {"en": "Marketing consent", "vi": "Đồng ý nhận tiếp thị"},
+    "consent_rates": {"en": "Optional consents", "vi": "Đồng ý không bắt buộc"},
     "funnel": {"en": "Portal funnel (30 days)", "vi": "Phễu cổng đăng nhập (30 ngày)"},
     "stage_probe": {"en": "Captive requests", "vi": "Yêu cầu bị chặn"},
     "stage_splash": {"en": "Form shown", "vi": "Hiển thị biểu mẫu"},

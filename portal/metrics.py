@@ -1,7 +1,9 @@
 """The dashboard's figures, aggregated in SQLite (never a full visit list in Python).
 
 A person is a lead (across all their devices); anyone else is counted per device, which with
-private (randomized) addresses makes anonymous figures estimates. Days and hours are the
+private (randomized) addresses makes anonymous figures estimates. Per-person figures (new,
+returning, visit frequency) count only people whose current visit_analytics consent is a grant;
+totals (visitors, visits, dwell, passers-by) count everyone. Days and hours are the
 appliance's local time.
 """
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Callable
 from flask import current_app, has_app_context
 
 from portal import funnel
-from portal.consent import COUNTS_SQL
+from portal.consent import COUNTS_SQL, FOLLOWED_LEADS_SQL
 from portal.db import database
 from portal.models import utcnow
-from portal.core.purposes import MARKETING_PURPOSES
+from portal.core.purposes import OPTIONAL_PURPOSES
 from portal.core.segment_rules import NEW, RETURNING, visitor_kind, window_start
 from portal.visits import EARLIER_VISIT
 
@@ -74,8 +76,9 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
     today = week = month = new = returning = visits = 0
     per_subject: dict[int, int] = {}
     present_since = (now - datetime.timedelta(minutes=gap_minutes)).isoformat(" ")
-    for seen, closed, present, before in q(
-            f"SELECT g.seen, g.closed, g.present, {EARLIER_VISIT.format(lead='g.lead_id', device='g.device_id')} FROM ("
+    for seen, closed, present, before, followed in q(
+            f"SELECT g.seen, g.closed, g.present, {EARLIER_VISIT.format(lead='g.lead_id', device='g.device_id')}, "
+            f"g.lead_id IN ({FOLLOWED_LEADS_SQL}) FROM ("
             "  SELECT min(d.lead_id) AS lead_id, min(d.id) AS device_id, max(x.seen) AS seen, sum(1 - x.open) AS closed, "
             "         max(x.open) AS present FROM ("
             f"    SELECT v.device_id, v.start AS seen, 0 AS open FROM visit v WHERE v.start >= ? AND {_LAN_VISIT}"
@@ -89,6 +92,8 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
         visits += closed
         week += seen >= rolling[7]
         today += seen >= since[1]
+        if not followed:
+            continue  # per-person figures only of people who agreed to visit analytics (issue 15)
         kind = visitor_kind(n, bool(before))
         new += kind == NEW
         returning += kind == RETURNING
@@ -120,7 +125,7 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
     granted = dict(q("SELECT c.purpose, count(*) FROM consent c JOIN (SELECT max(id) AS id FROM consent GROUP BY lead_id, purpose) "
                      "latest ON latest.id = c.id JOIN lead l ON l.id = c.lead_id AND l.erased_at IS NULL "
                      f"WHERE c.granted = 1 AND {COUNTS_SQL} GROUP BY c.purpose"))  # double opt-in: counted once verified
-    rates = [(p, granted.get(p, 0), round(100.0 * granted.get(p, 0) / leads, 1) if leads else 0.0) for p in MARKETING_PURPOSES]
+    rates = [(p, granted.get(p, 0), round(100.0 * granted.get(p, 0) / leads, 1) if leads else 0.0) for p in OPTIONAL_PURPOSES]
 
     return Dashboard(today, week, month, new, returning, visits, per_day, heatmap, frequency, dwell,
                      passersby or 0, air or 0, rates, leads, funnel.totals(30, midnight_local.date()))

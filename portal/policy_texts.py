@@ -1,7 +1,8 @@
 """The first versions of the texts visitors agree to, in both languages.
 
-Each becomes a PolicyVersion when the database has none for its document and language; the
-panel publishes later versions. Placeholders are filled from settings before hashing, so the
+Each becomes a PolicyVersion when the database has none for its document and language, or
+when the text in force is still one of FORMER_DEFAULTS (never edited by the owner); the panel
+publishes later versions. Placeholders are filled from settings before hashing, so the
 stored hash is the hash of exactly what was shown.
 """
 from __future__ import annotations
@@ -20,21 +21,46 @@ DEFAULTS: dict[str, dict[str, str]] = {
               "về quyền riêng tư.",
     },
     "marketing_email": {
-        "en": "Send me offers and news from {store} by email. Optional; I can withdraw at any time.",
-        "vi": "Gửi cho tôi ưu đãi và tin tức từ {store} qua email. Không bắt buộc; tôi có thể rút "
-              "lại bất cứ lúc nào.",
+        "en": "Send me offers and news from {store} by email: a newsletter of plain text and pictures, "
+              "at most {max_per_month} emails a month. Optional; I can withdraw at any time on the “My data” "
+              "page of this WiFi or by writing to {contact}.",
+        "vi": "Gửi cho tôi ưu đãi và tin tức từ {store} qua email: bản tin gồm chữ và hình ảnh, tối đa "
+              "{max_per_month} email mỗi tháng. Không bắt buộc; tôi có thể rút lại bất cứ lúc nào tại trang "
+              "“Dữ liệu của tôi” trên WiFi này hoặc bằng cách viết thư tới {contact}.",
     },
     "marketing_sms": {
-        "en": "Send me offers from {store} by SMS or Zalo. Optional; I can withdraw at any time.",
-        "vi": "Gửi cho tôi ưu đãi từ {store} qua SMS hoặc Zalo. Không bắt buộc; tôi có thể rút "
-              "lại bất cứ lúc nào.",
+        "en": "Send me offers from {store} by SMS or Zalo: short text messages, at most {max_per_month} a "
+              "month. Optional; I can withdraw at any time on the “My data” page of this WiFi or by "
+              "writing to {contact}.",
+        "vi": "Gửi cho tôi ưu đãi từ {store} qua SMS hoặc Zalo: tin nhắn văn bản ngắn, tối đa "
+              "{max_per_month} tin mỗi tháng. Không bắt buộc; tôi có thể rút lại bất cứ lúc nào tại trang "
+              "“Dữ liệu của tôi” trên WiFi này hoặc bằng cách viết thư tới {contact}.",
     },
     "ad_audiences": {
         "en": "Use my email or phone, as a one-way hash, to show me {store}'s ads on Facebook, "
-              "Instagram and Google. Optional; I can withdraw at any time.",
+              "Instagram and Google: ads among the other ads those services show me, no messages are "
+              "sent to me; the list is updated at most once a week. Optional; I can withdraw at any time.",
         "vi": "Dùng email hoặc số điện thoại của tôi (dưới dạng mã băm một chiều) để hiển thị "
-              "quảng cáo của {store} trên Facebook, Instagram và Google. Không bắt buộc; tôi có "
-              "thể rút lại bất cứ lúc nào.",
+              "quảng cáo của {store} trên Facebook, Instagram và Google: quảng cáo xen giữa các quảng cáo "
+              "khác của các dịch vụ đó, không có tin nhắn nào được gửi cho tôi; danh sách được cập nhật tối đa "
+              "mỗi tuần một lần. Không bắt buộc; tôi có thể rút lại bất cứ lúc nào.",
+    },
+    "visit_analytics": {
+        "en": "Follow my visits to {store} from day to day (when my devices come and how long they stay) "
+              "to know me as a new, regular or lapsed customer and group me with similar customers for "
+              "offers. Optional; without it my visits count only in anonymous totals. I can withdraw at any time.",
+        "vi": "Theo dõi các lượt ghé thăm {store} của tôi qua từng ngày (thiết bị của tôi đến lúc nào và ở "
+              "lại bao lâu) để biết tôi là khách mới, khách quen hay khách lâu không quay lại và xếp tôi vào "
+              "nhóm khách hàng tương tự để nhận ưu đãi. Không bắt buộc; nếu không đồng ý, lượt ghé thăm của tôi chỉ "
+              "được tính trong số liệu tổng hợp ẩn danh. Tôi có thể rút lại bất cứ lúc nào.",
+    },
+    "chain_sharing": {
+        "en": "Let {controller}'s head office recognise me as one customer in all its stores: my records "
+              "and visits from each store are merged into one. Optional; without it each store's record of "
+              "me stays apart. I can withdraw at any time.",
+        "vi": "Cho phép văn phòng chính của {controller} nhận biết tôi là một khách hàng tại mọi cửa hàng: "
+              "hồ sơ và lượt ghé thăm của tôi tại từng cửa hàng được gộp làm một. Không bắt buộc; nếu không "
+              "đồng ý, hồ sơ của tôi tại mỗi cửa hàng được giữ riêng. Tôi có thể rút lại bất cứ lúc nào.",
     },
     "privacy_notice": {
         "en": """## Who we are
@@ -77,5 +103,29 @@ Email, số điện thoại và tên của bạn được mã hóa trên thiết
 
 ## Quyền của bạn
 Bạn có thể xem, chỉnh sửa dữ liệu, rút lại bất kỳ sự đồng ý nào, phản đối, và yêu cầu xóa toàn bộ dữ liệu bất cứ lúc nào: tại trang "Dữ liệu của tôi" trên WiFi này hoặc bằng cách viết thư tới {contact}. Việc rút lại sự đồng ý không ảnh hưởng đến quyền truy cập WiFi. Bạn cũng có thể khiếu nại tới cơ quan bảo vệ dữ liệu cá nhân (tại Việt Nam là Bộ Công an, Cục A05; tại EU là cơ quan có thẩm quyền của quốc gia bạn).""",
+    },
+}
+
+
+# Defaults of earlier releases: an install still showing one of them gets the current default
+# (portal/consent.ensure_policies). The marketing texts before they said the form and frequency
+# of the messages (issue 15).
+FORMER_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "marketing_email": {
+        "en": ("Send me offers and news from {store} by email. Optional; I can withdraw at any time.",),
+        "vi": ("Gửi cho tôi ưu đãi và tin tức từ {store} qua email. Không bắt buộc; tôi có thể rút "
+               "lại bất cứ lúc nào.",),
+    },
+    "marketing_sms": {
+        "en": ("Send me offers from {store} by SMS or Zalo. Optional; I can withdraw at any time.",),
+        "vi": ("Gửi cho tôi ưu đãi từ {store} qua SMS hoặc Zalo. Không bắt buộc; tôi có thể rút "
+               "lại bất cứ lúc nào.",),
+    },
+    "ad_audiences": {
+        "en": ("Use my email or phone, as a one-way hash, to show me {store}'s ads on Facebook, "
+               "Instagram and Google. Optional; I can withdraw at any time.",),
+        "vi": ("Dùng email hoặc số điện thoại của tôi (dưới dạng mã băm một chiều) để hiển thị "
+               "quảng cáo của {store} trên Facebook, Instagram và Google. Không bắt buộc; tôi có "
+               "thể rút lại bất cứ lúc nào.",),
     },
 }

@@ -11,7 +11,7 @@ import hashlib
 import sqlite3
 
 from portal.config import Settings, database_path
-from portal.core.purposes import LANGUAGES, MARKETING_PURPOSES, REQUIRED_PURPOSE
+from portal.core.purposes import LANGUAGES, OPTIONAL_PURPOSES, REQUIRED_PURPOSE
 from portal.policy_texts import DEFAULTS, DOCUMENTS, NOTICE
 
 Texts = dict[tuple[str, str], str]
@@ -25,6 +25,14 @@ PURPOSE_ROWS = {
                       "agreed, for the store's own SMS/Zalo tool.", "Optional, unticked by default."),
     "ad_audiences": ("Ad audiences (Meta, Google)", "Meta Custom Audience and Google Customer Match files: the "
                      "normalized email and phone, SHA-256 hashed, of people who agreed.", "Optional, unticked by default."),
+    "visit_analytics": ("Visit analytics", "The person's visits followed from day to day: segments (new, returning, "
+                        "loyal, lapsed, lost, the owner's own) and the dashboard's per-person figures (new, returning, "
+                        "visit frequency) count only people whose latest event for it is a grant.",
+                        "Optional, unticked by default."),
+    "chain_sharing": ("Chain sharing", "The central store merges the person's records of several stores into one "
+                      "(by a verified email or phone) only when the store says the latest event for it is a grant; "
+                      "otherwise each store's record stays apart, and a withdrawal separates it again.",
+                      "Optional, unticked by default."),
 }
 
 
@@ -32,7 +40,8 @@ def default_texts(settings: Settings) -> Texts:
     """The texts a fresh portal publishes, filled from the settings as portal.consent does."""
     values = {"store": settings.store_name, "controller": settings.controller_name or settings.store_name,
               "contact": settings.privacy_contact, "retention": settings.retention_days,
-              "dpo": settings.dpo_contact or settings.privacy_contact}
+              "dpo": settings.dpo_contact or settings.privacy_contact,
+              "max_per_month": settings.marketing_max_per_month}
     return {(doc, lang): DEFAULTS[doc][lang].format(**values).strip() for doc in DOCUMENTS for lang in LANGUAGES}
 
 
@@ -117,12 +126,21 @@ def render(settings: Settings, texts: Texts | None = None) -> str:
     for purpose, (name, what, choice) in PURPOSE_ROWS.items():
         out.append(f"| {name} (`{purpose}`) | {what} | consent, recorded with the exact text | {choice} |")
     out += [
-        "| Visit counting | Visits, recency, frequency and dwell per device and per person, segments (new, "
-        "returning, loyal, lapsed, lost), dashboard totals. | stated in the privacy notice and the WiFi terms "
-        "for visitors who sign in; **no consent is asked** for devices that never sign in: the owner must "
-        "state the basis, or not run the collector | not a separate choice |",
+        "| Visit counting | Visits, dwell and passers-by per device, dashboard totals (visitors, visits, dwell). "
+        "Per-person figures and segments only with `visit_analytics`. | stated in the privacy notice and the "
+        "WiFi terms for visitors who sign in; **no consent is asked** for devices that never sign in: the "
+        "owner must state the basis, or not run the collector | not a separate choice |",
         "",
-        "Marketing boxes are separate per channel, unticked, and never a condition of getting online. Only "
+        "Every optional box (each marketing channel, visit analytics, chain sharing) is separate, unticked, and "
+        "never a condition of getting online"
+        + (f"; ticking any needs the box \"I am {settings.min_age} or older\" (`min_age`), without which "
+           "nothing is recorded" if settings.min_age else "; no age is asked (`min_age` is 0)")
+        + ". "
+        + ("A \"just connect\" button (`just_connect`) gets a device online on the WiFi terms alone: no "
+           "contact, no person recorded, only the device's authorization and an audit line. "
+           if settings.just_connect else "")
+        + "Marketing texts state the form of the messages and at most "
+        f"{settings.marketing_max_per_month} a month per channel (`marketing_max_per_month`). Only "
         "people whose latest event for the matching purpose is a grant are ever exported; withdrawal (on the "
         "portal's \"My data\" page, in the panel, or through the central store's API) takes effect at the next "
         "export. Footfall does not send marketing messages itself and does not verify a channel by a code "
@@ -186,7 +204,7 @@ def render(settings: Settings, texts: Texts | None = None) -> str:
         f"The consent statements in force ({source}) and the SHA-256 recorded with each consent event:",
         "",
     ]
-    for document in (REQUIRED_PURPOSE, *MARKETING_PURPOSES, NOTICE):
+    for document in (REQUIRED_PURPOSE, *OPTIONAL_PURPOSES, NOTICE):
         for language in LANGUAGES:
             text = texts[(document, language)]
             shown = "(the full notice, shown on the portal's privacy page)" if document == NOTICE \

@@ -64,7 +64,7 @@ def add_sample(vault: Vault, store_id: str, people: int = 40, anonymous: int = 3
         raise ValueError("sample people and anonymous devices must total 1..256 (one documentation MAC each)")
     rng = random.Random(rng_seed)
     now = now or utcnow()
-    policies = {(p, lang): consent.current(p, lang) for p in ("wifi_terms", "marketing_email", "ad_audiences")
+    policies = {(p, lang): consent.current(p, lang) for p in ("wifi_terms", "marketing_email", "ad_audiences", "visit_analytics")
                 for lang in LANGUAGES}
     n_visits = n_consents = 0
     with database.atomic():
@@ -77,7 +77,8 @@ def add_sample(vault: Vault, store_id: str, people: int = 40, anonymous: int = 3
                                name_enc=vault.encrypt(f"Sample {FIRST[i % len(FIRST)]} {i:02d}", "lead.name"),
                                language=lang, created_at=joined, updated_at=joined,
                                email_verified_at=joined)  # sample people "proved" their (invalid) emails
-            purposes = ["wifi_terms"] + (["marketing_email"] if i % 5 < 3 else []) + (["ad_audiences"] if i % 4 == 0 else [])
+            purposes = (["wifi_terms"] + (["marketing_email"] if i % 5 < 3 else []) + (["ad_audiences"] if i % 4 == 0 else [])
+                        + (["visit_analytics"] if i % 3 else []))  # two in three may be followed: segments, new/returning
             for purpose in purposes:
                 policy = policies[(purpose, lang)]
                 Consent.create(lead=lead, purpose=purpose, granted=True, policy=policy, policy_sha256=policy.sha256,

@@ -1,5 +1,6 @@
 """Remarketing segments over people (leads): recency, frequency, dwell, consent, language.
 
+Only people whose current visit_analytics consent is a grant are members of any segment.
 Built-in segments (new, returning, loyal, lapsed, lost) have thresholds the owner can edit;
 custom segments combine the same conditions. New and returning follow the one definition in
 portal/core/segment_rules.py (visitor_kind), shared with the dashboard, `footfall visits` and the
@@ -12,7 +13,7 @@ import datetime
 import hashlib
 import json
 
-from portal.consent import COUNTS_SQL
+from portal.consent import COUNTS_SQL, FOLLOWED_LEADS_SQL
 from portal.db import database
 from portal.models import OutboxEvent, Segment, SegmentMember, StoreSetting, utcnow
 # The rules and the definition of new and returning live in a module without the database (the
@@ -33,9 +34,11 @@ def lead_stats(windows: set[int], now: datetime.datetime) -> dict[int, LeadStat]
     windows = sorted(windows)
     since = [window_start(now, w).isoformat(" ") for w in windows]
     window_sums = "".join(f", sum(v.start >= ?)" for _ in windows)
-    stats = {lead_id: LeadStat(lead_id, language) for lead_id, language in
-             # restricted_at: an objection or a restriction upheld by the privacy desk keeps a person out (issue 15).
-             database.execute_sql("SELECT id, language FROM lead WHERE erased_at IS NULL AND restricted_at IS NULL")}
+    # Only people who agreed to visit analytics are in any segment (issue 15): the others' visits
+    # count in anonymous totals only, never followed from day to day. restricted_at: an objection or
+    # a restriction upheld by the privacy desk keeps a person out too.
+    stats = {lead_id: LeadStat(lead_id, language) for lead_id, language in database.execute_sql(
+             f"SELECT id, language FROM lead WHERE erased_at IS NULL AND restricted_at IS NULL AND id IN ({FOLLOWED_LEADS_SQL})")}
     # Rounded to hundredths of a minute: julianday arithmetic would put exactly 30 min at 29.99999.
     sql = (f'SELECT d.lead_id, min(v.start), max(v."end"), round(avg(julianday(v."end") - julianday(v.start)) * 1440, 2), '
            f'count(*){window_sums} '

@@ -23,6 +23,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from portal import clock, privacy
+from portal.consent import shares_with_chain
 from portal.core import wire
 from portal.db import database
 from portal.gateway import Gateway
@@ -91,7 +92,8 @@ def to_wire(event: OutboxEvent, vault: Vault) -> dict:
             data.update(email=email, phone=phone, name=vault.decrypt(lead.name_enc, "lead.name"), language=lead.language,
                         email_index=vault.blind_index("email", email) if email else None,
                         phone_index=vault.blind_index("phone", phone) if phone else None,
-                        email_verified=email_ok, phone_verified=phone_ok)
+                        email_verified=email_ok, phone_verified=phone_ok,
+                        chain_sharing=shares_with_chain(lead))  # merged across stores only when true
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))
         data["method"] = consent.method if consent else None

@@ -24,6 +24,7 @@ from portal.models import (Authorization, AuditLog, Consent, ContactClaim, Devic
                            utcnow)
 from portal.verification import VerificationError
 from portal.policy_texts import MARKETING_PURPOSES, REQUIRED_PURPOSE
+from portal.core.purposes import ANALYTICS_PURPOSES, OPTIONAL_PURPOSES
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,13 @@ class SignInForm:
     name: str = ""
     language: str = "vi"
     terms: bool = False
-    marketing: frozenset[str] = frozenset()
+    marketing: frozenset[str] = frozenset()   # channels ticked (portal/core/purposes.py MARKETING_PURPOSES)
+    analytics: frozenset[str] = frozenset()   # visit analytics, chain sharing ticked (ANALYTICS_PURPOSES)
+    adult: bool = False                       # "I am min_age or older": needed for any optional purpose
+
+    @property
+    def optional(self) -> frozenset[str]:
+        return self.marketing | self.analytics
 
 
 @dataclass(frozen=True)
@@ -158,9 +165,11 @@ class Visitors:
             errors["name"] = exc.code
         if not form.terms:
             errors["terms"] = "terms_required"
-        unknown = form.marketing - set(MARKETING_PURPOSES)
+        unknown = (form.marketing - set(MARKETING_PURPOSES)) | (form.analytics - set(ANALYTICS_PURPOSES))
         if unknown:
             errors["marketing"] = "purpose_unknown"
+        if form.optional and self.settings.min_age and not form.adult:
+            errors["age"] = "age_required"  # no optional purpose below the age; getting online needs none
         if "marketing_email" in form.marketing and not form.email.strip():
             errors.setdefault("email", "email_needed_for_marketing")
         if "marketing_sms" in form.marketing and not form.phone.strip():
@@ -176,10 +185,11 @@ class Visitors:
         if errors:
             return Outcome(False, errors)
         language = form.language if form.language in consent.LANGUAGES else self.settings.default_language
-        purposes = [REQUIRED_PURPOSE, *sorted(form.marketing)]
+        purposes = [REQUIRED_PURPOSE, *sorted(form.optional)]
         # Everything the database needs, fixed now: replayed from the journal, it keeps its own
         # time, the very texts the visitor was shown, and its uid (a second replay adds nothing).
         claim = {"uid": new_uid(), "at": utcnow().isoformat(), "values": values, "language": language,
+                 "age": self.settings.min_age if form.adult and form.optional else 0,
                  "mac": client.mac, "ip": client.ip, "proven": sorted(proven),
                  "policies": {p: getattr(consent.current(p, language), "id", None) for p in purposes}}
         try:
@@ -251,7 +261,8 @@ class Visitors:
                                         for kind, value in named]
             seconds, method = self._first_session(claims)
             auth = self._authorize_record(device, lead, client, method, at, seconds) if seconds else None
-            AuditLog.record("visitor", "sign_in", lead.uid, client.ip, purposes=list(claim["policies"]))
+            AuditLog.record("visitor", "sign_in", lead.uid, client.ip, purposes=list(claim["policies"]),
+                            **({"age_confirmed": claim["age"]} if claim.get("age") else {}))
         return auth, lead, claims, method != "form"
 
     def _first_session(self, claims: list) -> tuple[int, str]:
@@ -316,6 +327,30 @@ class Visitors:
             device = self._link_device(client, lead)
             auth = self._authorize_record(device, lead, client, "welcome_back")
             AuditLog.record("visitor", "welcome_back", lead.uid, client.ip)
+        return self._apply(auth)
+
+    def just_connect(self, client: Client, terms: bool, language: str) -> Outcome:
+        """Online on the WiFi terms alone (setting `just_connect`): no lead, no contact, no optional
+        purpose. What is written is what the gateway needs: the device and its authorization; the
+        acceptance of the terms version shown is in the audit log (it has no person to hang on)."""
+        if not self.settings.just_connect:
+            return Outcome(False, {"form": "just_connect_off"})
+        if not terms:
+            return Outcome(False, {"terms": "terms_required"})
+        if client.mac is None:
+            return Outcome(False, {"form": "device_unknown"})
+        with database.atomic():
+            device, created = Device.get_or_create(mac=client.mac, defaults={"last_ip": client.ip,
+                                                                             "randomized": _randomized(client.mac)})
+            if not created:
+                device.last_ip, device.last_seen = client.ip, utcnow()
+                device.save()
+            auth = Authorization.create(device=device, lead=None, ip=client.ip, started_at=utcnow(), method="just_connect",
+                                        expires_at=utcnow() + datetime.timedelta(seconds=self.settings.session_seconds))
+            language = language if language in consent.LANGUAGES else self.settings.default_language
+            shown = consent.current(REQUIRED_PURPOSE, language)
+            AuditLog.record("visitor", "just_connect", None, client.ip, language=language,
+                            terms_sha256=shown.sha256 if shown else None)
         return self._apply(auth)
 
     # -- proving a contact -----------------------------------------------------------------------
@@ -460,7 +495,7 @@ class Visitors:
             email=mask_email(email) if email else None, phone=mask_phone(phone) if phone else None,
             claimed=self._typed_claims(device.mac, typed, lead if show_record else None),
             name=(name[:1] + "***") if name else None, language=lead.language if lead else None,
-            current={p: current.get(p) for p in (REQUIRED_PURPOSE, *MARKETING_PURPOSES)},
+            current={p: current.get(p) for p in (REQUIRED_PURPOSE, *OPTIONAL_PURPOSES)},
             history=lines, online_until=self.online_until(client.ip))
 
     def _typed_claims(self, mac: str, uids, shown: Lead | None) -> list[str]:
@@ -512,7 +547,7 @@ class Visitors:
         }
 
     def withdraw(self, client: Client, purpose: str) -> Outcome:
-        if purpose not in MARKETING_PURPOSES:
+        if purpose not in OPTIONAL_PURPOSES:
             return Outcome(False, {"form": "purpose_unknown"})
         lead = self._lead_of(client)
         if lead is None:

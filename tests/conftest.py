@@ -72,9 +72,13 @@ class PortalClient:
         assert match, "page carries no CSRF token"
         return match.group(1)
 
-    def sign_in(self, email="visitor@example.com", phone="", name="", terms=True, marketing=(), **extra):
+    def sign_in(self, email="visitor@example.com", phone="", name="", terms=True, marketing=(), analytics=(),
+                age=True, **extra):
+        """The splash form; `age`: the "I am min_age or older" box (needed for any optional purpose)."""
         data = {"csrf_token": self.token(), "email": email, "phone": phone, "name": name,
-                "marketing": list(marketing), **extra}
+                "marketing": list(marketing), "analytics": list(analytics), **extra}
+        if age:
+            data["age"] = "yes"
         if terms:
             data["terms"] = "yes"
         return self.post("/connect", data=data)

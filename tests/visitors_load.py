@@ -60,7 +60,7 @@ class Visitor:
         return match.group(1)
 
     def sign_in(self, email: str, marketing: tuple[str, ...] = ()) -> Answer:
-        form = [("csrf_token", self.token()), ("email", email), ("terms", "yes"),
+        form = [("csrf_token", self.token()), ("email", email), ("terms", "yes"), ("age", "yes"),
                 *(("marketing", m) for m in marketing)]
         return self.request("POST", "/connect", form)
 

@@ -18,6 +18,7 @@ from portal.i18n import LANGUAGES, negotiate, translate
 from portal.panel.fence import forwarded_untrusted
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
+from portal.core.purposes import ANALYTICS_PURPOSES, OPTIONAL_PURPOSES
 from portal.contacts import channels
 from portal.verification import VerificationError
 from portal.visitors import Client, SignInForm
@@ -128,8 +129,10 @@ def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, sta
     if not errors:
         runtime().funnel.hit("splash")
     policies = consent.current_set(g.lang)
+    settings = runtime().settings
     return render_template("captive/splash.html", form=form, errors=errors, next=nxt, policies=policies,
-                           required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES), status
+                           required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES, analytics=ANALYTICS_PURPOSES,
+                           min_age=settings.min_age, just_connect=settings.just_connect), status
 
 
 @bp.get("/fas/")
@@ -207,6 +210,7 @@ def connect():
         email=f.get("email", ""), phone=f.get("phone", ""), name=f.get("name", ""), language=g.lang,
         terms=f.get("terms") == "yes",
         marketing=frozenset(p for p in f.getlist("marketing")),
+        analytics=frozenset(p for p in f.getlist("analytics")), adult=f.get("age") == "yes",
     )
     runtime().funnel.hit("submit")
     outcome = runtime().visitors.sign_in(form, client(), proven())
@@ -220,6 +224,22 @@ def connect():
     if outcome.verify_first:
         session["verify_next"] = nxt
         return redirect(url_for("captive.verify_page"), code=303)
+    return finish(nxt)
+
+
+@bp.post("/just-connect")
+def just_connect():
+    """Online on the WiFi terms alone, no contact details (setting `just_connect`)."""
+    if not runtime().settings.just_connect:
+        abort(404)
+    if limited():
+        return rate_limited_page()
+    runtime().funnel.hit("submit")
+    outcome = runtime().visitors.just_connect(client(), request.form.get("terms") == "yes", g.lang)
+    nxt = continue_param()
+    if not outcome.ok:
+        status = {"gateway_failed": 503, None: 422}.get(outcome.errors.get("form"), 409)
+        return render_splash(SignInForm(language=g.lang), outcome.errors, nxt, status=status)
     return finish(nxt)
 
 
@@ -388,7 +408,7 @@ def privacy():
 @bp.get("/my-data")
 def my_data():
     data = runtime().visitors.my_data(client(), proven(), session.get("claims", []))
-    return render_template("captive/my_data.html", data=data, marketing=MARKETING_PURPOSES,
+    return render_template("captive/my_data.html", data=data, optional=OPTIONAL_PURPOSES,
                            purposes=PURPOSES, done=request.args.get("done"),
                            kinds=runtime().visitors.record_kinds(client()) if data else [])
 

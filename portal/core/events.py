@@ -82,6 +82,7 @@ def _check(topic: str, d: dict) -> None:
         _str(d, "email_index", 64, _HEX64, optional=True)
         _str(d, "phone_index", 64, _HEX64, optional=True)
         _flag(d, "email_verified"), _flag(d, "phone_verified")  # only a contact proved by a code merges people
+        _flag(d, "chain_sharing")  # merged with other stores' records only when true (absent: an older store)
         if d.get("language") not in LANGUAGES:
             raise EventError("language")
     elif topic == "lead.merged":  # the store folded a claim record into the proven one

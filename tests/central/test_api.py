@@ -199,7 +199,7 @@ def test_signed_ingest_fuzz_finds_no_server_error(central_app, stores):
                                                                                              max_size=3), max_leaves=6)
     fields = ("lead", "email", "phone", "name", "language", "purpose", "granted", "device", "start", "end", "passerby",
               "segment", "members", "devices", "gone", "policy_sha256", "method", "email_index", "phone_index",
-              "email_verified", "phone_verified", "verified", "into")
+              "email_verified", "phone_verified", "verified", "into", "chain_sharing")
     events = st.lists(st.fixed_dictionaries({
         "uid": st.one_of(st.uuids().map(lambda u: u.hex), st.text(max_size=70)),
         "topic": st.one_of(st.sampled_from(TOPICS), st.text(max_size=12)),

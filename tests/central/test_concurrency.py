@@ -34,7 +34,8 @@ def batch(store: int, n: int) -> list[dict]:
         uid = f"{store}-{n}-{p}"
         mac = f"3c:22:fb:{store:02x}:{n:02x}:{p:02x}"
         events += [event("lead.upserted", lead=uid, email=email, phone=None, name=None, language="vi",
-                         email_index=index(email), phone_index=None, email_verified=True, phone_verified=False),
+                         email_index=index(email), phone_index=None, email_verified=True, phone_verified=False,
+                         chain_sharing=True),
                    event("consent.recorded", lead=uid, purpose="wifi_terms", granted=True, policy_sha256="a" * 64,
                          method="portal_form"),
                    event("device.linked", device=mac, lead=uid),

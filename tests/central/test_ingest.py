@@ -23,7 +23,8 @@ def lead(uid, email="lan@example.com", phone=None, verified=True, **kw):
     """A store's lead as the appliance sends it: contacts proved by a code (`verified`), or a claim."""
     return event("lead.upserted", lead=uid, email=email, phone=phone, name=kw.get("name"), language="vi",
                  email_index=IDX[email] if email else None, phone_index=IDX[phone] if phone else None,
-                 email_verified=verified and email is not None, phone_verified=verified and phone is not None)
+                 email_verified=verified and email is not None, phone_verified=verified and phone is not None,
+                 chain_sharing=kw.get("chain_sharing", True))
 
 
 def store_events():

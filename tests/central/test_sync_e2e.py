@@ -61,7 +61,7 @@ def activity(visitors, start: int, count: int) -> None:
     for i in range(start, start + count):
         mac = f"3c:22:fb:00:{i // 256:02x}:{i % 256:02x}"
         client = Client(f"10.1.{i // 256}.{i % 256}", mac)
-        outcome = visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, marketing=frozenset({"marketing_email"})),
+        outcome = visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"})),
                                    client)
         assert outcome.ok
         prove_claims(visitors, outcome, client)  # the guest entered the emailed code

@@ -33,6 +33,7 @@ from tests.portal.test_verified_identity import (ALICE_E164, ALICE_EMAIL, ALICE_
 
 MALLORY_PHONE, MALLORY_E164 = "0987654321", "+84987654321"
 EVERY_BOX = ["marketing_email", "marketing_sms", "ad_audiences"]
+SHARING = ["visit_analytics", "chain_sharing"]  # merging across stores needs chain_sharing (issue 15): an attacker ticks it too
 
 
 class Recorder(FaultyProxy):
@@ -191,7 +192,8 @@ def appliance_snapshot(store: Appliance, lead_id: int) -> dict:
 def alice_proves_everything_at(store: Appliance) -> tuple[Visitor, Lead]:
     """Alice signs in with her email, phone and name, then enters the SMS code and the email code."""
     alice = store.phone(10)
-    answer = alice.sign_in(email=ALICE_EMAIL, phone=ALICE_PHONE, name="Alice", marketing=["marketing_email"])
+    answer = alice.sign_in(email=ALICE_EMAIL, phone=ALICE_PHONE, name="Alice", marketing=["marketing_email"],
+                           analytics=SHARING)
     assert answer.status_code == 303
     assert alice.enter(alice.wait_code("sms", ALICE_E164)).status_code == 303  # the phone's code went first
     claim = alice.ask_code("email", "email")
@@ -225,7 +227,8 @@ def test_the_attack_across_two_stores_fails_end_to_end(chain, mallory_proves_his
     # Store B: mallory names alice's email, his own phone (he can read its code: he enters it, or
     # not), the name "Mallory" and every marketing box; pushed.
     mallory = b.phone(66)
-    assert mallory.sign_in(email=ALICE_EMAIL, phone=MALLORY_PHONE, name="Mallory", marketing=EVERY_BOX).status_code == 303
+    assert mallory.sign_in(email=ALICE_EMAIL, phone=MALLORY_PHONE, name="Mallory", marketing=EVERY_BOX,
+                           analytics=SHARING).status_code == 303
     if mallory_proves_his_phone:
         assert mallory.enter(mallory.wait_code("sms", MALLORY_E164)).status_code == 303
     mallory_lead = b.lead_of(mallory)
@@ -243,7 +246,7 @@ def test_the_attack_across_two_stores_fails_end_to_end(chain, mallory_proves_his
     assert one("SELECT email_index, email_enc, phone_index FROM person WHERE id = %s", mallory_person) == \
         (None, None, his_phone)
     assert sorted(p for p, in rows("SELECT purpose FROM consent_event WHERE person_id = %s AND granted", mallory_person)) == \
-        sorted(["wifi_terms", *EVERY_BOX])
+        sorted(["wifi_terms", *EVERY_BOX, *SHARING])
     # The read API: alice exactly as before; mallory's claim shows nowhere as alice.
     assert api(chain, f"/v1/people/{alice}") == api_before
     people = everyone(chain)
@@ -276,7 +279,7 @@ def test_the_attack_across_two_stores_fails_end_to_end(chain, mallory_proves_his
     # Alice herself at B, on a new device: her email, and its code. Before the code B sends
     # nothing of her email; after it, her B record joins her person at the central store.
     alice_b = b.phone(11)
-    assert alice_b.sign_in(email=ALICE_EMAIL, name="").status_code == 303
+    assert alice_b.sign_in(email=ALICE_EMAIL, name="", analytics=SHARING).status_code == 303
     b.push()
     assert ALICE_EMAIL.encode() not in proxy.raw_from("hn-02")
     lead_b = b.lead_of(alice_b)
@@ -319,7 +322,8 @@ def test_an_unentered_code_never_sends_alices_email(chain, mallory_proves_his_ph
     before = snapshot(alice)
 
     mallory = b.phone(66)
-    assert mallory.sign_in(email=ALICE_EMAIL, phone=MALLORY_PHONE, name="Mallory", marketing=EVERY_BOX).status_code == 303
+    assert mallory.sign_in(email=ALICE_EMAIL, phone=MALLORY_PHONE, name="Mallory", marketing=EVERY_BOX,
+                           analytics=SHARING).status_code == 303
     if mallory_proves_his_phone:
         assert mallory.enter(mallory.wait_code("sms", MALLORY_E164)).status_code == 303
     # He asks for alice's email code too (it goes to her inbox: he never enters it).
@@ -364,7 +368,7 @@ def test_a_sign_in_between_enrolling_and_restarting_still_joins_the_chain(tmp_pa
 
         b = Appliance(tmp_path, "hn-02", providers, central_settings, proxy, restart=False)  # not restarted yet
         alice_b = b.phone(11)
-        assert alice_b.sign_in(email=ALICE_EMAIL, name="").status_code == 303
+        assert alice_b.sign_in(email=ALICE_EMAIL, name="", analytics=SHARING).status_code == 303
         assert alice_b.enter(alice_b.wait_code("email", ALICE_EMAIL, after=1)).status_code == 303
         b._start()  # the restart comes, a little later
         b.push()  # the scheduler's job reads the key file: the chain's keys

@@ -17,7 +17,9 @@ MARKETING = ("marketing_email", "marketing_sms", "ad_audiences")
 
 
 def upsert(uid, email=None, phone=None, name=None, email_verified=None, phone_verified=None, **extra):
-    """lead.upserted as a store sends it; a flag left None is left out (an older store's event)."""
+    """lead.upserted as a store sends it; a flag left None is left out (an older store's event). The
+    person agreed to chain sharing unless `chain_sharing` says otherwise (merging needs it, issue 15)."""
+    extra.setdefault("chain_sharing", True)
     data = dict(lead=uid, email=email, phone=phone, name=name, language="vi",
                 email_index=IDX[email] if email else None, phone_index=IDX[phone] if phone else None, **extra)
     for key, flag in (("email_verified", email_verified), ("phone_verified", phone_verified)):

@@ -46,6 +46,7 @@ class Phone:
             return {"error": "no form", "status": page.get("status")}
         cookie = (page.get("cookie") or "").split(";", 1)[0]
         body = urlencode([("csrf_token", token.group(1)), ("email", email), ("phone", phone), ("terms", "yes"),
+                          ("age", "yes"), ("analytics", "visit_analytics"), ("analytics", "chain_sharing"),
                           *(("marketing", p) for p in purposes)])
         answer = self.get(portal + "/connect", method="POST", body=body, timeout=30,
                           headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})

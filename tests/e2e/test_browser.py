@@ -42,7 +42,8 @@ def test_phone_fills_the_splash_and_gets_online(browser, tmp_path):
         # The layout fits the phone: nothing wider than the viewport.
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
         boxes = browser.find_elements(By.CSS_SELECTOR, "input[type=checkbox]")
-        assert [b.get_attribute("name") for b in boxes] == ["terms", "marketing", "marketing", "marketing"]
+        assert [b.get_attribute("name") for b in boxes] == ["terms", "age", "marketing", "marketing", "marketing",
+                                                            "analytics", "analytics"]
         assert not any(b.is_selected() for b in boxes), "every box starts unticked"
         browser.save_screenshot(str(ARTIFACTS / "splash-phone.png"))
 
@@ -50,6 +51,7 @@ def test_phone_fills_the_splash_and_gets_online(browser, tmp_path):
         browser.find_element(By.ID, "name").send_keys("Lan")
         browser.find_element(By.ID, "terms").click()
         browser.find_element(By.ID, "marketing_sms").click()  # needs a phone: the server must say so
+        browser.find_element(By.ID, "age").click()            # "I am 16 or older": needed for any optional box
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         error = wait.until(lambda d: d.find_element(By.ID, "phone-error"))
         assert error.text == "Enter a phone number to receive offers by SMS or Zalo."

@@ -48,7 +48,7 @@ def fill(path) -> int:
 
 
 def sign_in(visitors, i):
-    return visitors.sign_in(SignInForm(email=f"full{i}@example.com", terms=True, marketing=frozenset({"marketing_email"})),
+    return visitors.sign_in(SignInForm(email=f"full{i}@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"})),
                             Client(f"10.3.{i // 250}.{i % 250 + 1}", f"02:00:00:03:{i // 256:02x}:{i % 256:02x}"))
 
 

@@ -33,7 +33,7 @@ ROUTES = [
 @pytest.fixture
 def lead_uid(app):
     visitors = app.extensions["footfall"].visitors
-    visitors.sign_in(SignInForm(email="matrix@example.com", terms=True, marketing=frozenset({"marketing_email"})),
+    visitors.sign_in(SignInForm(email="matrix@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"})),
                      Client("10.0.0.3", "02:00:00:00:00:03"))
     compliance.record_transfer("meta", "", "", "2026-01-05", "", "manager:owner1")  # exports abroad need it (issue 15)
     return Lead.get().uid

@@ -20,7 +20,8 @@ def people(app):
         mac = f"02:00:00:00:01:{i:02x}"
         client = Client(f"10.0.1.{i}", mac)
         outcome = visitors.sign_in(SignInForm(email=f"p{i}@example.com", phone=f"09123450{i:02d}", terms=True,
-                                              marketing=frozenset({"marketing_email"} if i % 2 else set())), client)
+                                              adult=True, marketing=frozenset({"marketing_email"} if i % 2 else set()),
+                                              analytics=frozenset({"visit_analytics"})), client)  # segments need it
         assert outcome.ok
         prove_claims(visitors, outcome, client)
         start = utcnow() - datetime.timedelta(days=i % 40)

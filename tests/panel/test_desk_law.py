@@ -114,8 +114,9 @@ def people(app):
     for i in range(4):
         mac = f"02:00:00:00:02:{i:02x}"
         client = Client(f"10.0.2.{i + 1}", mac)
-        outcome = visitors.sign_in(SignInForm(email=f"q{i}@example.com", terms=True,
-                                              marketing=frozenset({"marketing_email"})), client)
+        outcome = visitors.sign_in(SignInForm(email=f"q{i}@example.com", terms=True, adult=True,
+                                              marketing=frozenset({"marketing_email"}),
+                                              analytics=frozenset({"visit_analytics"})), client)
         prove_claims(visitors, outcome, client)
         start = utcnow() - datetime.timedelta(days=1)
         Visit.create(device=Device.get(Device.mac == mac), start=start, end=start + datetime.timedelta(minutes=30))

@@ -64,7 +64,7 @@ def submit_latency(port: int, runs: int) -> dict:
     token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
     timings = []
     for i in range(runs):
-        form = f"csrf_token={token}&email=bench{i}%40example.com&phone=&name=&terms=yes&marketing=marketing_email"
+        form = f"csrf_token={token}&email=bench{i}%40example.com&phone=&name=&terms=yes&age=yes&marketing=marketing_email"
         start = time.perf_counter()
         conn.request("POST", "/connect", body=form, headers={
             "Host": PORTAL_HOST, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})

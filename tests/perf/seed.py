@@ -21,7 +21,8 @@ def seed(vault: Vault, leads: int, devices: int, visits: int, days: int = 365, r
          now: datetime.datetime | None = None) -> dict[str, int]:
     rng = random.Random(rng_seed)
     now = now or utcnow()
-    policies = {(p, lang): consent.current(p, lang) for p in ("wifi_terms", *MARKETING_PURPOSES) for lang in ("vi", "en")}
+    policies = {(p, lang): consent.current(p, lang) for p in ("wifi_terms", *MARKETING_PURPOSES, "visit_analytics")
+                for lang in ("vi", "en")}
     stamp = lambda dt: dt.isoformat(" ")  # noqa: E731
     with database.atomic():
         lead_rows, consent_rows = [], []
@@ -41,7 +42,9 @@ def seed(vault: Vault, leads: int, devices: int, visits: int, days: int = 365, r
         for n, lead_id in enumerate(lead_ids):
             lang = "vi" if n % 3 else "en"
             at = lead_rows[n][7]
-            for purpose in ("wifi_terms", *[p for p in MARKETING_PURPOSES if rng.random() < 0.45]):
+            # Three in four may be followed (segments need visit_analytics); no draw, so the stream stays the same.
+            followed = ("visit_analytics",) if n % 4 else ()
+            for purpose in ("wifi_terms", *[p for p in MARKETING_PURPOSES if rng.random() < 0.45], *followed):
                 policy = policies[(purpose, lang)]
                 consent_rows.append((f"seedc{n}-{purpose}", lead_id, purpose, 1, policy.id, policy.sha256, "store-1",
                                      "portal_form", at))

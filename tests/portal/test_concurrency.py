@@ -32,7 +32,7 @@ def _sign_in_many(settings, offset: int, barrier, out) -> None:
     for i in range(offset, offset + PER_PROCESS):
         try:
             ok = visitors.sign_in(SignInForm(email=f"p{i}@example.com", terms=True,
-                                             marketing=frozenset({"marketing_email"})),
+                                             adult=True, marketing=frozenset({"marketing_email"})),
                                   Client(f"10.9.{i // 250}.{i % 250 + 1}", f"02:00:00:00:{i // 256:02x}:{i % 256:02x}")).ok
         except Exception:  # counted: the test fails on any of them
             ok = False
@@ -134,7 +134,8 @@ def test_segments_written_as_a_difference_equal_a_fresh_computation(app, visitor
     now = time.time()
     for i in range(30):
         mac = f"02:00:00:02:00:{i:02x}"
-        assert visitors.sign_in(SignInForm(email=f"s{i}@example.com", terms=True), Client(f"10.7.0.{i + 1}", mac)).ok
+        assert visitors.sign_in(SignInForm(email=f"s{i}@example.com", terms=True, adult=True,  # segments need
+                                           analytics=frozenset({"visit_analytics"})), Client(f"10.7.0.{i + 1}", mac)).ok
         Store(OuiTable("/nonexistent")).write(Batch((), tuple(
             VisitRecord(mac, "lan", now - d * 86400 - 7200, now - d * 86400 - 3600, 9, False)
             for d in range(i % 6)), ()))

@@ -91,8 +91,10 @@ def test_each_fact_has_one_definition():
 # -- the facts themselves ---------------------------------------------------------------------------
 
 def test_purposes_and_languages():
-    assert purposes.PURPOSES == ("wifi_terms", "marketing_email", "marketing_sms", "ad_audiences")
-    assert purposes.REQUIRED_PURPOSE not in purposes.MARKETING_PURPOSES
+    assert purposes.PURPOSES == ("wifi_terms", "marketing_email", "marketing_sms", "ad_audiences",
+                                 "visit_analytics", "chain_sharing")
+    assert purposes.REQUIRED_PURPOSE not in purposes.OPTIONAL_PURPOSES
+    assert not set(purposes.MARKETING_PURPOSES) & set(purposes.ANALYTICS_PURPOSES)  # channels stay channels
     assert purposes.DEFAULT_LANGUAGE == "vi" and purposes.LANGUAGES == ("vi", "en")
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import datetime
 import time
 
-from portal import metrics
+from portal import consent, metrics
 from portal.models import Device, Lead, OpenRun, Visit, utcnow
 
 # 15:00 on the appliance's local clock, as the naive UTC the database holds.
@@ -24,12 +24,18 @@ def closed(dev: Device, started_min: int, minutes: int, at=NOW) -> None:
     Visit.create(device=dev, start=at - started_min * MIN, end=at - started_min * MIN + minutes * MIN)
 
 
+def followed(lead: Lead) -> Lead:
+    """A person who agreed to visit analytics: the dashboard's per-person figures count only them."""
+    consent.record(lead, "visit_analytics", True, consent.Where("store-1", None, None, "portal_form"))
+    return lead
+
+
 def test_people_in_the_store_now_count_as_visitors_today(app):
-    run(device(1), 20, 1)                    # here 20 minutes: a visit already, whatever comes next
+    run(device(1, lead=followed(Lead.create())), 20, 1)   # here 20 minutes: a visit already, whatever comes next
     run(device(2), 3, 1)                     # here 3 minutes: not yet a visit (min_dwell 5)
     run(device(3), 60, 30)                   # silent for 30 min (> visit gap): the collector is not running
     run(device(4), 40, 0, source="air")      # heard over the air: never a visitor
-    person = Lead.create()
+    person = followed(Lead.create())
     phone = device(5, lead=person)
     closed(phone, 180, 30)                   # came this morning...
     run(device(6, lead=person), 10, 0)       # ...and is back now, with another device

@@ -14,11 +14,13 @@ from tests.conftest import prove_claims
 NOW = utcnow()
 
 
-def person(visitors, n, email=None, phone=None, marketing=(), visits=(), language="en", proved=True):
+def person(visitors, n, email=None, phone=None, marketing=(), visits=(), language="en", proved=True, followed=True):
+    """A signed-in person; `followed`: they agreed to visit analytics (segments need it, issue 15)."""
     mac = f"02:00:00:00:{n // 256:02x}:{n % 256:02x}"
     client = Client(f"10.0.{n // 256}.{n % 256}", mac)
     outcome = visitors.sign_in(SignInForm(email=email or "", phone=phone or "", terms=True, language=language,
-                                          marketing=frozenset(marketing)), client)
+                                          marketing=frozenset(marketing), adult=True,
+                                          analytics=frozenset({"visit_analytics"} if followed else ())), client)
     assert outcome.ok, outcome.errors
     if proved:  # double opt-in: exports count proved contacts only (tests/portal/test_verified_identity.py)
         prove_claims(visitors, outcome, client)

@@ -173,10 +173,11 @@ def test_a_typed_email_takes_over_nothing(app, providers):
 def test_marketing_for_a_stranger_counts_for_nobody(app, providers):
     """Subscribing a stranger: the consent is recorded as given, counts nowhere until proved."""
     stranger = phone(app, providers, 20)
-    stranger.sign_in(email="bob@example.com", phone="0911111111", marketing=["marketing_email", "marketing_sms", "ad_audiences"])
+    stranger.sign_in(email="bob@example.com", phone="0911111111", marketing=["marketing_email", "marketing_sms", "ad_audiences"],
+                     analytics=["visit_analytics"])  # segments hold only people who agreed to it (issue 15)
     lead = lead_of(stranger.mac)
-    assert consent.granted_purposes(lead) == {"wifi_terms", "marketing_email", "marketing_sms", "ad_audiences"}
-    assert consent.effective_purposes(lead) == {"wifi_terms"}
+    assert consent.granted_purposes(lead) == {"wifi_terms", "marketing_email", "marketing_sms", "ad_audiences", "visit_analytics"}
+    assert consent.effective_purposes(lead) == {"wifi_terms", "visit_analytics"}
     everyone = segments.save_custom("Everyone in Vietnamese", {"language": "vi"})
     segments.recompute()
     assert list(exports.export_rows(everyone.id, "csv", app.extensions["footfall"].vault))[1:] == []
@@ -186,7 +187,7 @@ def test_marketing_for_a_stranger_counts_for_nobody(app, providers):
     # Bob proves his phone (SMS): SMS offers and ads count, on the phone only; email still waits.
     assert stranger.enter(stranger.wait_code("sms", "+84911111111")).status_code == 303
     lead = Lead.get_by_id(lead.id)
-    assert consent.effective_purposes(lead) == {"wifi_terms", "marketing_sms", "ad_audiences"}
+    assert consent.effective_purposes(lead) == {"wifi_terms", "marketing_sms", "ad_audiences", "visit_analytics"}
     segments.recompute()
     rows = list(exports.export_rows(everyone.id, "csv", app.extensions["footfall"].vault))[1:]
     assert rows == [["", "+84911111111", "", "vi"]]

@@ -13,7 +13,7 @@ ALICE = Client("10.0.0.10", "02:aa:00:00:00:01")
 
 
 def form(**kw):
-    base = dict(email="alice@example.com", terms=True, language="en")
+    base = dict(email="alice@example.com", terms=True, language="en", adult=True)
     base.update(kw)
     return SignInForm(**base)
 

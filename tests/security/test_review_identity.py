@@ -36,7 +36,7 @@ def token(device: Phone) -> str:
 def connect(device: Phone, **fields):
     """POST /connect as the splash form does (any field the attacker likes)."""
     data = {"csrf_token": token(device), "email": "", "phone": "", "name": "", "terms": "yes",
-            "marketing": []}
+            "marketing": [], "age": "yes"}
     data.update(fields)
     return device.post("/connect", data=data)
 
