@@ -62,6 +62,10 @@ def main(portal: str, username: str, password: str, mode: str = "day") -> dict:
     out["recompute"] = b.request("/panel/segments/recompute", [("csrf_token", b.token("/panel/segments"))]).get("status")
     keys = re.findall(r"/panel/segments/(custom-[0-9]+)/export", b.request("/panel/segments").get("body", ""))
     out["segment"] = keys[0] if keys else None
+    # Meta is a transfer abroad: the owner records its assessment first (issue 15), else a 409.
+    out["meta_before_assessment"] = b.request(f"/panel/segments/{out['segment']}/export/meta").get("status")
+    out["transfer"] = b.request("/panel/compliance/transfers", [("csrf_token", b.token("/panel/compliance")),
+                                                                ("platform", "meta"), ("assessed_on", "2026-11-01")]).get("status")
     for kind in ("csv", "meta"):
         answer = b.request(f"/panel/segments/{out['segment']}/export/{kind}")
         out[kind] = {"status": answer.get("status"), "rows": answer.get("body", "").splitlines()}
