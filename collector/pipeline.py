@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from collector.parse import LINKTYPE_ETHERNET, Malformed, parse, parse_ethernet
-from collector.pseudonyms import Pseudonyms, is_pseudonym
-from collector.sessions import AIR, LAN, Run, Sessionizer, VisitRecord
+from collector.sessions import AIR, LAN, Run, Sessionizer
 from collector.store import Batch, DeviceUpdate, RunUpdate, Writer
 from portal.core.macs import randomized
 
@@ -20,12 +19,6 @@ SWEEP_EVERY = 60.0  # seconds of capture time between closing idle runs
 FAST_PATH_ENTRIES = 1 << 18
 KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
-
-
-def _randomized(mac: str) -> bool:
-    """The randomized bit of a MAC; a run restored under a pseudonym has its row already (False is
-    not written over it)."""
-    return False if is_pseudonym(mac) else randomized(mac)
 
 
 class DeviceState:
@@ -49,17 +42,9 @@ class Stats:
 
 
 class Pipeline:
-    """Runs are kept by MAC in memory only; what reaches the writer names each device as
-    `pseudonyms` says (collector/pseudonyms.py): a followed device by its MAC, any other by the
-    pseudonym of the period its run started in (in memory keys when none are given)."""
-
     def __init__(self, writer: Writer, gap: float, min_dwell: float, ignore_macs: frozenset[str] = frozenset(),
-                 flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES,
-                 pseudonyms: Pseudonyms | None = None) -> None:
+                 flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES) -> None:
         self.writer = writer
-        self.pseudonyms = pseudonyms if pseudonyms is not None else Pseudonyms()
-        self._clock: float | None = None  # the latest time seen (frames, or the live loop's clock)
-        self._orphans = 0  # restored runs under a pseudonym, waiting for their device's MAC
         self.sessions = Sessionizer(gap, min_dwell)
         self.ignore = ignore_macs
         self.flush_seconds = flush_seconds
@@ -75,26 +60,8 @@ class Pipeline:
         self._dhcp: dict[bytes, tuple] = {}
 
     def restore(self, runs) -> None:
-        """Runs saved in progress. One saved under a pseudonym is kept under it until a MAC seen
-        again has that pseudonym under a key still alive (the same period): then it is that MAC's."""
-        for name, source, start, last, count in runs:
-            run = self.sessions.restore(source, name, start, last, count)
-            if is_pseudonym(name):
-                run.name = name
-                self._orphans += 1
-
-    def _adopt(self, mac: str, runs: dict) -> Run | None:
-        names = self.pseudonyms
-        for period, text in names.candidates(mac):
-            run = runs.pop(text, None)
-            if run is not None:
-                runs[mac] = run
-                self._orphans -= 1
-                name = names.name(mac, run.start)
-                if name == period:  # recomputable from the key alive: the string need not stay
-                    run.name, run.row = None, name
-                return run
-        return None
+        for mac, source, start, last, count in runs:
+            self.sessions.restore(source, mac, start, last, count)
 
     def feed(self, ts: float, frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> None:
         """One frame, the plain way: parse it into a sighting, then count it. feed_many gives the
@@ -112,12 +79,7 @@ class Pipeline:
             return
         stats.sightings += 1
         stats.by_kind[s.kind] = stats.by_kind.get(s.kind, 0) + 1
-        source = AIR if s.kind == "probe" else LAN
-        if self._orphans and s.mac not in self.sessions.runs[source]:
-            self._adopt(s.mac, self.sessions.runs[source])
-        if self._clock is None or ts > self._clock:
-            self._clock = ts
-        closed = self.sessions.observe(s.mac, source, ts)
+        closed = self.sessions.observe(s.mac, AIR if s.kind == "probe" else LAN, ts)
         if closed is not None:
             self.closed.append(closed)
         device = self.devices.get(s.mac)
@@ -160,7 +122,6 @@ class Pipeline:
         next_sweep = self._next_sweep
         counts = [0, 0, 0]
         n = ignored = malformed = 0
-        ts = None
         try:
             for ts, frame in frames:
                 n += 1
@@ -211,13 +172,11 @@ class Pipeline:
                 mac = entry[0]
                 # Sessionizer.observe, inline.
                 run = lan.get(mac)
-                if run is None and self._orphans:
-                    run = self._adopt(mac, lan)
                 if run is None:
                     lan[mac] = Run(ts, ts)
                 elif ts - run.last > gap:
                     closed.append(record(mac, LAN, run))
-                    lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
+                    lan[mac] = Run(ts, ts, saved=run.saved)
                 else:
                     run.dirty = True
                     if ts > run.last:
@@ -244,8 +203,6 @@ class Pipeline:
                     self.sweep(ts)
                     next_sweep = self._next_sweep
         finally:
-            if ts is not None and (self._clock is None or ts > self._clock):
-                self._clock = ts  # frames come in time order, give or take a few seconds
             stats = self.stats
             stats.frames += n
             stats.ignored += ignored
@@ -267,50 +224,20 @@ class Pipeline:
 
     def tick(self, clock_now: float | None = None) -> None:
         """Called often by the loop: sweep by the wall clock (live) and flush every few seconds."""
-        if clock_now is not None and (self._clock is None or clock_now > self._clock):
-            self._clock = clock_now
         if clock_now is not None and (self._next_sweep is None or clock_now >= self._next_sweep):
             self.sweep(clock_now)
         if time.monotonic() >= self._next_flush:
             self.flush()
 
     def flush(self, final: bool = False) -> None:
-        """Hand everything changed since the last flush to the writer; `final` closes every run.
-
-        Each device is named here, never earlier: followed devices by their MAC (with what DHCP
-        said of them), others by the pseudonym of the period their run started in, without
-        hostname, fingerprint or address. A saved run whose name changed (its person agreed or
-        withdrew) gives its old row up. Then, when the clock has left the period, the keys of
-        past periods go (see _rotate)."""
-        sessions, names = self.sessions, self.pseudonyms
+        """Hand everything changed since the last flush to the writer; `final` closes every run."""
         if final:
-            self.closed.extend(sessions.close_all())
-        followed, name_of, text_of = names.followed, names.name, names.text
-        anonymous: dict[str, bool] = {}
-        # Rows of runs that ended go first: a run that began since may take the same name again.
-        ended = [RunUpdate(text_of(mac, run.row), source, None, None, 0) for source, mac, run in sessions.ended]
-        live = []
-        for source, mac, run in sessions.take_dirty():
-            if run is None:
-                continue  # in `ended` above
-            name = run.name or name_of(mac, run.start, source)
-            text = text_of(mac, name)
-            if run.row is not None and run.row != name:
-                ended.append(RunUpdate(text_of(mac, run.row), source, None, None, 0))
-            run.row = name
-            if text is not mac or is_pseudonym(mac):
-                anonymous[text] = _randomized(mac)
-            live.append(RunUpdate(text, source, run.start, run.last, run.count))
-        visits = []
-        for v in self.closed:
-            text = text_of(v.mac, v.name or name_of(v.mac, v.start, v.source))
-            if text is not v.mac or is_pseudonym(v.mac):
-                anonymous[text] = _randomized(v.mac)
-            visits.append(VisitRecord(text, v.source, v.start, v.end, v.sightings, v.passerby))
+            self.closed.extend(self.sessions.close_all())
         devices = tuple(DeviceUpdate(mac, d.first, d.last, d.ip, randomized(mac), d.prl, d.vendor_class, d.hostname)
-                        for mac, d in self.devices.items() if mac in followed)
-        runs = (*ended, *live)
-        visits = tuple(visits)
+                        for mac, d in self.devices.items())
+        runs = tuple(RunUpdate(mac, source, run.start if run else None, run.last if run else None,
+                               run.count if run else 0) for source, mac, run in self.sessions.take_dirty())
+        visits = tuple(self.closed)
         self.devices = {}  # memory stays bounded by who was seen in one flush interval
         for table in (self._arp, self._mdns, self._dhcp):
             if len(table) >= self.fast_path_entries:
@@ -319,26 +246,6 @@ class Pipeline:
         self.stats.visits += sum(1 for v in visits if not v.passerby)
         self.stats.passersby += sum(1 for v in visits if v.passerby)
         if devices or runs or visits:
-            self.writer.submit(Batch(devices, visits, runs, anonymous))
+            self.writer.submit(Batch(devices, visits, runs))
             self.stats.batches += 1
-        if self._clock is not None:
-            period = names.due(self._clock)
-            if period is not None:
-                self._rotate(period)
         self._next_flush = time.monotonic() + self.flush_seconds
-
-    def _rotate(self, period: int) -> None:
-        """The clock entered `period`: runs still open from earlier periods keep the names they
-        have (fixed as text now), then the earlier keys are destroyed."""
-        names = self.pseudonyms
-        name_of, text_of = names.name, names.text
-        for source, runs in self.sessions.runs.items():
-            for mac, run in runs.items():
-                if run.name is None:
-                    name = name_of(mac, run.start, source)
-                    if name.__class__ is int and name < period:
-                        run.name = text_of(mac, name)
-                if run.row.__class__ is int and run.row < period:
-                    run.row = text_of(mac, run.row)
-        if names.rotate(period):
-            self._orphans = 0  # restored under a key now destroyed: no MAC will be recognized as theirs

@@ -11,13 +11,12 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from peewee import OperationalError
 
 from collector.oui import OuiTable
-from collector.pseudonyms import Pseudonyms, followed_macs
 from collector.sessions import VisitRecord
 from portal.core.macs import randomized
 from portal.core.times import epoch, stamp
@@ -42,12 +41,6 @@ ON CONFLICT(mac) DO UPDATE SET
   dhcp_vendor = coalesce(excluded.dhcp_vendor, dhcp_vendor),
   hostname = coalesce(excluded.hostname, hostname),
   vendor = coalesce(vendor, excluded.vendor)
-"""
-# A pseudonymous device (collector/pseudonyms.py): its name, when it was seen, the randomized bit.
-_UPSERT_ANONYMOUS = """
-INSERT INTO device (mac, first_seen, last_seen, randomized, anonymous)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1 FROM json_each(?) WHERE true ORDER BY key
-ON CONFLICT(mac) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
 """
 _INSERT_MISSING = """
 INSERT INTO device (mac, first_seen, last_seen, randomized)
@@ -117,28 +110,17 @@ class RunUpdate:
 
 @dataclass(frozen=True)
 class Batch:
-    devices: tuple[DeviceUpdate, ...]      # followed devices only
+    devices: tuple[DeviceUpdate, ...]
     visits: tuple[VisitRecord, ...]
-    runs: tuple[RunUpdate, ...]            # rows to delete (start None) come first
-    anonymous: dict[str, bool] = field(default_factory=dict)  # the pseudonyms among the names: randomized bit
+    runs: tuple[RunUpdate, ...]
 
 
 class Store:
-    """Writes batches; used by the writer thread only (one writer). After a batch, every
-    FOLLOWED_REFRESH seconds, it reads who may be followed into `pseudonyms.followed`."""
+    """Writes batches; used by the writer thread only (one writer)."""
 
-    FOLLOWED_REFRESH = 10.0
-
-    def __init__(self, oui: OuiTable, pseudonyms: Pseudonyms | None = None) -> None:
+    def __init__(self, oui: OuiTable) -> None:
         self.oui = oui
-        self.pseudonyms = pseudonyms
         self.written_visits = 0
-        self._followed_at = float("-inf")
-
-    def refresh_followed(self) -> None:
-        if self.pseudonyms is not None:
-            self.pseudonyms.followed = followed_macs(database)
-            self._followed_at = time.monotonic()
 
     def load_runs(self) -> Iterator[tuple[str, str, float, float, int]]:
         """Runs saved in progress, streamed (50,000 of them should not sit in a list)."""
@@ -148,51 +130,37 @@ class Store:
             yield mac, source, epoch(start), epoch(last), n
 
     def write(self, batch: Batch) -> None:
-        self._write(batch)
-        if time.monotonic() - self._followed_at >= self.FOLLOWED_REFRESH:
-            self.refresh_followed()
-
-    def _write(self, batch: Batch) -> None:
         execute = _execute_json
-        anonymous = batch.anonymous
         with database.atomic():
             if batch.devices:
                 vendor = self.oui.vendor
                 execute(_UPSERT_DEVICES, ([
                     (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
                      d.hostname, None if d.randomized else (vendor(d.mac) or "")) for d in batch.devices],))
-            live = [(r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs if r.start is not None]
-            rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
-            if anonymous:  # one row a run or visit (their stamps shared): the upsert widens first and last seen
-                execute(_UPSERT_ANONYMOUS, (itertools.chain(
-                    ((row[4], row[1], row[2], anonymous[row[4]]) for row in live if row[4] in anonymous),
-                    ((row[4], row[0], row[1], anonymous[row[4]]) for row in rows if row[4] in anonymous)),))
-            macs = {v.mac for v in batch.visits if v.mac not in anonymous} | {
-                r.mac for r in batch.runs if r.mac not in anonymous}
+            macs = {v.mac for v in batch.visits} | {r.mac for r in batch.runs}
             missing = macs - {d.mac for d in batch.devices}
             if missing:  # written by an earlier batch, unless the portal erased it since
                 seen: dict[str, tuple[float, float]] = {}
                 for item in (*batch.visits, *(r for r in batch.runs if r.start is not None)):
-                    if item.mac not in missing:
-                        continue
                     lo, hi = seen.get(item.mac, (item.start, item.start))
                     seen[item.mac] = (min(lo, item.start), max(hi, getattr(item, "end", None) or item.last))
                 execute(_INSERT_MISSING, ([(m, stamp(seen[m][0]), stamp(seen[m][1]), randomized(m))
                                            for m in missing if m in seen],))
-            ended = [(r.source, r.mac) for r in batch.runs if r.start is None]
-            if ended:  # before the runs in progress: one of them may take the same row again
-                execute(_DELETE_RUNS, (ended,))
-            if rows:
+            if batch.visits:
+                rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
                 execute(_INSERT_VISITS, (rows,))
-                # The central store learns each closed visit of a followed device (same transaction:
-                # never one without the other); a pseudonym's visits stay here, as figures.
-                lan = [row for row in rows if row[2] == "lan" and row[4] not in anonymous]
+                # The central store learns each closed visit (same transaction: never one without the other).
+                lan = [row for row in rows if row[2] == "lan"]
                 execute(_INSERT_EVENTS, (stamp(time.time()), [
                     (uid, visit_payload(mac, start, end, passerby, source))
                     for uid, (start, end, source, passerby, mac) in zip(uuid4_hexes(len(lan)), lan)]))
                 self.written_visits += len(batch.visits)
+            live = [(r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs if r.start is not None]
+            ended = [(r.source, r.mac) for r in batch.runs if r.start is None]
             if live:
                 execute(_UPSERT_RUNS, (live,))
+            if ended:
+                execute(_DELETE_RUNS, (ended,))
 
 
 _json = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
@@ -200,12 +168,10 @@ JSON_ROWS = 2000  # rows per statement: the JSON text and SQLite's parse of it s
 
 
 def _execute_json(sql: str, params: tuple) -> None:
-    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1] (any iterable;
-    never all in one list), in order."""
+    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1], in order."""
     *first, rows = params
-    rows = iter(rows)
-    while chunk := list(itertools.islice(rows, JSON_ROWS)):
-        database.execute_sql(sql, (*first, _json(chunk)))
+    for i in range(0, len(rows), JSON_ROWS):
+        database.execute_sql(sql, (*first, _json(rows[i:i + JSON_ROWS])))
 
 
 def _trim() -> None:

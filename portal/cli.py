@@ -243,33 +243,13 @@ def collector(config: str | None, replay_file: str | None, iface: str | None) ->
 @config_option
 @click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Look back this many days.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="List the most frequent visitors.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the figures per local day as JSON (visits, passers-by, devices, dwell) instead.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="With --json: the first day (default: --days back).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="With --json: the last day (default: today).")
-def visits(config: str | None, days: int, top: int, as_json: bool, since, until) -> None:
-    """Who comes back: visits, recency and dwell per person (lead) or anonymous device; with
-    --json, the aggregate figures per day for any range of dates."""
-    import datetime
-    import json
-
+def visits(config: str | None, days: int, top: int) -> None:
+    """Who comes back: visits, recency and dwell per person (lead) or anonymous device."""
     from portal.db import database, init_db
-    from portal.visits import daily_figures, summarize, visitor_stats
+    from portal.visits import summarize, visitor_stats
 
     settings = _settings(config)
-    if (since or until) and not as_json:
-        raise click.UsageError("--since and --until go with --json")
-    last = until.date() if until else datetime.date.today()
-    first = since.date() if since else last - datetime.timedelta(days=days - 1)
-    if last < first:
-        raise click.BadParameter("the range ends before it starts", param_hint="--until")
-    if (last - first).days >= 3660:
-        raise click.BadParameter("at most 3660 days at a time", param_hint="--since")
     init_db(database_path(settings))
-    if as_json:
-        with database.connection_context():
-            click.echo(json.dumps(daily_figures(first, last), indent=1))
-        return
     with database.connection_context():
         stats = visitor_stats(days)
     s = summarize(stats, days)

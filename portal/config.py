@@ -67,8 +67,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("privacy_contact", "privacy@example.com", "Contact for data-protection requests, shown in the privacy notice."),
     Setting("controller_name", "", "Legal name of the data controller shown in the privacy notice; empty means the store name."),
     Setting("retention_days", 365, "Days a lead and its visits are kept after the last visit."),
-    Setting("anonymous_retention_days", 30, "Days the visits of devices counted under a pseudonym (no consent to visit analytics) are kept."),
-    Setting("pseudonym_rotation_hours", 24, "The collector names a device without consent to visit analytics by a keyed pseudonym whose key is destroyed after this many hours (local time; 24 keeps devices per day exact)."),
     Setting("min_age", 16, "Visitors must confirm they are at least this old to agree to any optional purpose (marketing, visit analytics, chain sharing); getting online needs no confirmation. 0 turns the confirmation off."),
     Setting("just_connect", False, "Offer a \"just connect\" button on the sign-in page: online on the WiFi terms alone, with no email, phone or name."),
     Setting("marketing_max_per_month", 4, "The most marketing messages a person gets a month on each channel, as the consent texts promise them."),
@@ -206,7 +204,7 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds":
         _validate_opennds(settings)
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "anonymous_retention_days", "pseudonym_rotation_hours", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
                  "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window", "central_retention_days"):
         if getattr(settings, name) <= 0:

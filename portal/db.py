@@ -35,9 +35,6 @@ PRAGMAS = {
     # size after each checkpoint: on a small SD card a growing WAL is what fills the disk first.
     "wal_autocheckpoint": 256,
     "journal_size_limit": 1024 * 1024,
-    # Deleted rows are overwritten with zeros: an erased person's or a purged pseudonym's bytes do
-    # not linger in free pages (nor, copied from them, in the WAL or a backup).
-    "secure_delete": 1,
 }
 SLOW_WAIT_SECONDS = 0.1
 

@@ -16,13 +16,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from collector.pseudonyms import purge_anonymous
-
 from portal import clock, privacy, segments, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import checkpoint, database, init_db
 from portal.gateway.null import NullGateway
-from portal.models import OutboxEvent, utcnow
+from portal.models import OutboxEvent
 from portal.health import Heartbeat
 from portal.recovery import ensure_sound
 from portal.contacts import Contacts
@@ -45,8 +43,6 @@ def _segments(settings) -> dict:
 def _purge(settings) -> dict:
     # People not seen within the retention period hold no live authorization: nothing to revoke.
     result = privacy.purge(settings.retention_days, NullGateway(), settings.store_id)
-    # Devices counted under a pseudonym: their own, shorter retention (collector/pseudonyms.py).
-    result.update(purge_anonymous(database, settings.anonymous_retention_days, utcnow()))
     # What the central store confirmed a week ago need not wait here any longer.
     week_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).replace(tzinfo=None)
     result["outbox_delivered"] = OutboxEvent.delete().where(OutboxEvent.delivered_at < week_ago).execute()
@@ -117,7 +113,7 @@ JOBS = {job.name: job for job in (
     Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
     Job("segments", _segments, lambda s: IntervalTrigger(minutes=15), "Recompute every segment's members."),
     Job("checkpoint", _checkpoint, lambda s: IntervalTrigger(minutes=10), "Fold the WAL into the database."),
-    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days)."),
+    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
 )}
 
 

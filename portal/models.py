@@ -53,8 +53,6 @@ class Lead(BaseModel):
 
 
 class Device(BaseModel):
-    # mac: six hex pairs, or for a device without consent to visit analytics the collector's
-    # pseudonym of one period ("anon-...", anonymous; collector/pseudonyms.py).
     mac = CharField(unique=True)
     first_seen = DateTimeField(default=utcnow)
     last_seen = DateTimeField(default=utcnow, index=True)
@@ -65,10 +63,6 @@ class Device(BaseModel):
     dhcp_vendor = CharField(null=True)
     hostname = CharField(null=True)
     lead = ForeignKeyField(Lead, null=True, backref="devices", on_delete="SET NULL")
-    anonymous = BooleanField(default=False)
-
-    class Meta:
-        indexes = ((("anonymous", "last_seen"), False),)  # the anonymous purge
 
 
 class Visit(BaseModel):

@@ -88,38 +88,3 @@ def summarize(stats: list[VisitorStats], days: int) -> Summary:
                    anonymous_randomized=sum(s.randomized for s in anonymous), visits=sum(s.visits for s in stats),
                    new=sum(1 for s in stats if s.kind == NEW), returning=sum(1 for s in stats if s.kind == RETURNING),
                    median_dwell_minutes=round(statistics.median(dwells), 1) if dwells else None)
-
-
-# The figures that anonymous visits feed, per local day (the dashboard's day): the same totals
-# whoever agreed to be followed, so they can be checked from outside (`footfall visits --json`).
-_DAILY_SQL = """
-SELECT date(v.start, 'localtime') AS day,
-       sum(v.source = 'lan' AND v.passerby = 0),
-       sum(v.source = 'lan' AND v.passerby = 1),
-       count(DISTINCT CASE WHEN v.source = 'lan' AND v.passerby = 0 THEN v.device_id END),
-       sum(CASE WHEN v.source = 'lan' AND v.passerby = 0 THEN (julianday(v."end") - julianday(v.start)) * 1440 END),
-       sum(v.source = 'air')
-FROM visit v WHERE v.start >= ? AND v.start < ? AND date(v.start, 'localtime') BETWEEN ? AND ?
-GROUP BY 1
-"""
-
-
-def daily_figures(first: datetime.date, last: datetime.date) -> dict:
-    """Per local day from `first` to `last` (both included): visits, passers-by, devices with a
-    visit, dwell (minutes, closed visits on the guest LAN), passers-by over the air; and totals."""
-    if last < first:
-        raise ValueError("the range ends before it starts")
-    # Local days lie within a day of UTC ones: the index on start narrows, date() decides.
-    lo, hi = (first - datetime.timedelta(days=1)).isoformat(), (last + datetime.timedelta(days=2)).isoformat()
-    found = {row[0]: row[1:] for row in database.execute_sql(_DAILY_SQL, (lo, hi, first.isoformat(), last.isoformat()))}
-    days = []
-    for i in range((last - first).days + 1):
-        day = (first + datetime.timedelta(days=i)).isoformat()
-        visits, passersby, devices, dwell, air = found.get(day, (0, 0, 0, None, 0))
-        days.append({"day": day, "visits": visits or 0, "passersby": passersby or 0, "devices": devices,
-                     "dwell_minutes": round(dwell or 0.0, 2),
-                     "mean_dwell_minutes": round(dwell / visits, 2) if visits else None, "over_the_air": air or 0})
-    total = {key: sum(d[key] for d in days) for key in ("visits", "passersby", "over_the_air")}
-    total["device_days"] = sum(d["devices"] for d in days)
-    total["dwell_minutes"] = round(sum(d["dwell_minutes"] for d in days), 2)
-    return {"from": first.isoformat(), "to": last.isoformat(), "days": days, "total": total}

@@ -150,6 +150,7 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert manager.get("login") == 302, manager  # to the dashboard
     assert (manager["dashboard"], manager["leads"], manager["segment_new"], manager["recompute"]) == (200, 200, 302, 302), manager
     assert manager["segment"] and manager["csv"]["status"] == 200 and manager["meta"]["status"] == 200, manager
+    assert manager["meta_before_assessment"] == 409 and manager["transfer"] in (302, 303), manager
 
     # The passer-by's run closes by the restarted collector's clock: kept apart, not a visit.
     assert day.wait_until(lambda: day.visits(data), 100), "the passer-by's run never closed"

@@ -139,37 +139,17 @@ def _replay(pcap: Path, data: Path, fast: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def canonical_names(db: sqlite3.Connection) -> dict[str, str]:
-    """Pseudonyms differ from one replay to another (each draws its own keys): name each anonymous
-    device by the rank of what it holds (its visits and runs), the same in both if all else is."""
-    held: dict[str, list] = {}
-    for mac, *row in db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v JOIN device d '
-                                "ON d.id = v.device_id WHERE d.anonymous = 1 UNION ALL SELECT d.mac, r.start, r.last, "
-                                "r.source, r.sightings FROM open_run r JOIN device d ON d.id = r.device_id "
-                                "WHERE d.anonymous = 1"):
-        held.setdefault(mac, []).append(tuple(row))
-    ranked = sorted(held, key=lambda mac: sorted(held[mac]))
-    return {mac: f"anon#{i}" for i, mac in enumerate(ranked)}
-
-
 def stored(db_path: Path) -> dict:
-    """What a replay leaves in the database, without row ids, outbox uids and times, or the
-    pseudonyms themselves (canonical_names)."""
+    """What a replay leaves in the database, without row ids or outbox uids and times."""
     with sqlite3.connect(db_path) as db:
-        names = canonical_names(db)
-
-        def named(rows):
-            return [(names.get(row[0], row[0]), *row[1:]) for row in rows]
-
         return {
-            "devices": sorted(named(db.execute(
-                "SELECT mac, first_seen, last_seen, last_ip, vendor, randomized, dhcp_fingerprint, "
-                "dhcp_vendor, hostname, anonymous FROM device").fetchall())),
-            "visits": named(db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v '
-                                       "JOIN device d ON d.id = v.device_id ORDER BY v.id").fetchall()),
+            "devices": db.execute("SELECT mac, first_seen, last_seen, last_ip, vendor, randomized, dhcp_fingerprint, "
+                                  "dhcp_vendor, hostname FROM device ORDER BY mac").fetchall(),
+            "visits": db.execute('SELECT d.mac, v.start, v."end", v.source, v.passerby FROM visit v '
+                                 "JOIN device d ON d.id = v.device_id ORDER BY v.id").fetchall(),
             "events": db.execute("SELECT topic, payload FROM outbox_event ORDER BY id").fetchall(),
-            "open_runs": sorted(named(db.execute("SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r "
-                                                 "JOIN device d ON d.id = r.device_id").fetchall())),
+            "open_runs": db.execute("SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r "
+                                    "JOIN device d ON d.id = r.device_id ORDER BY 1, 2").fetchall(),
         }
 
 
@@ -255,16 +235,9 @@ def rss_bench(workdir: Path, devices: int) -> dict:
                    "PYTHONPATH": str(ROOT)}, check=True, capture_output=True)
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now - 60))
-    # Anonymous by default: the devices were saved under today's pseudonyms, whose key is in the
-    # key file the collector finds at its start (a restart within the day); their runs are
-    # restored under those names and become the devices' again as each is seen.
-    from collector.pseudonyms import Pseudonyms, key_path
-    from portal.config import load_settings
-    names = Pseudonyms(24, key_path(load_settings(environ={}, data_dir=str(data))))
     with sqlite3.connect(data / "footfall.db") as db:
-        db.executemany("INSERT INTO device (mac, first_seen, last_seen, randomized, anonymous) VALUES (?, ?, ?, ?, 1)",
-                       [(names.ident(mac_of(i, i % 3 == 0).hex(":"), now - 60), stamp, stamp, i % 3 == 0)
-                        for i in range(devices)])
+        db.executemany("INSERT INTO device (mac, first_seen, last_seen, randomized) VALUES (?, ?, ?, ?)",
+                       [(mac_of(i, i % 3 == 0).hex(":"), stamp, stamp, i % 3 == 0) for i in range(devices)])
         db.execute("INSERT INTO open_run (device_id, source, start, last, sightings) "
                    "SELECT id, 'lan', ?, ?, 1 FROM device", (stamp, stamp))
     frames = [arp_frame(mac_of(i, i % 3 == 0), i) for i in range(devices)]
@@ -278,12 +251,8 @@ def rss_bench(workdir: Path, devices: int) -> dict:
         time.sleep(3)
         after = _rss(proc.pid)
         stats = stop_collector(proc)
-    with sqlite3.connect(data / "footfall.db") as db:
-        rows = db.execute("SELECT count(*), sum(sightings) FROM open_run").fetchone()
     return {"known_devices": devices, "rss_mb_after_restore": idle[0], "rss_mb_after_all_seen": after[0],
-            "peak_rss_mb": after[1], "sightings": stats["sightings"], "kernel_drops": stats["kernel_drops"],
-            # Each restored run carried on under its pseudonym (1 sighting saved + 1 seen), none restarted.
-            "runs_carried_on_under_their_pseudonym": rows[0] == devices and rows[1] == 2 * devices}
+            "peak_rss_mb": after[1], "sightings": stats["sightings"], "kernel_drops": stats["kernel_drops"]}
 
 
 def _rss(pid: int) -> tuple[float, float]:
