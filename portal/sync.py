@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
+from peewee import IntegrityError
+
 from portal import clock, privacy
 from portal.consent import shares_with_chain
 from portal.core import wire
@@ -73,6 +75,23 @@ def _current_uid(uid: str) -> str:
     return uid
 
 
+def _reindex(lead: Lead, vault: Vault) -> None:
+    """A lead written by a portal still running on the box's pre-enrollment key (between `sync
+    enroll` and its restart) gets the chain's index here, so the box finds the person again."""
+    fresh = {}
+    for kind in ("email", "phone"):
+        value = vault.decrypt(getattr(lead, f"{kind}_enc"), f"lead.{kind}")
+        stored = getattr(lead, f"{kind}_index")
+        if value and stored is not None and stored != vault.blind_index(kind, value):
+            fresh[f"{kind}_index"] = vault.blind_index(kind, value)
+    if fresh:
+        try:
+            with database.atomic():
+                Lead.update(**fresh).where(Lead.id == lead.id).execute()
+        except IntegrityError:  # another record holds it under the chain's key: left for the desk
+            logger.warning("lead %s holds a contact another record holds under the chain's key", lead.uid)
+
+
 def to_wire(event: OutboxEvent, vault: Vault) -> dict:
     """The event as the central store reads it; personal data is read now, decrypted, so an
     erasure also erases what was waiting to be sent."""
@@ -82,6 +101,7 @@ def to_wire(event: OutboxEvent, vault: Vault) -> dict:
         if lead is None or lead.erased_at is not None:
             data = {"lead": data["lead"], "gone": True}
         else:
+            _reindex(lead, vault)
             # Only proven contacts leave the appliance (issue 11): the chain merges people on
             # them, so an unverified claim can never join or reach another person's record.
             email_ok, phone_ok = lead.email_verified_at is not None, lead.phone_verified_at is not None
