@@ -26,9 +26,9 @@ from portal.models import AuditLog, Manager, utcnow
 ROLES = ("owner", "manager", "analyst")
 PASSWORD_MIN = 12
 RECOVERY_CODES = 10
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
-_TOTP_CODE = re.compile(r"^[0-9]{6}$")  # ASCII digits only: str.isdigit() also takes "²"
-_RECOVERY_CODE = re.compile(r"^[0-9a-f]{6}-[0-9a-f]{6}$")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}\Z")
+_TOTP_CODE = re.compile(r"^[0-9]{6}\Z")  # ASCII digits only: str.isdigit() also takes "²"
+_RECOVERY_CODE = re.compile(r"^[0-9a-f]{6}-[0-9a-f]{6}\Z")
 PASSWORD = "password"
 SECOND_FACTOR = "second_factor"
 _COUNTERS = {PASSWORD: Manager.failed_logins, SECOND_FACTOR: Manager.second_factor_failures}

@@ -24,7 +24,7 @@ CODE_STAGE = datetime.timedelta(minutes=5)
 # last_seen_at is written at most this often: a write (and an fsync) per page would cost more than
 # the whole session check. The idle timeout is therefore exact to within this much.
 TOUCH_EVERY = datetime.timedelta(seconds=60)
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from portal.core.numbers import NumberError, parse_int
 
 # name: (kind, low, high) for numbers, or a pattern for text
 EDITABLE = {
-    "store_name": re.compile(r"^[^\x00-\x1f<>\"\\]{1,60}$"),
-    "brand_color": re.compile(r"^#[0-9a-fA-F]{6}$"),
+    "store_name": re.compile(r"^[^\x00-\x1f<>\"\\]{1,60}\Z"),
+    "brand_color": re.compile(r"^#[0-9a-fA-F]{6}\Z"),
     "session_seconds": (int, 300, 7 * 86400),
     "retention_days": (int, 1, 3650),
     "visit_gap_minutes": (int, 1, 240),

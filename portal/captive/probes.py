@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from portal.safeurl import CONTINUE_MAX
 
-_HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
+_HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?\Z")
 
 # What the OS probes expect once a device is online (only seen with the null gateway: an
 # enforcing gateway forwards authorized devices, so their probes never reach the portal).

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
-IFACE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}\Z")
 
 # Not the internet (IANA special-purpose registries, RFC 6890 and successors). No overlaps: the
 # nftables interval set refuses them.

@@ -50,14 +50,14 @@ logger = logging.getLogger(__name__)
 
 FAS_MAX = 4096
 LEVELS = (1, 2, 3)
-FASKEY = re.compile(r"^[A-Za-z0-9]{1,32}$")  # what openNDS documents; php would cut a longer key at 32
-_HID = re.compile(r"^[0-9a-f]{64}$")
-_AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_GATEWAY = re.compile(r"^([0-9.]{7,15}|\[[0-9a-f:]+\]):([0-9]{1,5})$")
-_GATEWAYNAME = re.compile(r"^[A-Za-z0-9%._~-]{1,256}$")
-_IV = re.compile(r"^[0-9a-f]{16}$")
+FASKEY = re.compile(r"^[A-Za-z0-9]{1,32}\Z")  # what openNDS documents; php would cut a longer key at 32
+_HID = re.compile(r"^[0-9a-f]{64}\Z")
+_AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_GATEWAY = re.compile(r"^([0-9.]{7,15}|\[[0-9a-f:]+\]):([0-9]{1,5})\Z")
+_GATEWAYNAME = re.compile(r"^[A-Za-z0-9%._~-]{1,256}\Z")
+_IV = re.compile(r"^[0-9a-f]{16}\Z")
 # base64 of base64 text never holds '+' or '/' (ASCII bytes cannot reach those sextets).
-_OUTER = re.compile(r"^[A-Za-z0-9]+={0,2}$")
+_OUTER = re.compile(r"^[A-Za-z0-9]+={0,2}\Z")
 
 
 class InvalidFas(ValueError):

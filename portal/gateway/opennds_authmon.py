@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import quote
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 LIST_MAX = 1024  # authmon keeps ${authlist:2:1024}
 PAYLOAD_MAX = 8192
 CUSTOM = base64.b64encode(b"footfall").decode()  # shown in `ndsctl json`; nothing personal
