@@ -29,9 +29,11 @@ def test_phone_fills_the_splash_and_gets_online(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
-    wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
+    # While the page navigates, Chromium may answer for a node of the page going away with a plain
+    # WebDriverException ("Node with given id does not belong to the document"): wait past it too.
+    wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with footfall_process(["demo", "--port", "0", "--data-dir", str(tmp_path / "demo")]) as (proc, port):
