@@ -116,6 +116,8 @@ def env(data_dir: str, **drivers: str) -> dict[str, str]:
     return {"FOOTFALL_DATA_DIR": data_dir, "FOOTFALL_LISTEN_HOST": "127.0.0.1", "FOOTFALL_LISTEN_PORT": "0",
             "FOOTFALL_PORTAL_URL": "http://portal.test:8080", "FOOTFALL_GATEWAY": "null",
             "FOOTFALL_RATE_LIMIT_COUNT": "1000000", "FOOTFALL_LOG_LEVEL": "ERROR", "FOOTFALL_VERIFY_WHEN": "after",
+            # The store-wide cap on billed codes (60 an hour by default) would end the run's SMS after 60.
+            "FOOTFALL_PAID_CODES_PER_HOUR": "10000000", "FOOTFALL_PAID_CODES_PER_DAY": "10000000",
             "FOOTFALL_EMAIL_DRIVER": "none", "FOOTFALL_ZALO_DRIVER": "none", "FOOTFALL_SMS_DRIVER": "none",
             **{f"FOOTFALL_{k.upper()}": v for k, v in drivers.items()}}
 
