@@ -67,11 +67,15 @@ def _status_of(sock: socket.socket) -> int:
 
 
 def _refused(port: int) -> bool:
+    """True once the portal no longer listens. A connection caught in the kernel's backlog while the
+    listening socket closes is reset, not refused: that is the closing instant, not yet "refused"."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
 
 
 def _probe(port: int) -> str:
