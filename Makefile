@@ -12,7 +12,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-signin bench-verify bench-gateway bench-collector bench-panel bench-login bench-sync field-day demo deb-test deb-bench clean
+.PHONY: test bench bench-activation bench-signin bench-verify bench-segments bench-appliance bench-gateway bench-collector bench-panel bench-login bench-sync bench-chain field-day demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-gateway: $(VENV)/.installed deb-test
 bench-collector: $(VENV)/.installed deb-test
 	$(SUDO) $(VENV)/bin/python tests/perf/bench_collector.py
 
+bench-activation: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_activation.py
+
 bench-panel: $(VENV)/.installed
 	$(VENV)/bin/python tests/perf/bench_panel.py
 
@@ -64,6 +67,18 @@ bench-login: $(VENV)/.installed
 # PostgreSQL: FOOTFALL_TEST_DSN when set, else a throwaway server of its own (as the tests).
 bench-sync: $(VENV)/.installed deb-test
 	$(VENV)/bin/python tests/perf/bench_sync.py
+
+# Issue 18: 200 enrolled stores pushing signed batches at once into one central store (default workers).
+bench-chain: $(VENV)/.installed deb-test
+	$(VENV)/bin/python tests/perf/bench_chain.py
+
+# Issue 18: an incremental segment run after 15 minutes of traffic, beside the full recompute.
+bench-segments: $(VENV)/.installed
+	$(VENV)/bin/python tests/perf/bench_segments.py
+
+# Issue 18: portal after load + collector at 50,000 devices + scheduler, together (namespaces: root).
+bench-appliance: $(VENV)/.installed deb-test
+	$(SUDO) $(VENV)/bin/python tests/perf/bench_appliance.py
 
 # The field day of issue 13 at full length (about 7 minutes; namespaces: root). `make test` runs it compressed.
 field-day: $(VENV)/.installed deb-test

@@ -10,8 +10,9 @@ from flask import Blueprint, Response, abort, jsonify, request, stream_with_cont
 from central import ctx, token_scopes
 from central.db import database
 from central.models import Person, Store, utcnow
-from central.people import CHANNELS, counted, erase_person
+from central.people import CHANNELS, FOLLOWED, UNRESTRICTED, counted, erase_person, is_restricted
 from portal.core import audience
+from portal.config import transfers_assessed
 from portal.core.purposes import MARKETING_PURPOSES
 from portal.core.numbers import NumberError, parse_int
 from portal.core.segment_rules import BUILTIN, LeadStat, member
@@ -109,7 +110,7 @@ def people():
     """Only people with a consent that counts; a page may hold fewer than `limit` only at the end."""
     after = _int_arg("after", 0, 0, 2**62)
     limit = _int_arg("limit", 100, 1, PAGE_MAX)
-    rows = list(Person.raw(f"SELECT p.* FROM person p WHERE p.erased_at IS NULL AND p.id > %s AND {LISTED} "
+    rows = list(Person.raw(f"SELECT p.* FROM person p WHERE p.erased_at IS NULL AND p.id > %s AND {LISTED} AND {UNRESTRICTED} "
                            "ORDER BY p.id LIMIT %s", after, limit))
     consents = _consents([p.id for p in rows])
     return jsonify(people=[_person_json(p, consents.get(p.id, {})) for p in rows],
@@ -121,11 +122,13 @@ def people():
 def person(person_id: int):
     p = Person.get_or_none((Person.id == person_id) & Person.erased_at.is_null()) or abort(404, description="no such person")
     recorded = _consents([person_id]).get(person_id, {})
-    if not _listed(counted(recorded, _channels(p))[0]):
-        abort(404, description="no such person")  # no consent that counts: not served (the same answer as none)
+    if not _listed(counted(recorded, _channels(p))[0]) or is_restricted(database.cursor(), person_id):
+        abort(404, description="no such person")  # no consent that counts, or restricted: the same answer as none
+    # Per-person visit figures only with visit analytics (issue 15): a marketing consent is not one.
     visits = database.execute_sql(
         'SELECT v.store_id, count(*), max(v."end") FROM visit v JOIN device d ON d.id = v.device_id '
-        "WHERE d.person_id = %s AND NOT v.passerby GROUP BY v.store_id ORDER BY v.store_id", (person_id,)).fetchall()
+        f"WHERE d.person_id = %s AND NOT v.passerby AND EXISTS (SELECT 1 FROM person p WHERE p.id = d.person_id AND {FOLLOWED}) "
+        "GROUP BY v.store_id ORDER BY v.store_id", (person_id,)).fetchall()
     history = database.execute_sql("SELECT store_id, purpose, granted, at, policy_sha256 FROM consent_event "
                                    "WHERE person_id = %s ORDER BY at, id", (person_id,)).fetchall()
     body = _person_json(p, recorded)
@@ -153,7 +156,8 @@ class Reach:
 
 
 def chain_segments(now: datetime.datetime | None = None) -> tuple[dict[str, list[int]], dict[int, tuple[dict, list]]]:
-    """The built-in segments over every store's visits: one person, all their stores. Also each
+    """The built-in segments over every store's visits: one person, all their stores; only people
+    whose latest visit_analytics choice is a grant, and none a store restricted (issue 15). Also each
     member's consents as they count (double opt-in) and the purposes awaiting verification."""
     now = now or utcnow()
     windows = sorted({rule.get("window_days", 90) for _, rule in BUILTIN.values()})
@@ -161,10 +165,11 @@ def chain_segments(now: datetime.datetime | None = None) -> tuple[dict[str, list
     stats: dict[int, LeadStat] = {}
     channels: dict[int, frozenset[str]] = {}
     rows = database.execute_sql(
+        f'WITH eligible AS MATERIALIZED (SELECT p.id FROM person p WHERE p.erased_at IS NULL AND {FOLLOWED} AND {UNRESTRICTED}) '
         f'SELECT d.person_id, p.language, p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL, '
         f'p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL, min(v.start), max(v."end"), '
         f'avg(extract(epoch FROM v."end" - v.start)) / 60, count(*), {sums} FROM visit v JOIN device d ON d.id = v.device_id '
-        "JOIN person p ON p.id = d.person_id AND p.erased_at IS NULL WHERE NOT v.passerby "
+        "JOIN eligible e ON e.id = d.person_id JOIN person p ON p.id = d.person_id WHERE NOT v.passerby "
         "GROUP BY d.person_id, p.language, p.email_verified_at, p.email_enc, p.phone_verified_at, p.phone_enc",
         [now - datetime.timedelta(days=w) for w in windows])
     for person_id, language, email_ok, phone_ok, first, last, dwell, visits, *counts in rows:
@@ -203,6 +208,7 @@ def segments():
 
 
 # The consents each export serves: what it counts and what it leaves out for lack of verification.
+EXPORT_PLATFORMS = ("meta", "google")  # transfers abroad (portal/compliance.py EXPORT_PLATFORMS)
 EXPORT_PURPOSES = {"csv": ("marketing_email", "marketing_sms"), "meta": ("ad_audiences",), "google": ("ad_audiences",)}
 
 
@@ -211,6 +217,9 @@ EXPORT_PURPOSES = {"csv": ("marketing_email", "marketing_sms"), "meta": ("ad_aud
 def export(key: str, kind: str):
     if key not in BUILTIN or kind not in audience.KINDS:
         abort(404, description="unknown segment or export kind")
+    # Ad platforms are transfers abroad: refused until the chain names its assessment (as the panel does).
+    if kind in EXPORT_PLATFORMS and kind not in transfers_assessed(ctx()["settings"]):
+        abort(409, description=f"no transfer impact assessment for {kind}: set central_transfers_assessed")
     members, consents = chain_segments()
     ids = members[key]
     left_out = sum(any(p in consents.get(pid, ({}, []))[1] for p in EXPORT_PURPOSES[kind]) for pid in ids)

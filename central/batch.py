@@ -106,9 +106,14 @@ def parse_events(raw: bytes) -> list[Event]:
             if len(events) == MAX_EVENTS:
                 raise Refused(413, f"at most {MAX_EVENTS} events per batch")
             try:
-                events.append(validate(item))
+                event = validate(item)
             except EventError as exc:
                 raise Refused(400, f"event {len(events)}: invalid {exc.args[0] if exc.args else 'value'}") from None
+            last = events[-1].seq if events else None
+            # The store's high-water mark (central/ingest.py) holds only for a batch in outbox order.
+            if last is not None and (event.seq is None or event.seq <= last):
+                raise Refused(400, f"event {len(events)}: seq must grow within a batch (events in outbox order)")
+            events.append(event)
     except ValueError:  # json.JSONDecodeError is one, and so are _raw_events' own
         raise Refused(400, 'body is not JSON of the form {"events": [...]}') from None
     except RecursionError:

@@ -13,10 +13,11 @@ import logging
 
 from psycopg2.extras import execute_values
 
+from central import webhooks
 from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
-from central.people import erase_lead, erase_person, lock_indexes, merge, person_of, upsert_lead
+from central.people import erase_lead, erase_person, lock_indexes, merge, person_of, restrict_lead, upsert_lead
 from portal.core import wire
 from portal.core.events import UID, Event
 from portal.core.times import event_time
@@ -24,6 +25,8 @@ from portal.identity import Vault
 
 logger = logging.getLogger(__name__)
 __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
+# Exactly once: by the store's high-water mark (Store.seq_applied) for events with a seq, by a
+# claim of each event id (applied_event) for those of appliances not yet upgraded.
 sign = wire.sign  # the batch signature, defined in portal.core.wire
 
 
@@ -56,9 +59,7 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
     """Apply the events not seen before, in one transaction; returns counts and commands."""
     with database.atomic():
         cur = database.cursor()
-        uids = list(dict.fromkeys(e.uid for e in events))
-        new = _claim(cur, store.id, uids)
-        fresh = [e for e in events if e.uid in new]
+        fresh = _fresh(cur, store.id, events)
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
         people: dict[str, int] = {}  # this store's lead uid > person, kept true by central.people
@@ -72,9 +73,13 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         for e in fresh:  # after what they fold, so a batch holding the records and their merge works
             if e.topic == "lead.merged":
                 merge(cur, store.id, e.data["lead"], e.data["into"], people)
+        before = webhooks.snapshot(cur, store.id, fresh, people)  # for webhooks: who joins and leaves, who is erased
         for e in fresh:
             if e.topic == "segment.members":
                 _apply_segment(cur, store, e)
+        for e in fresh:  # after the segments: a restricted person leaves this store's segments
+            if e.topic == "lead.restricted":
+                restrict_lead(cur, store.id, e.data["lead"], e.data["restricted"], e.at, people)
         for e in fresh:
             if e.topic == "devices.erased":
                 cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s)", (store.id, e.data["devices"]))
@@ -83,6 +88,7 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
             elif e.topic == "erase.ack":
                 cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
                             (utcnow(), store.id, e.data["lead"]))
+        webhooks.enqueue(cur, store.id, fresh, people, before)  # the chain's CRM endpoints, if any
         cur.execute("UPDATE store SET events_applied = events_applied + %s, last_seen_at = %s WHERE id = %s",
                     (len(fresh), utcnow(), store.id))
         cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
@@ -92,6 +98,26 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         logger.info("store %s sent %d visits of devices linked to no one: ignored", store.id, anonymous)
     return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands,
             "ignored_anonymous": anonymous}
+
+
+def _fresh(cur, store_id: str, events: list[Event]) -> list[Event]:
+    """The events never applied, in batch order; moves the store's high-water mark past them.
+
+    The store's row is locked first: a store's batches are applied one after the other (its
+    retries, a request a fault proxy held back), while other stores' go on in parallel. An event
+    with a seq is new when above the mark (the store sends oldest first, and central/batch.py
+    checked that seqs grow within the batch); one without (an appliance not yet upgraded) is
+    claimed by uid, as before.
+    """
+    cur.execute("SELECT seq_applied FROM store WHERE id = %s FOR UPDATE", (store_id,))
+    mark = cur.fetchone()[0] or 0
+    legacy = list(dict.fromkeys(e.uid for e in events if e.seq is None))
+    claimed = _claim(cur, store_id, legacy) if legacy else set()
+    fresh = [e for e in events if (e.uid in claimed if e.seq is None else e.seq > mark)]
+    top = max((e.seq for e in events if e.seq is not None), default=0)
+    if top > mark:
+        cur.execute("UPDATE store SET seq_applied = %s WHERE id = %s", (top, store_id))
+    return fresh
 
 
 def _claim(cur, store_id: str, uids: list[str]) -> set[str]:

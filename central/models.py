@@ -1,7 +1,7 @@
 """The chain's records: people merged across stores by verified blind index, and what each store saw."""
 from __future__ import annotations
 
-from peewee import (BigAutoField, BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
+from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
                     IntegerField, Model, TextField)
 
 from central.db import database
@@ -21,6 +21,7 @@ class Store(BaseModel):
     created_at = DateTimeField(default=utcnow)
     last_seen_at = DateTimeField(null=True)
     events_applied = IntegerField(default=0)
+    seq_applied = BigIntegerField(null=True)  # every event of this store with a seq up to this one was applied
 
 
 class Person(BaseModel):
@@ -45,6 +46,7 @@ class StoreLead(BaseModel):
     lead_uid = CharField()
     person = ForeignKeyField(Person, on_delete="CASCADE", index=True)
     verified_at = DateTimeField(null=True)  # the store proved a contact the person holds: its erasure is chain-wide
+    restricted_at = DateTimeField(null=True)  # the store upheld an objection or a restriction (issue 15)
 
     class Meta:
         primary_key = CompositeKey("store", "lead_uid")
@@ -98,7 +100,8 @@ class SegmentMember(BaseModel):
 
 
 class AppliedEvent(BaseModel):
-    """Exactly once: an event id is applied the first time it arrives, never again."""
+    """Exactly once for stores not yet upgraded (events without seq): an event id is applied the
+    first time it arrives, never again. Events with a seq use Store.seq_applied instead."""
     store = ForeignKeyField(Store, on_delete="CASCADE")
     event_uid = CharField()
     applied_at = DateTimeField(default=utcnow)

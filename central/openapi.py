@@ -43,8 +43,8 @@ DOCUMENT = {
             "responses": {"200": _json("PeoplePage"), "400": _ERROR, "401": _ERROR, "403": _ERROR},
         }},
         "/v1/people/{person_id}": {"get": {
-            "summary": "One person: consents, history, visits per store; 404 for a person not listed (no consent "
-                       "that counts)", "security": _BEARER,
+            "summary": "One person: consents, history, visits per store (only with visit_analytics); 404 for a person "
+                       "not listed (no consent that counts, or restricted by a store)", "security": _BEARER,
             "parameters": [{"name": "person_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}],
             "responses": {"200": _json("Person"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
         }},
@@ -54,8 +54,9 @@ DOCUMENT = {
             "responses": {"200": _json("Erased"), "401": _ERROR, "403": _ERROR, "404": _ERROR},
         }},
         "/v1/segments": {"get": {
-            "summary": "Chain-wide segments (new, returning, loyal, lapsed, lost): members, consents that count and those "
-                       "left out for lack of verification", "security": _BEARER,
+            "summary": "Chain-wide segments (new, returning, loyal, lapsed, lost) of people who agreed to visit analytics "
+                       "and no store restricted: members, consents that count and those left out for lack of verification",
+            "security": _BEARER,
             "responses": {"200": _json("Segments"), "401": _ERROR, "403": _ERROR},
         }},
         "/v1/segments/{key}/export/{kind}": {"get": {
@@ -66,7 +67,8 @@ DOCUMENT = {
                             "schema": {"type": "string", "enum": ["csv", "meta", "google"]}}],
             "responses": {"200": {**_CSV, "headers": {"X-Footfall-Left-Out-Unverified": {
                 "description": "Members with a consent this export serves that does not count: its channel is not verified",
-                "schema": {"type": "integer", "minimum": 0}}}}, "401": _ERROR, "403": _ERROR, "404": _ERROR},
+                "schema": {"type": "integer", "minimum": 0}}}}, "401": _ERROR, "403": _ERROR, "404": _ERROR,
+                "409": _ERROR},  # meta/google without central_transfers_assessed naming the platform
         }},
         "/v1/stores": {"get": {
             "summary": "Enrolled stores and their sync state", "security": _BEARER,

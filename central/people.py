@@ -15,11 +15,19 @@ from __future__ import annotations
 import datetime
 
 from central.models import utcnow
+from portal.core.purposes import VISIT_ANALYTICS
 from portal.identity import Vault
 
 KINDS = ("email", "phone")
 # Double opt-in: a marketing consent counts only with the channel it reaches verified.
 CHANNELS = {"marketing_email": ("email",), "marketing_sms": ("phone",), "ad_audiences": ("email", "phone")}
+
+# Issue 15, SQL over a person `p`. A store that upheld an objection or a restriction for its lead
+# of the person keeps them out of chain segments, exports and the people API until it lifts it.
+UNRESTRICTED = "NOT EXISTS (SELECT 1 FROM store_lead r WHERE r.person_id = p.id AND r.restricted_at IS NOT NULL)"
+# Chain segments follow a person's visits only when their latest visit_analytics choice is a grant.
+FOLLOWED = ("EXISTS (SELECT 1 FROM (SELECT c.granted FROM consent_event c WHERE c.person_id = p.id "
+            f"AND c.purpose = '{VISIT_ANALYTICS}' ORDER BY c.at DESC, c.id DESC LIMIT 1) l WHERE l.granted)")
 
 
 def person_of(cur, store_id: str, lead_uid: str, known: dict[str, int]) -> int | None:
@@ -109,11 +117,14 @@ def upsert_lead(cur, store_id: str, d: dict, at: datetime.datetime, vault: Vault
     kinds = proven(d)
     sharing = d.get("chain_sharing") is True
     current = person_of(cur, store_id, d["lead"], known)
+    restricted = None  # a restriction the store upheld outlives the central's purge of the person
     if current is not None:
         cur.execute("SELECT erased_at IS NOT NULL, purged_at IS NOT NULL FROM person WHERE id = %s", (current,))
         erased, purged = cur.fetchone()
         if purged:  # gone here by retention, still a lead at the store: they came back, a person anew
-            cur.execute("DELETE FROM store_lead WHERE store_id = %s AND lead_uid = %s", (store_id, d["lead"]))
+            cur.execute("DELETE FROM store_lead WHERE store_id = %s AND lead_uid = %s RETURNING restricted_at",
+                        (store_id, d["lead"]))
+            restricted = cur.fetchone()[0]
             known.pop(d["lead"], None)
             current = None
         elif erased:
@@ -157,7 +168,32 @@ def upsert_lead(cur, store_id: str, d: dict, at: datetime.datetime, vault: Vault
         cur.execute("UPDATE person SET name_enc = %s WHERE id = %s", (vault.encrypt(d["name"], "person.name"), person))
     cur.execute("UPDATE person SET language = %s, updated_at = %s WHERE id = %s", (d["language"], utcnow(), person))
     _map(cur, store_id, d["lead"], person, known, verified=holds)
+    if restricted is not None:
+        cur.execute("UPDATE store_lead SET restricted_at = %s WHERE store_id = %s AND lead_uid = %s",
+                    (restricted, store_id, d["lead"]))
     return person
+
+
+def restrict_lead(cur, store_id: str, lead_uid: str, restricted: bool, at: datetime.datetime,
+                  known: dict[str, int]) -> bool:
+    """A store upheld (or lifted) an objection or a restriction for its lead. The mark is on the
+    store's lead, so it follows the person through merges and folds, and only that store lifts it.
+    False when the lead is unknown here."""
+    if person_of(cur, store_id, lead_uid, known) is None:
+        return False
+    if restricted:
+        cur.execute("UPDATE store_lead SET restricted_at = COALESCE(restricted_at, %s) WHERE store_id = %s AND lead_uid = %s",
+                    (at, store_id, lead_uid))
+        cur.execute("DELETE FROM segment_member WHERE store_id = %s AND person_id = %s", (store_id, known[lead_uid]))
+    else:
+        cur.execute("UPDATE store_lead SET restricted_at = NULL WHERE store_id = %s AND lead_uid = %s", (store_id, lead_uid))
+    return True
+
+
+def is_restricted(cur, person: int) -> bool:
+    cur.execute(f"SELECT NOT {UNRESTRICTED} FROM person p WHERE p.id = %s", (person,))
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def merge(cur, store_id: str, lead_uid: str, into_uid: str, known: dict[str, int]) -> None:

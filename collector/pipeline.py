@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from collector.parse import LINKTYPE_ETHERNET, Malformed, parse, parse_ethernet
-from collector.sessions import AIR, LAN, Run, Sessionizer
+from collector.pseudonyms import Pseudonyms, is_pseudonym
+from collector.sessions import AIR, LAN, Run, Sessionizer, VisitRecord
 from collector.store import Batch, DeviceUpdate, RunUpdate, Writer
 from portal.core.macs import randomized
 
@@ -19,6 +20,12 @@ SWEEP_EVERY = 60.0  # seconds of capture time between closing idle runs
 FAST_PATH_ENTRIES = 1 << 18
 KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
+
+
+def _randomized(mac: str) -> bool:
+    """The randomized bit of a MAC; a run restored under a pseudonym has its row already (False is
+    not written over it)."""
+    return False if is_pseudonym(mac) else randomized(mac)
 
 
 class DeviceState:
@@ -42,9 +49,19 @@ class Stats:
 
 
 class Pipeline:
+    """Runs are kept by MAC in memory only; what reaches the writer names each device as
+    `pseudonyms` says (collector/pseudonyms.py): a followed device by its MAC, any other by the
+    pseudonym of the period its run started in (in memory keys when none are given)."""
+
     def __init__(self, writer: Writer, gap: float, min_dwell: float, ignore_macs: frozenset[str] = frozenset(),
-                 flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES) -> None:
+                 flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES,
+                 pseudonyms: Pseudonyms | None = None) -> None:
         self.writer = writer
+        self.pseudonyms = pseudonyms if pseudonyms is not None else Pseudonyms()
+        self._clock: float | None = None  # the latest time seen (frames, or the live loop's clock)
+        # How many runs restored under a pseudonym are still keyed by it, waiting for their device's
+        # MAC (or their end). Only they are keyed by a pseudonym; every other run by its MAC.
+        self._orphans = 0
         self.sessions = Sessionizer(gap, min_dwell)
         self.ignore = ignore_macs
         self.flush_seconds = flush_seconds
@@ -60,8 +77,39 @@ class Pipeline:
         self._dhcp: dict[bytes, tuple] = {}
 
     def restore(self, runs) -> None:
-        for mac, source, start, last, count in runs:
-            self.sessions.restore(source, mac, start, last, count)
+        """Runs saved in progress. One saved under a pseudonym is kept under it until a MAC seen
+        again has that pseudonym under a key still alive (the same period): then it is that MAC's
+        (_adopt); until then it is swept like any other run, and closed under its pseudonym."""
+        for name, source, start, last, count in runs:
+            run = self.sessions.restore(source, name, start, last, count)
+            if is_pseudonym(name):
+                run.name = name
+                self._orphans += 1
+
+    def _adopt(self, mac: str, runs: dict, source: str = LAN) -> Run | None:
+        """The run restored under `mac`'s pseudonym, now keyed by `mac` (None if there is none).
+
+        Its saved row stays named as it was (run.row, the pseudonym). From now on the device is
+        named as any other at each flush: by its MAC when its person agreed (the flush then gives
+        the pseudonym's row up), else by the pseudonym of its run's period (the same one)."""
+        names = self.pseudonyms
+        for period, text in names.candidates(mac):
+            run = runs.pop(text, None)
+            if run is None:
+                continue
+            self._orphans -= 1
+            runs[mac] = run
+            name = names.name(mac, run.start, source)
+            if name == period:  # recomputable from the key alive: the string need not stay
+                run.name, run.row = None, name
+            elif name.__class__ is str:  # followed now: the flush names it by its MAC
+                run.name = None
+            return run
+        return None
+
+    def _forget_orphans(self, closed: list[VisitRecord]) -> None:
+        if self._orphans:
+            self._orphans -= sum(1 for v in closed if is_pseudonym(v.mac))
 
     def feed(self, ts: float, frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> None:
         """One frame, the plain way: parse it into a sighting, then count it. feed_many gives the
@@ -79,22 +127,29 @@ class Pipeline:
             return
         stats.sightings += 1
         stats.by_kind[s.kind] = stats.by_kind.get(s.kind, 0) + 1
-        closed = self.sessions.observe(s.mac, AIR if s.kind == "probe" else LAN, ts)
+        source = AIR if s.kind == "probe" else LAN
+        if self._orphans and s.mac not in self.sessions.runs[source]:
+            self._adopt(s.mac, self.sessions.runs[source], source)
+        if self._clock is None or ts > self._clock:
+            self._clock = ts
+        closed = self.sessions.observe(s.mac, source, ts)
         if closed is not None:
             self.closed.append(closed)
-        device = self.devices.get(s.mac)
-        if device is None:
-            device = self.devices[s.mac] = DeviceState(ts)
-        if ts > device.last:
-            device.last = ts
-        elif ts < device.first:
-            device.first = ts
-        if s.ip is not None:
-            device.ip = s.ip
-        if s.kind == "dhcp":
-            device.hostname = s.hostname or device.hostname
-            device.prl = s.prl or device.prl
-            device.vendor_class = s.vendor_class or device.vendor_class
+        # What DHCP and ARP say is kept for a followed device only (over the air: aggregate only).
+        if source == LAN and s.mac in self.pseudonyms.followed:
+            device = self.devices.get(s.mac)
+            if device is None:
+                device = self.devices[s.mac] = DeviceState(ts)
+            if ts > device.last:
+                device.last = ts
+            elif ts < device.first:
+                device.first = ts
+            if s.ip is not None:
+                device.ip = s.ip
+            if s.kind == "dhcp":
+                device.hostname = s.hostname or device.hostname
+                device.prl = s.prl or device.prl
+                device.vendor_class = s.vendor_class or device.vendor_class
         if self._next_sweep is None:
             self._next_sweep = ts + SWEEP_EVERY
         elif ts >= self._next_sweep:
@@ -116,12 +171,13 @@ class Pipeline:
                 self.feed(ts, frame, linktype)
             return
         arp, mdns, dhcp, limit = self._arp, self._mdns, self._dhcp, self.fast_path_entries
-        ignore, devices, closed = self.ignore, self.devices, self.closed
+        ignore, devices, closed, followed = self.ignore, self.devices, self.closed, self.pseudonyms.followed
         sessions = self.sessions
         lan, gap, record = sessions.runs[LAN], sessions.gap, sessions._record
         next_sweep = self._next_sweep
         counts = [0, 0, 0]
         n = ignored = malformed = 0
+        ts = None
         try:
             for ts, frame in frames:
                 n += 1
@@ -172,11 +228,13 @@ class Pipeline:
                 mac = entry[0]
                 # Sessionizer.observe, inline.
                 run = lan.get(mac)
+                if run is None and self._orphans:
+                    run = self._adopt(mac, lan)
                 if run is None:
                     lan[mac] = Run(ts, ts)
                 elif ts - run.last > gap:
                     closed.append(record(mac, LAN, run))
-                    lan[mac] = Run(ts, ts, saved=run.saved)
+                    lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
                 else:
                     run.dirty = True
                     if ts > run.last:
@@ -184,25 +242,28 @@ class Pipeline:
                     elif ts < run.start:
                         run.start = ts
                     run.count += 1
-                device = devices.get(mac)
-                if device is None:
-                    device = devices[mac] = DeviceState(ts)
-                elif ts > device.last:
-                    device.last = ts
-                elif ts < device.first:
-                    device.first = ts
-                if entry[1] is not None:
-                    device.ip = entry[1]
-                if kind == 2:
-                    device.hostname = entry[3] or device.hostname
-                    device.prl = entry[4] or device.prl
-                    device.vendor_class = entry[5] or device.vendor_class
+                if mac in followed:  # what a device says is kept for a followed one only
+                    device = devices.get(mac)
+                    if device is None:
+                        device = devices[mac] = DeviceState(ts)
+                    elif ts > device.last:
+                        device.last = ts
+                    elif ts < device.first:
+                        device.first = ts
+                    if entry[1] is not None:
+                        device.ip = entry[1]
+                    if kind == 2:
+                        device.hostname = entry[3] or device.hostname
+                        device.prl = entry[4] or device.prl
+                        device.vendor_class = entry[5] or device.vendor_class
                 if next_sweep is None:
                     next_sweep = self._next_sweep = ts + SWEEP_EVERY
                 elif ts >= next_sweep:
                     self.sweep(ts)
                     next_sweep = self._next_sweep
         finally:
+            if ts is not None and (self._clock is None or ts > self._clock):
+                self._clock = ts  # frames come in time order, give or take a few seconds
             stats = self.stats
             stats.frames += n
             stats.ignored += ignored
@@ -213,7 +274,9 @@ class Pipeline:
                     stats.by_kind[name] = stats.by_kind.get(name, 0) + count
 
     def sweep(self, now: float) -> None:
-        self.closed.extend(self.sessions.sweep(now))
+        closed = self.sessions.sweep(now)
+        self._forget_orphans(closed)
+        self.closed.extend(closed)
         self._next_sweep = now + SWEEP_EVERY
 
     def shift(self, step: float) -> None:
@@ -224,20 +287,58 @@ class Pipeline:
 
     def tick(self, clock_now: float | None = None) -> None:
         """Called often by the loop: sweep by the wall clock (live) and flush every few seconds."""
+        if clock_now is not None and (self._clock is None or clock_now > self._clock):
+            self._clock = clock_now
         if clock_now is not None and (self._next_sweep is None or clock_now >= self._next_sweep):
             self.sweep(clock_now)
         if time.monotonic() >= self._next_flush:
             self.flush()
 
     def flush(self, final: bool = False) -> None:
-        """Hand everything changed since the last flush to the writer; `final` closes every run."""
+        """Hand everything changed since the last flush to the writer; `final` closes every run.
+
+        Each device is named here, never earlier: followed devices by their MAC (with what DHCP
+        said of them; whatever name their run had before), others by the pseudonym of the period
+        their run started in, without hostname, fingerprint or address. A saved run whose name
+        changed (its person agreed or withdrew) gives its old row up. Over the air nothing is
+        saved in progress and every closed run is counted under the day's one aggregate name.
+        Then, when the clock has left the period, the keys of past periods go (see _rotate)."""
+        sessions, names = self.sessions, self.pseudonyms
         if final:
-            self.closed.extend(self.sessions.close_all())
+            closed = sessions.close_all()
+            self._forget_orphans(closed)
+            self.closed.extend(closed)
+        followed, name_of, text_of = names.followed, names.name, names.text
+        anonymous: dict[str, bool] = {}  # the visits' pseudonyms (a run's carries its randomized bit)
+        # Rows of runs that ended go first: a run that began since may take the same name again.
+        ended = [RunUpdate(text_of(mac, run.row), source, None, None, 0) for source, mac, run in sessions.ended]
+        live = []
+        for source, mac, run in sessions.take_dirty():
+            if run is None:
+                continue  # in `ended` above
+            if source == AIR and run.row is None:
+                run.saved = False  # over the air: never saved in progress (rows restored from before are kept up)
+                continue
+            name = mac if source == LAN and mac in followed else run.name or name_of(mac, run.start, source)
+            text = text_of(mac, name)
+            if run.row is not None and run.row != name:
+                ended.append(RunUpdate(text_of(mac, run.row), source, None, None, 0))
+            run.row = name
+            live.append(RunUpdate(text, source, run.start, run.last, run.count, _randomized(mac)))
+        visits = []
+        for v in self.closed:
+            if v.source == AIR:
+                text = names.aggregate(v.start)
+                anonymous[text] = False
+            else:
+                text = v.mac if v.mac in followed else text_of(v.mac, v.name or name_of(v.mac, v.start, v.source))
+                if text is not v.mac or is_pseudonym(v.mac):
+                    anonymous[text] = _randomized(v.mac)
+            visits.append(VisitRecord(text, v.source, v.start, v.end, v.sightings, v.passerby))
         devices = tuple(DeviceUpdate(mac, d.first, d.last, d.ip, randomized(mac), d.prl, d.vendor_class, d.hostname)
-                        for mac, d in self.devices.items())
-        runs = tuple(RunUpdate(mac, source, run.start if run else None, run.last if run else None,
-                               run.count if run else 0) for source, mac, run in self.sessions.take_dirty())
-        visits = tuple(self.closed)
+                        for mac, d in self.devices.items() if mac in followed)  # (no longer followed since: dropped)
+        runs = (*ended, *live)
+        visits = tuple(visits)
         self.devices = {}  # memory stays bounded by who was seen in one flush interval
         for table in (self._arp, self._mdns, self._dhcp):
             if len(table) >= self.fast_path_entries:
@@ -246,6 +347,27 @@ class Pipeline:
         self.stats.visits += sum(1 for v in visits if not v.passerby)
         self.stats.passersby += sum(1 for v in visits if v.passerby)
         if devices or runs or visits:
-            self.writer.submit(Batch(devices, visits, runs))
+            self.writer.submit(Batch(devices, visits, runs, anonymous))
             self.stats.batches += 1
+        if self._clock is not None:
+            period = names.due(self._clock)
+            if period is not None:
+                self._rotate(period)
         self._next_flush = time.monotonic() + self.flush_seconds
+
+    def _rotate(self, period: int) -> None:
+        """The clock entered `period`: runs still open from earlier periods keep the names they
+        have (fixed as text now), then the earlier keys are destroyed."""
+        names = self.pseudonyms
+        name_of, text_of = names.name, names.text
+        runs = self.sessions.runs[LAN]  # over the air, closed runs go under an aggregate name
+        for mac, run in runs.items():
+            if run.name is None:
+                name = name_of(mac, run.start)
+                if name.__class__ is int and name < period:
+                    run.name = text_of(mac, name)
+            if run.row.__class__ is int and run.row < period:
+                run.row = text_of(mac, run.row)
+        # Runs restored under a pseudonym of a period now gone cannot be adopted any more: their
+        # device's MAC no longer gives that pseudonym. They stay until swept (or end at a flush).
+        names.rotate(period)

@@ -16,6 +16,7 @@ from collector.capture import (DLT_IEEE802_11_RADIO, LAN_FILTER, MDNS_FILTER, PR
 from collector.oui import OuiTable
 from collector.pcap import PcapReader
 from collector.pipeline import FAST_PATH_ENTRIES, Pipeline
+from collector.pseudonyms import Pseudonyms, followed_macs, key_path
 from collector.steady import SteadyClock
 from collector.store import Store, Writer
 from portal import clock, store_settings
@@ -44,12 +45,15 @@ def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PA
     ensure_sound(database_path(settings), backups_dir(settings))
     clock.load_floor(settings.data_dir)
     init_db(database_path(settings), synchronous="normal", cache_size=-2000, busy_timeout=settings.db_lock_wait_ms)
+    # Anonymous by default: the key of the day in a file beside the database (never in it).
+    pseudonyms = Pseudonyms(settings.pseudonym_rotation_hours, key_path(settings))
     with database.connection_context():
         settings = store_settings.apply(settings)  # visit thresholds the owner set in the panel
-    writer = Writer(Store(OuiTable(settings.oui_file)))
+        pseudonyms.followed = followed_macs(database)
+    writer = Writer(Store(OuiTable(settings.oui_file), pseudonyms))
     writer.start()
     pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,
-                        float(settings.flush_seconds), fast_path_entries)
+                        float(settings.flush_seconds), fast_path_entries, pseudonyms)
     return pipeline, writer
 
 

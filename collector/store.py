@@ -11,13 +11,15 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from peewee import OperationalError
 
 from collector.oui import OuiTable
+from collector.pseudonyms import Pseudonyms, followed_macs, forget_unfollowed, is_pseudonym
 from collector.sessions import VisitRecord
+from portal.clock import seq_now
 from portal.core.macs import randomized
 from portal.core.times import epoch, stamp
 from portal.db import database, is_busy
@@ -42,6 +44,12 @@ ON CONFLICT(mac) DO UPDATE SET
   hostname = coalesce(excluded.hostname, hostname),
   vendor = coalesce(vendor, excluded.vendor)
 """
+# A pseudonymous device (collector/pseudonyms.py): its name, when it was seen, the randomized bit.
+_UPSERT_ANONYMOUS = """
+INSERT INTO device (mac, first_seen, last_seen, randomized, anonymous)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1 FROM json_each(?) WHERE true ORDER BY key
+ON CONFLICT(mac) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+"""
 _INSERT_MISSING = """
 INSERT INTO device (mac, first_seen, last_seen, randomized)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) WHERE true ORDER BY key
@@ -54,8 +62,9 @@ SELECT d.id, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3
 FROM json_each(?) AS j JOIN device AS d ON d.mac = j.value ->> 4 ORDER BY j.key
 """
 _INSERT_EVENTS = """
-INSERT INTO outbox_event (uid, topic, payload, created_at, attempts)
-SELECT value ->> 0, 'visit.closed', value ->> 1, ?, 0 FROM json_each(?) ORDER BY key
+INSERT INTO outbox_event (uid, topic, payload, created_at, attempts, seq)
+SELECT value ->> 0, 'visit.closed', value ->> 1, ?, 0, max(coalesce((SELECT max(seq) FROM outbox_event), 0) + 1, ?) + key
+FROM json_each(?) ORDER BY key
 """
 _UPSERT_RUNS = """
 INSERT INTO open_run (device_id, source, start, last, sightings)
@@ -66,6 +75,13 @@ ON CONFLICT(device_id, source) DO UPDATE SET start = excluded.start, last = excl
 _DELETE_RUNS = """
 DELETE FROM open_run WHERE (device_id, source) IN (
   SELECT d.id, j.value ->> 0 FROM json_each(?) AS j JOIN device AS d ON d.mac = j.value ->> 1)
+"""
+# A pseudonym whose run gave its row up without a visit (its device's person agreed meanwhile, or
+# the run was renamed) is left with nothing to count: it goes (secure_delete zeroes it).
+_DELETE_EMPTY_PSEUDONYMS = """
+DELETE FROM device WHERE mac IN (SELECT value FROM json_each(?)) AND anonymous = 1
+  AND NOT EXISTS (SELECT 1 FROM visit v WHERE v.device_id = device.id)
+  AND NOT EXISTS (SELECT 1 FROM open_run r WHERE r.device_id = device.id)
 """
 
 
@@ -106,21 +122,40 @@ class RunUpdate:
     start: float | None  # None: the run ended
     last: float | None
     sightings: int
+    randomized: bool = False  # under a pseudonym (mac): the randomized bit of the device behind it
 
 
 @dataclass(frozen=True)
 class Batch:
-    devices: tuple[DeviceUpdate, ...]
+    devices: tuple[DeviceUpdate, ...]      # followed devices only
     visits: tuple[VisitRecord, ...]
-    runs: tuple[RunUpdate, ...]
+    runs: tuple[RunUpdate, ...]            # rows to delete (start None) come first
+    anonymous: dict[str, bool] = field(default_factory=dict)  # the pseudonyms among the visits' names: randomized bit
 
 
 class Store:
-    """Writes batches; used by the writer thread only (one writer)."""
+    """Writes batches; used by the writer thread only (one writer). After a batch, every
+    FOLLOWED_REFRESH seconds, it reads who may be followed into `pseudonyms.followed`."""
 
-    def __init__(self, oui: OuiTable) -> None:
+    FOLLOWED_REFRESH = 10.0
+
+    def __init__(self, oui: OuiTable, pseudonyms: Pseudonyms | None = None) -> None:
         self.oui = oui
+        self.pseudonyms = pseudonyms
         self.written_visits = 0
+        self._followed_at = float("-inf")
+
+    def refresh_followed(self) -> None:
+        """Who may be followed now; at the first refresh, and whenever someone is no longer
+        followed, what DHCP said of such devices is cleared (forget_unfollowed)."""
+        if self.pseudonyms is not None:
+            followed = followed_macs(database)
+            first = self._followed_at == float("-inf")
+            lost = self.pseudonyms.followed - followed
+            self.pseudonyms.followed = followed
+            self._followed_at = time.monotonic()
+            if first or lost:
+                forget_unfollowed(database)
 
     def load_runs(self) -> Iterator[tuple[str, str, float, float, int]]:
         """Runs saved in progress, streamed (50,000 of them should not sit in a list)."""
@@ -130,37 +165,57 @@ class Store:
             yield mac, source, epoch(start), epoch(last), n
 
     def write(self, batch: Batch) -> None:
+        self._write(batch)
+        if time.monotonic() - self._followed_at >= self.FOLLOWED_REFRESH:
+            self.refresh_followed()
+
+    def _write(self, batch: Batch) -> None:
         execute = _execute_json
+        anonymous = batch.anonymous
         with database.atomic():
             if batch.devices:
                 vendor = self.oui.vendor
                 execute(_UPSERT_DEVICES, ([
                     (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
                      d.hostname, None if d.randomized else (vendor(d.mac) or "")) for d in batch.devices],))
-            macs = {v.mac for v in batch.visits} | {r.mac for r in batch.runs}
+            # Runs in progress (50,000 after a restart) as rows, made twice rather than held at once.
+            def live():
+                return ((r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs
+                        if r.start is not None)
+            rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
+            # One row a pseudonym's run or visit (their stamps shared): the upsert widens first and last seen.
+            execute(_UPSERT_ANONYMOUS, (itertools.chain(
+                ((r.mac, stamp(r.start), stamp(r.last), r.randomized) for r in batch.runs
+                 if r.start is not None and is_pseudonym(r.mac)),
+                ((row[4], row[0], row[1], anonymous[row[4]]) for row in rows if row[4] in anonymous)),))
+            macs = {v.mac for v in batch.visits if v.mac not in anonymous} | {
+                r.mac for r in batch.runs if not is_pseudonym(r.mac)}
             missing = macs - {d.mac for d in batch.devices}
             if missing:  # written by an earlier batch, unless the portal erased it since
                 seen: dict[str, tuple[float, float]] = {}
                 for item in (*batch.visits, *(r for r in batch.runs if r.start is not None)):
+                    if item.mac not in missing:
+                        continue
                     lo, hi = seen.get(item.mac, (item.start, item.start))
                     seen[item.mac] = (min(lo, item.start), max(hi, getattr(item, "end", None) or item.last))
                 execute(_INSERT_MISSING, ([(m, stamp(seen[m][0]), stamp(seen[m][1]), randomized(m))
                                            for m in missing if m in seen],))
-            if batch.visits:
-                rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
+            ended = [(r.source, r.mac) for r in batch.runs if r.start is None]
+            if ended:  # before the runs in progress: one of them may take the same row again
+                execute(_DELETE_RUNS, (ended,))
+            if rows:
                 execute(_INSERT_VISITS, (rows,))
-                # The central store learns each closed visit (same transaction: never one without the other).
-                lan = [row for row in rows if row[2] == "lan"]
-                execute(_INSERT_EVENTS, (stamp(time.time()), [
+                # The central store learns each closed visit of a followed device (same transaction:
+                # never one without the other); a pseudonym's visits stay here, as figures.
+                lan = [row for row in rows if row[2] == "lan" and row[4] not in anonymous]
+                execute(_INSERT_EVENTS, (stamp(time.time()), seq_now(), [
                     (uid, visit_payload(mac, start, end, passerby, source))
                     for uid, (start, end, source, passerby, mac) in zip(uuid4_hexes(len(lan)), lan)]))
                 self.written_visits += len(batch.visits)
-            live = [(r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs if r.start is not None]
-            ended = [(r.source, r.mac) for r in batch.runs if r.start is None]
-            if live:
-                execute(_UPSERT_RUNS, (live,))
-            if ended:
-                execute(_DELETE_RUNS, (ended,))
+            execute(_UPSERT_RUNS, (live(),))
+            given_up = [mac for source, mac in ended if is_pseudonym(mac)]
+            if given_up:  # last: this batch's visits and runs are in by now
+                execute(_DELETE_EMPTY_PSEUDONYMS, (given_up,))
 
 
 _json = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
@@ -168,10 +223,12 @@ JSON_ROWS = 2000  # rows per statement: the JSON text and SQLite's parse of it s
 
 
 def _execute_json(sql: str, params: tuple) -> None:
-    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1], in order."""
+    """Run `sql` whose last parameter is a JSON array, for the rows of params[-1] (any iterable;
+    never all in one list), in order."""
     *first, rows = params
-    for i in range(0, len(rows), JSON_ROWS):
-        database.execute_sql(sql, (*first, _json(rows[i:i + JSON_ROWS])))
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, JSON_ROWS)):
+        database.execute_sql(sql, (*first, _json(chunk)))
 
 
 def _trim() -> None:

@@ -18,6 +18,8 @@ Usage: deploy/install.sh [options]
   --ssid NAME          guest SSID (default "Free WiFi")
   --country CC         regulatory country code (default VN)
   --store-name NAME    store name shown to visitors (default "Footfall WiFi")
+  --privacy-contact C  who visitors write to about their data (an email or phone), named in the
+                       privacy notice; required on a first install, never an example address
   --admin-net CIDR     the network store staff reach the manager panel from (default: this machine only)
   --no-hostapd         the guest interface is wired or another access point serves the SSID
   --owe                OWE (Enhanced Open) transition mode: a hidden encrypted twin of the open
@@ -44,6 +46,7 @@ GUEST_IP=10.77.0.1
 SSID="Free WiFi"
 COUNTRY=VN
 STORE_NAME="Footfall WiFi"
+PRIVACY_CONTACT=""
 HOSTAPD=1
 ADMIN_NET=""
 OWE=0
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --ssid) SSID="$2"; shift ;;
     --country) COUNTRY="$2"; shift ;;
     --store-name) STORE_NAME="$2"; shift ;;
+    --privacy-contact) PRIVACY_CONTACT="$2"; shift ;;
     --no-hostapd) HOSTAPD=0 ;;
     --owe) OWE=1 ;;
     --portal-port) PORTAL_PORT="$2"; shift ;;
@@ -182,18 +186,30 @@ run() {
   fi
 }
 
+# The privacy notice tells visitors to write here (the portal refuses to start with an example).
+if [ -n "$PRIVACY_CONTACT" ]; then
+  [[ "$PRIVACY_CONTACT" =~ ^[^[:cntrl:]\"\\{}\<\>|\&]{3,200}$ ]] || die "the privacy contact must be 3 to 200 printable characters, none of \" \\ { } < > | &"
+  shopt -s nocasematch
+  if [[ "$PRIVACY_CONTACT" =~ (example\.(com|net|org)|\.(example|test|invalid|localhost)([^a-z0-9-]|$)|your[-_.]?(store|shop|company|domain)|changeme) ]]; then
+    die "--privacy-contact $PRIVACY_CONTACT is an example address: give the store's real contact"
+  fi
+  shopt -u nocasematch
+elif [ ! -f "$ROOT/etc/footfall/footfall.toml" ]; then
+  die "--privacy-contact is required on a first install: the privacy notice tells visitors to write there"
+fi
 # sed_text VALUE: VALUE safe as sed replacement text (an SSID may hold & | or \).
 sed_text() { printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'; }
 
 # render TEMPLATE: the template with every @NAME@ filled in.
 render() {
-  local ssid store
+  local ssid store contact
   ssid="$(sed_text "$SSID")"
   store="$(sed_text "$STORE_NAME")"
+  contact="$(sed_text "$PRIVACY_CONTACT")"
   sed -e "s|@GUEST_IF@|${GUEST_IF}|g" -e "s|@UPLINK_IF@|${UPLINK_IF}|g" -e "s|@GUEST_IP@|${GUEST_IP}|g" \
       -e "s|@DHCP_FIRST@|${NET_PREFIX}.50|g" -e "s|@DHCP_LAST@|${NET_PREFIX}.250|g" \
       -e "s|@PORTAL_URL@|${PORTAL_URL}|g" -e "s|@SSID@|${ssid}|g" -e "s|@COUNTRY@|${COUNTRY}|g" \
-      -e "s|@STORE_NAME@|${store}|g" -e "s|@PANEL_NETWORKS@|${PANEL_NETWORKS}|g" \
+      -e "s|@STORE_NAME@|${store}|g" -e "s|@PRIVACY_CONTACT@|${contact}|g" -e "s|@PANEL_NETWORKS@|${PANEL_NETWORKS}|g" \
       -e "s|@RADIO_IF@|${RADIO_IF}|g" -e "s|@OWE_IF@|${OWE_IF}|g" -e "s|@OWE_SSID@|${OWE_SSID:-}|g" \
       -e "s|@BRIDGE@|${GUEST_IF}|g" -e "s|@PORTAL_PORT@|${PORTAL_PORT}|g" -e "s|@HTTPS_PORT@|${HTTPS_PORT}|g" \
       -e "s|@PORTAL_HOST@|${PORTAL_HOST}|g" -e "s|@TLS_CERT@|${TLS_CERT}|g" -e "s|@TLS_KEY@|${TLS_KEY}|g" \
@@ -204,10 +220,12 @@ render() {
 # with_network_keys < TOML: the settings file with the keys this script derives from its options
 # set to this run's values (added when missing); every other line, the owner's edits, kept.
 with_network_keys() {
-  local text key value
+  local text key value pairs
   text="$(cat)"
-  for pair in "guest_interface=\"$GUEST_IF\"" "listen_host=\"$LISTEN_HOST\"" "listen_port=$PORTAL_PORT" \
-              "portal_url=\"$PORTAL_URL\"" "trusted_proxy=\"$TRUSTED_PROXY\""; do
+  pairs=("guest_interface=\"$GUEST_IF\"" "listen_host=\"$LISTEN_HOST\"" "listen_port=$PORTAL_PORT"
+         "portal_url=\"$PORTAL_URL\"" "trusted_proxy=\"$TRUSTED_PROXY\"")
+  [ -z "$PRIVACY_CONTACT" ] || pairs+=("privacy_contact=\"$PRIVACY_CONTACT\"")
+  for pair in "${pairs[@]}"; do
     key="${pair%%=*}"
     value="${pair#*=}"
     if grep -qE "^${key}[[:space:]]*=" <<<"$text"; then
@@ -376,11 +394,21 @@ for process in collector scheduler; do
     UNITS+=("footfall-$process.service")
   fi
 done
+# The chain's central store runs here too (its settings are in /etc/footfall/central.toml): its
+# retention purge runs daily from a timer.
+if [ -f "$ROOT/etc/footfall/central.toml" ]; then
+  UNITS+=(footfall-central-purge.service footfall-central-purge.timer)
+fi
 for unit in "${UNITS[@]}"; do
   put "/etc/systemd/system/$unit" 644 < <(sed "s|/opt/footfall/venv|$VENV|g" "$SOURCE/systemd/$unit")
 done
 BEFORE_UNITS_ENABLED=$CHANGES
-services=(footfall-guest-address.service "${UNITS[@]}" dnsmasq.service)
+services=(footfall-guest-address.service)
+for unit in "${UNITS[@]}"; do
+  # A oneshot started by its timer is enabled through the timer, and never restarted here.
+  [ "$unit" = footfall-central-purge.service ] || services+=("$unit")
+done
+services+=(dnsmasq.service)
 [ "$HOSTAPD" = 1 ] && services+=(hostapd.service)
 [ "$TLS" = 1 ] && services+=(nginx.service)
 if [ "$BEFORE_UNITS_ENABLED" -gt 0 ]; then

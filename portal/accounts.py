@@ -52,7 +52,7 @@ def check_password_rules(username: str, password: str) -> None:
         raise AccountError("password_short")
     if len(password) > 256:
         raise AccountError("password_long")
-    if username.lower() in password.lower():
+    if username and username.lower() in password.lower():
         raise AccountError("password_has_username")
 
 

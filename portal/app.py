@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from portal.recovery import ensure_sound
 from portal.models import Authorization, Device, utcnow
 from portal.guards import StrictInt
 from portal.funnel import Funnel
+from portal.signin_visits import LastSeen
 from portal.metrics import DashboardCache
 from portal.ratelimit import RateLimiter
 from portal.contacts import Contacts
@@ -42,11 +43,14 @@ class Runtime:
     dashboard: DashboardCache
     own_hosts: frozenset[str]
     portal_url: str
+    last_seen: LastSeen = field(default_factory=LastSeen)  # signs of life of online devices
 
 
 def own_hosts(settings) -> frozenset[str]:
     hosts = {urlsplit(settings.portal_url).netloc.lower()}
     hosts.update(h.strip().lower() for h in settings.portal_hosts.split(",") if h.strip())
+    if settings.public_url:  # the links in messages (unsubscribe) come in on this host
+        hosts.add(urlsplit(settings.public_url).netloc.lower())
     return frozenset(hosts)
 
 
@@ -73,9 +77,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel
-        consent.ensure_policies(settings.store_name, settings.controller_name,
-                                settings.privacy_contact, settings.retention_days, settings.marketing_max_per_month,
-                                dpo=settings.dpo_contact)
+        consent.ensure_policies(settings)
         segments.ensure_builtins()
     gateway = gateway or load_gateway(settings)
     with database.connection_context():
@@ -115,9 +117,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
         funnel=Funnel(),
         dashboard=DashboardCache(),
         own_hosts=own_hosts(settings), portal_url=settings.portal_url.rstrip("/"),
+        last_seen=LastSeen(gap_minutes=float(settings.visit_gap_minutes)),
     )
 
-    from portal import errors, panel
+    from portal import errors, i18n, panel
     from portal.captive import CaptiveProbes, bp as captive_bp
     from portal.guards import body_limits, check_encoding, check_parameters
 
@@ -129,8 +132,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     app.before_request(body_limits)
     app.before_request(check_encoding)
     csrf.init_app(app)
+    i18n.init_app(app)  # the compiled catalogs and Babel's formats, in the page's language
     app.before_request(check_parameters)  # after CSRF, as when the visitors' blueprint registered it
     app.register_blueprint(captive_bp)
     panel.init_app(app)
+    from portal.activation import views as activation_views
+    activation_views.init_app(app)
     errors.init_app(app)
     return app

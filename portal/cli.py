@@ -8,7 +8,7 @@ import click
 
 from portal.cli_chain import central, sync
 from portal.cli_docs import commands_command, privacy_record_command
-from portal.cli_common import _settings, config_option, group_config_option
+from portal.cli_common import _settings, appliance_process, config_option, group_config_option
 from portal.config import database_path, markdown_table
 
 
@@ -77,6 +77,7 @@ def _serve(settings, host: str, port: int, configure, announce) -> None:
 @config_option
 def demo(port: int, data_dir: str, sample: bool, config: str | None) -> None:
     """Run the portal on localhost with the null gateway and an embedded SQLite file (no root)."""
+    appliance_process()
     import socket
 
     import secrets
@@ -123,15 +124,45 @@ def demo(port: int, data_dir: str, sample: bool, config: str | None) -> None:
         click.echo(f"  a phone's probe, as the gateway would pass it: "
                    f"curl -i -H 'Host: captive.apple.com' {url}/hotspot-detect.html")
         click.echo("  verification codes for visitors are printed here, as [message sms to ...] lines")
+        click.echo(f"  sign-ins become visits and segments are brought up to date every {DEMO_JOBS_SECONDS} s here "
+                   "(an appliance runs `footfall scheduler`)")
         click.echo("  Ctrl+C stops it.")
         sys.stdout.flush()
 
-    _serve(settings, "127.0.0.1", port, configure, announce)
+    import threading
+    stop = threading.Event()
+    threading.Thread(target=_demo_jobs, args=(settings, stop), name="demo-jobs", daemon=True).start()
+    try:
+        _serve(settings, "127.0.0.1", port, configure, announce)
+    finally:
+        stop.set()
+
+
+# The demo runs no scheduler process: the jobs a newcomer's dashboard needs from day one (sign-in
+# visits, then segments) run in a thread of the demo instead.
+DEMO_JOBS = ("signin_visits", "segments")
+DEMO_JOBS_SECONDS = 60
+
+
+def _demo_jobs(settings, stop, every: float = DEMO_JOBS_SECONDS) -> None:
+    import logging
+
+    from portal import store_settings
+    from portal.db import database
+    from portal.jobs import JOBS
+
+    while not stop.wait(every):
+        for name in DEMO_JOBS:
+            try:
+                with database.connection_context():
+                    JOBS[name].run(store_settings.apply(settings))
+            except Exception:  # noqa: BLE001 - the demo's pages go on; the next turn tries again
+                logging.getLogger(__name__).exception("demo job %s failed", name)
 
 
 def _add_sample(settings) -> None:
     """The demo's sample visitors, with the policies they consented to; once per data directory."""
-    from portal import consent, segments
+    from portal import consent, segments, store_settings
     from portal.config import key_path
     from portal.db import database
     from portal.identity import Vault, load_or_create_keys
@@ -139,9 +170,7 @@ def _add_sample(settings) -> None:
 
     vault = Vault(load_or_create_keys(key_path(settings)))
     with database.connection_context():
-        consent.ensure_policies(settings.store_name, settings.controller_name, settings.privacy_contact,
-                                settings.retention_days, settings.marketing_max_per_month,
-                                dpo=settings.dpo_contact)
+        consent.ensure_policies(store_settings.apply(settings))  # the texts as the panel's settings render them
         segments.ensure_builtins()
         added = add_sample(vault, settings.store_id)
     if added is None:
@@ -155,13 +184,36 @@ def _add_sample(settings) -> None:
 @config_option
 def portal(config: str | None) -> None:
     """Run the captive portal as configured (settings file and FOOTFALL_* variables)."""
+    appliance_process()
     settings = _settings(config)
+    _refuse_example_contacts(settings)
 
     def announce(s, real_port):
         click.echo(f"Footfall portal listening on {s.listen_host}:{real_port}, visitors sent to {s.portal_url}/")
         sys.stdout.flush()
 
     _serve(settings, settings.listen_host, settings.listen_port, lambda s, _port: s, announce)
+
+
+def _refuse_example_contacts(settings) -> None:
+    """A store's own gateway (not the demo's null one) must not tell visitors to write to an example
+    address: the contacts in force (the settings file's, or the panel's over them) are checked."""
+    from portal import store_settings
+    from portal.db import database, init_db
+    from portal.policy_texts import example_contacts
+
+    if settings.gateway == "null":
+        return
+    init_db(database_path(settings))
+    with database.connection_context():
+        settings = store_settings.apply(settings)
+    bad = example_contacts(settings)
+    if bad:
+        raise click.ClickException(
+            f"{', '.join(f'{name} = {getattr(settings, name)!r}' for name in bad)} is an example address, and the privacy "
+            "notice would tell visitors to write to it: set privacy_contact (and dpo_contact, the data protection "
+            "contact) to the store's real ones in the settings file or FOOTFALL_PRIVACY_CONTACT; `footfall demo` keeps "
+            "the example.")
 
 
 @main.command()
@@ -219,6 +271,7 @@ def init_db_command(config: str | None) -> None:
 @click.option("--iface", help="Capture on this interface (overrides capture_interface).")
 def collector(config: str | None, replay_file: str | None, iface: str | None) -> None:
     """Turn the guest LAN's packets into devices and visits (live, or --replay FILE.pcap)."""
+    appliance_process()
     import json
     import threading
 
@@ -243,13 +296,33 @@ def collector(config: str | None, replay_file: str | None, iface: str | None) ->
 @config_option
 @click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Look back this many days.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="List the most frequent visitors.")
-def visits(config: str | None, days: int, top: int) -> None:
-    """Who comes back: visits, recency and dwell per person (lead) or anonymous device."""
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the figures per local day as JSON (visits, passers-by, devices, dwell) instead.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="With --json: the first day (default: --days back).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="With --json: the last day (default: today).")
+def visits(config: str | None, days: int, top: int, as_json: bool, since, until) -> None:
+    """Who comes back: visits, recency and dwell per person (lead) or anonymous device; with
+    --json, the aggregate figures per day for any range of dates."""
+    import datetime
+    import json
+
     from portal.db import database, init_db
-    from portal.visits import summarize, visitor_stats
+    from portal.visits import daily_figures, summarize, visitor_stats
 
     settings = _settings(config)
+    if (since or until) and not as_json:
+        raise click.UsageError("--since and --until go with --json")
+    last = until.date() if until else datetime.date.today()
+    first = since.date() if since else last - datetime.timedelta(days=days - 1)
+    if last < first:
+        raise click.BadParameter("the range ends before it starts", param_hint="--until")
+    if (last - first).days >= 3660:
+        raise click.BadParameter("at most 3660 days at a time", param_hint="--since")
     init_db(database_path(settings))
+    if as_json:
+        with database.connection_context():
+            click.echo(json.dumps(daily_figures(first, last), indent=1))
+        return
     with database.connection_context():
         stats = visitor_stats(days)
     s = summarize(stats, days)
@@ -258,8 +331,9 @@ def visits(config: str | None, days: int, top: int) -> None:
                f"median dwell {s.median_dwell_minutes if s.median_dwell_minutes is not None else '-'} min.")
     click.echo(s.note)
     for row in stats[:top]:
+        device = row.subject[7:] if row.subject.startswith("device:anon-") else "(not followed: MAC not shown)"
         who = f"person {row.lead_uid[:8]} ({row.devices} device{'s' if row.devices > 1 else ''})" if row.lead_uid \
-            else f"device {row.subject[7:]}{' (private address: estimate)' if row.randomized else ''}"
+            else f"device {device}{' (private address: estimate)' if row.randomized else ''}"
         click.echo(f"  {who}: {row.visits} visits, last {row.recency_days:.1f} days ago, "
                    f"median dwell {row.median_dwell_minutes:.0f} min")
 
@@ -268,6 +342,7 @@ def visits(config: str | None, days: int, top: int) -> None:
 @config_option
 def scheduler(config: str | None) -> None:
     """Run the scheduled jobs (segments every 15 minutes, retention purge daily) in this one process."""
+    appliance_process()
     import logging
 
     from portal.jobs import JOBS, run_scheduler

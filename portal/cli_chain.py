@@ -212,7 +212,7 @@ def central_tokens(config: str | None) -> None:
 @config_option
 def central_purge(dry_run: bool, config: str | None) -> None:
     """Retention: erase the details, devices and visits of people not seen at any store within
-    central_retention_days (the consent log stays as proof). Run it daily (a cron job or timer)."""
+    central_retention_days (the consent log stays as proof). systemd/footfall-central-purge.timer runs it daily."""
     import json
 
     from central.db import database
@@ -230,3 +230,105 @@ def central_purge(dry_run: bool, config: str | None) -> None:
                     purge_person(cur, person, now)
     click.echo(json.dumps({"retention_days": settings.central_retention_days, "people": len(stale),
                            "dry_run": dry_run}))
+
+
+@central.group("webhook")
+@group_config_option
+def central_webhook() -> None:
+    """The chain's webhooks (Standard Webhooks) to a CRM: endpoints and delivery."""
+
+
+@central_webhook.command("add")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, help="An event type to send (repeat); none means every type.")
+@config_option
+def central_webhook_add(url: str, events: tuple[str, ...], config: str | None) -> None:
+    """Add an endpoint (https only); its signing secret is printed once, on standard output."""
+    from central import webhooks
+    from central.db import database
+
+    settings, app = _central(config)
+    with database.connection_context():
+        try:
+            endpoint, secret = webhooks.add_endpoint(url.strip(), list(events), app.extensions["central"]["vault"],
+                                                     settings.webhook_allow_loopback)
+        except webhooks.WebhookError as exc:
+            raise click.ClickException(f"refused: {exc.args[0]}") from None
+    click.echo(secret)
+    click.echo(f"endpoint {endpoint.uid} -> {endpoint.url} ({', '.join(endpoint.events)}); "
+               "the secret above is shown only now: give it to the CRM", err=True)
+
+
+@central_webhook.command("list")
+@config_option
+def central_webhook_list(config: str | None) -> None:
+    """The endpoints (never their secrets), what waits, and the messages that failed for good."""
+    from central import webhooks
+    from central.db import database
+    from portal.webhooks import wire
+
+    _central(config)
+    with database.connection_context():
+        for e in webhooks.endpoints():
+            click.echo(f"{e.uid}\t{e.url}\t{','.join(e.events)}\t{'on' if e.enabled else 'off'}")
+        counts = webhooks.counts()
+        click.echo(f"# pending {counts['pending']}, delivered {counts['delivered']}, dead {counts['dead']}")
+        for msg_id, kind, endpoint, attempts, error in webhooks.dead_letters():
+            click.echo(f"# dead {msg_id}\t{kind}\t{endpoint}\t{attempts} attempts\t{wire.printable(error or '')}")
+
+
+@central_webhook.command("remove")
+@click.argument("uid")
+@config_option
+def central_webhook_remove(uid: str, config: str | None) -> None:
+    """Remove an endpoint and the messages waiting for it."""
+    from central import webhooks
+    from central.db import database
+
+    _central(config)
+    with database.connection_context():
+        if not webhooks.remove_endpoint(uid):
+            raise click.ClickException(f"no endpoint {uid!r} (see `footfall central webhook list`)")
+    click.echo(f"removed {uid}")
+
+
+@central_webhook.command("resend")
+@click.argument("msg_id")
+@config_option
+def central_webhook_resend(msg_id: str, config: str | None) -> None:
+    """Put a message that failed for good back in the queue."""
+    from central import webhooks
+    from central.db import database
+
+    _central(config)
+    with database.connection_context():
+        if not webhooks.send_again(msg_id):
+            raise click.ClickException(f"no dead message {msg_id!r}")
+    click.echo(f"{msg_id} queued again")
+
+
+@central_webhook.command("deliver")
+@click.option("--every", type=click.IntRange(0, 3600), default=0, help="Keep delivering every N seconds (0: once).")
+@config_option
+def central_webhook_deliver(every: int, config: str | None) -> None:
+    """Send the messages that are due (once, or every N seconds until SIGTERM)."""
+    import json
+    import signal
+    import threading
+
+    from central import webhooks
+    from central.db import database
+
+    settings, app = _central(config)
+    rt = app.extensions["central"]
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while True:
+        with database.connection_context():
+            result = webhooks.deliver_due(rt["vault"], webhooks.person_key(rt["keys"]),
+                                          float(settings.webhook_timeout_seconds), settings.webhook_max_attempts,
+                                          settings.webhook_allow_loopback)
+        click.echo(json.dumps(result, sort_keys=True))
+        if not every or stop.wait(every):
+            return

@@ -31,6 +31,18 @@ def group_config_option(f):
                         help="TOML settings file for the commands below (default: $FOOTFALL_CONFIG).")(f)
 
 
+def appliance_process() -> None:
+    """Called first by the appliance's long-running processes (portal, collector, scheduler, demo).
+
+    They never talk to PostgreSQL, but peewee imports psycopg2 whenever it is installed (the
+    central store's extra, or a development install): libpq with its TLS, Kerberos and LDAP
+    libraries, about 11 MB in every process (tests/perf/bench_appliance.py). Marking it absent
+    before peewee is imported keeps it out; a process that imported it already is left alone."""
+    import sys
+    if "peewee" not in sys.modules:
+        sys.modules.setdefault("psycopg2", None)  # type: ignore[arg-type]
+
+
 def _settings(config: str | None, **overrides):
     if config is None:
         ctx = click.get_current_context(silent=True)

@@ -73,12 +73,13 @@ def commands_command(ctx: click.Context, markdown: bool, config: str | None) -> 
 
 @click.command("privacy-record")
 @click.option("--defaults", is_flag=True,
-              help="Use the default policy texts even when the database holds published versions.")
+              help="Use the default policy texts even when the database holds published versions, and name no webhook endpoint.")
 @config_option
 def privacy_record_command(defaults: bool, config: str | None) -> None:
     """Print the record of processing (markdown) from the settings and the policy texts in force."""
-    from portal.privacy_record import published_texts, render
+    from portal.privacy_record import published_endpoints, published_texts, render, settings_in_force
 
-    settings = _settings(config)
+    settings = settings_in_force(_settings(config))  # with the owner's panel edits, as the portal runs
     texts = None if defaults else published_texts(settings)
-    click.echo(render(settings, texts), nl=False)
+    endpoints = None if defaults else published_endpoints(settings)
+    click.echo(render(settings, texts, endpoints), nl=False)

@@ -91,6 +91,16 @@ def utcnow() -> tuple[datetime.datetime, bool]:
     return now, False
 
 
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def seq_now() -> int:
+    """The lowest outbox seq an event may take now: microseconds since the epoch on the floored
+    clock, so a database restored from a backup, whose last seq went back, still numbers its new
+    events above every seq the lost database gave out (issue 18; portal.models.OutboxEvent)."""
+    return (utcnow()[0] - _EPOCH) // datetime.timedelta(microseconds=1)
+
+
 def state(data_dir: str | os.PathLike) -> dict:
     now, good = _now(), last_good(data_dir)
     return {"synchronized": synchronized(), "now": now.isoformat(timespec="seconds"),

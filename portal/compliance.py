@@ -13,6 +13,7 @@ import hashlib
 from portal.core import deadlines
 from portal.core.purposes import LANGUAGES, MARKETING_PURPOSES
 from portal.db import database
+from portal.identity import Vault
 from portal.models import AuditLog, Breach, DataRequest, Lead, TransferAssessment, utcnow
 from portal.policy_texts import DOCUMENTS
 
@@ -85,8 +86,9 @@ def transfer_in_force(platform: str) -> TransferAssessment | None:
 # -- breaches ---------------------------------------------------------------------------------------
 
 def record_breach(detected_at: datetime.datetime, description: str, data_kinds: str, people: str, measures: str,
-                  actor: str, now: datetime.datetime | None = None) -> Breach:
-    """`detected_at` is naive UTC; the authority must be told within 72 hours of it."""
+                  actor: str, vault: Vault, now: datetime.datetime | None = None) -> Breach:
+    """`detected_at` is naive UTC; the authority must be told within 72 hours of it. The description
+    and the measures are stored encrypted."""
     if detected_at > (now or utcnow()) + datetime.timedelta(minutes=5):
         raise ComplianceError("detected_future")
     description = _text(description, 2000, "description")
@@ -99,8 +101,10 @@ def record_breach(detected_at: datetime.datetime, description: str, data_kinds: 
         if not 0 <= count <= 100_000_000:
             raise ComplianceError("people")
     with database.atomic():
-        row = Breach.create(detected_at=detected_at, description=description, data_kinds=_text(data_kinds, 200, "data_kinds", False),
-                            people=count, measures=_text(measures, 2000, "measures", False), recorded_by=actor)
+        measures = _text(measures, 2000, "measures", False)
+        row = Breach.create(detected_at=detected_at, description="", description_enc=vault.encrypt(description, BREACH_TEXT),
+                            data_kinds=_text(data_kinds, 200, "data_kinds", False), people=count, measures="",
+                            measures_enc=vault.encrypt(measures, BREACH_MEASURES) if measures else None, recorded_by=actor)
         AuditLog.record(actor, "breach_recorded", str(row.id), detected_at=detected_at)
     return row
 
@@ -129,6 +133,29 @@ def breach_state(breach: Breach, now: datetime.datetime) -> dict:
 
 def breaches() -> list[Breach]:
     return list(Breach.select().order_by(Breach.id.desc()))
+
+
+BREACH_TEXT, BREACH_MEASURES = "breach.description", "breach.measures"  # the vault's contexts
+
+
+def breach_texts(breach: Breach, vault: Vault) -> tuple[str, str]:
+    """The description and the measures, decrypted (a row not sealed yet: as it was written)."""
+    description = vault.decrypt(breach.description_enc, BREACH_TEXT) if breach.description_enc else breach.description
+    measures = vault.decrypt(breach.measures_enc, BREACH_MEASURES) if breach.measures_enc else breach.measures
+    return description or "", measures or ""
+
+
+def seal_breaches(vault: Vault) -> int:
+    """Encrypt what rows written before migration 0016 hold in plain text; returns how many."""
+    sealed = 0
+    with database.atomic():
+        for row in Breach.select().where((Breach.description != "") | (Breach.measures != "")):
+            description, measures = breach_texts(row, vault)
+            Breach.update(description="", measures="", description_enc=vault.encrypt(description, BREACH_TEXT),
+                          measures_enc=vault.encrypt(measures, BREACH_MEASURES) if measures else None) \
+                .where(Breach.id == row.id).execute()
+            sealed += 1
+    return sealed
 
 
 # -- the impact-assessment dossier ------------------------------------------------------------------
@@ -169,14 +196,17 @@ def dossier(settings, texts: dict[tuple[str, str], str], now: datetime.datetime 
         "",
         "## 2. Data and people concerned",
         "",
-        "Email, phone, name, language (encrypted, AES-256-GCM); device MAC addresses, vendor, host name, visits; "
-        "consent events with the exact text shown. Concerned: the store's guests, among them possibly minors; "
+        "Email, phone, name, language (encrypted, AES-256-GCM); the MAC of a signed-in device (the gateway needs "
+        "it); the MAC, vendor, host name and visits of devices only of people who agreed to visit analytics, every "
+        "other device under a pseudonym whose key is destroyed after "
+        f"{settings.pseudonym_rotation_hours} hours; consent events with the exact text shown. Concerned: the store's guests, among them possibly minors; "
         "no sensitive data is asked for, but a presence log at named stores may reveal habits and whereabouts.",
         "",
         "## 3. Necessity and proportionality",
         "",
         f"- Retention: people and visits {settings.retention_days} days after the last visit (`retention_days`), "
-        "by a daily purge.",
+        f"by a daily purge; visits under a pseudonym {settings.anonymous_retention_days} days "
+        "(`anonymous_retention_days`).",
         "- Only people whose latest consent to a purpose is a grant are ever exported or messaged; restricted "
         "people never are.",
         "- The panel answers only the management networks; analysts see totals only.",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import os
 import re
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from portal.core.deadlines import parse_holidays
+from portal.core.deadlines import parse_holidays, zone
 from portal.core.purposes import LANGUAGES
+from portal.safeurl import safe_continue
 from portal.weak_secrets import WeakSecret, check_faskey
 
 ENV_PREFIX = "FOOTFALL_"
@@ -44,6 +46,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dsr_extension_days", 15, "Calendar days the one extension of a data-subject request adds to its deadline."),
     Setting("public_holidays", "", "Public holidays (ISO dates, comma-separated) that are not working days for the privacy desk's clocks; Saturdays and Sundays never are."),
     Setting("dpo_contact", "", "The data protection contact (a person or department, with an email or phone): shown in the privacy notice and the compliance pack; empty means `privacy_contact`."),
+    Setting("export_log_retention_days", 1095, "Days an entry of the export log (who was sent to which platform, as hashes, under which consent) is kept: 3 years, the limitation period of a claim for damages in Vietnam (Civil Code 2015, art. 588), longer than an audience lives on Meta (2 years unused) or Google Customer Match (540 days at most), so removal lists stay possible; the daily purge deletes older entries."),
     Setting("portal_url", "http://192.168.4.1:8080", "Address visitors' browsers reach the portal at; probes are redirected here."),
     Setting("portal_hosts", "", "Extra host names (comma-separated, with port if any) served as the portal itself."),
     Setting("listen_host", "0.0.0.0", "Address the portal's web server binds to."),
@@ -67,9 +70,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("privacy_contact", "privacy@example.com", "Contact for data-protection requests, shown in the privacy notice."),
     Setting("controller_name", "", "Legal name of the data controller shown in the privacy notice; empty means the store name."),
     Setting("retention_days", 365, "Days a lead and its visits are kept after the last visit."),
+    Setting("anonymous_retention_days", 30, "Days the visits of devices counted under a pseudonym (no consent to visit analytics) are kept."),
+    Setting("pseudonym_rotation_hours", 24, "The collector names a device without consent to visit analytics by a keyed pseudonym whose key is destroyed after this many hours (local time; 24 keeps devices per day exact)."),
     Setting("min_age", 16, "Visitors must confirm they are at least this old to agree to any optional purpose (marketing, visit analytics, chain sharing); getting online needs no confirmation. 0 turns the confirmation off."),
     Setting("just_connect", False, "Offer a \"just connect\" button on the sign-in page: online on the WiFi terms alone, with no email, phone or name."),
+    Setting("splash_headline_vi", "", "The sign-in page's headline in Vietnamese (up to 80 characters); empty means “WiFi miễn phí”. Editable in the panel."),
+    Setting("splash_headline_en", "", "The sign-in page's headline in English (up to 80 characters); empty means “Free WiFi”."),
+    Setting("splash_subtitle_vi", "", "The line under the headline in Vietnamese (up to 160 characters); empty means the standard invitation to leave a phone or an email."),
+    Setting("splash_subtitle_en", "", "The line under the headline in English (up to 160 characters)."),
+    Setting("splash_offer_vi", "", "An offer shown on the sign-in page in Vietnamese (up to 120 characters), such as “Giảm 10% cho ly thứ hai”; empty shows none."),
+    Setting("splash_offer_en", "", "The offer in English (up to 120 characters); empty shows none."),
+    Setting("splash_contact_first", "phone", "Which field the sign-in page shows first: `phone` (with SMS and Zalo, what most Vietnamese guests use) or `email`."),
+    Setting("splash_link", "", "The store's own page (menu, offer, social page) offered as a button once a visitor is online: an http(s) address; empty offers “Continue browsing” or “Close”."),
+    Setting("splash_link_label_vi", "", "That button's label in Vietnamese (up to 40 characters); empty means “Xem trang của cửa hàng”."),
+    Setting("splash_link_label_en", "", "That button's label in English (up to 40 characters); empty means “See our page”."),
     Setting("marketing_max_per_month", 4, "The most marketing messages a person gets a month on each channel, as the consent texts promise them."),
+    Setting("store_time_zone", "", "The store's time zone (an IANA name such as `Asia/Ho_Chi_Minh`) for quiet hours, the day after a visit, the privacy desk's working days and deadlines, the breach form and the times pages show, whatever the machine's own zone; empty means the system's."),
+    Setting("public_url", "", "Address the links in messages (unsubscribe) point to, reachable from anywhere (the TLS front); empty means `portal_url`."),
+    Setting("activation_quiet_start", 21, "Quiet hours start (hour, store time): no automated or campaign message is sent from then..."),
+    Setting("activation_quiet_end", 8, "...until this hour (store time); equal to the start: no quiet hours."),
+    Setting("activation_max_per_week", 2, "The most automated and campaign messages a person gets in 7 days on each channel."),
+    Setting("activation_holdout_percent", 10, "Share (percent) of each automation's and campaign's audience kept as a holdout group that is not sent, to measure the lift."),
+    Setting("activation_rate_per_second", 5, "The most messages the scheduler hands to each provider (email, SMS, Zalo) per second."),
     Setting("rate_limit_count", 10, "Form submissions allowed per device and per IP within the window."),
     Setting("rate_limit_window", 600, "Rate-limit window in seconds."),
     Setting("max_body_bytes", 16384, "Largest request body the portal accepts."),
@@ -106,6 +128,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zalo_url", "", "Zalo ZNS endpoint; empty means business.openapi.zalo.me's."),
     Setting("zalo_access_token", "", "The Zalo Official Account's access token."),
     Setting("zalo_template_id", "", "The approved ZNS template for verification codes (its parameter: `otp`)."),
+    Setting("weekly_summary", "off", "A summary of the week (visitors, new and returning, sign-ups, consents, exports) emailed every Monday morning to the owners who gave their account an email: `off`, or the language to write it in, `vi` or `en`. The owner turns it on in the panel's settings."),
     Setting("verify_when", "after", "When a visitor proves their email or phone with a one-time code: `after` getting online (at once; the record stays an unverified claim until the code is entered) or `before` (an SMS code arrives without internet; for an email or Zalo code the device gets `preverify_seconds` online to fetch it)."),
     Setting("preverify_seconds", 180, "With `verify_when = before`: how long a device waiting for an email or Zalo code is online to receive it."),
     Setting("sms_regions", "", "Regions (ISO 3166 codes, comma-separated) whose mobile numbers may get SMS and Zalo codes; empty means `default_region`. Premium and foreign numbers never do."),
@@ -116,6 +139,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync_allow_http", False, "Allow an http:// central_url on a loopback address (tests only: batches carry personal data)."),
     Setting("sync_interval_seconds", 30, "The scheduler pushes the outbox this often."),
     Setting("sync_batch_events", 5000, "Events per signed batch."),
+    Setting("webhook_interval_seconds", 15, "The scheduler queues and sends webhooks this often."),
+    Setting("webhook_timeout_seconds", 10, "A webhook receiver must answer within this many seconds (each connect and read)."),
+    Setting("webhook_max_attempts", 10, "Attempts of one webhook message (exponential backoff from a minute, at most 6 hours apart) before it goes to the dead-letter list."),
+    Setting("webhook_allow_loopback", False, "Allow webhook URLs on a loopback address, http:// included (tests only: webhooks carry personal data, and private, link-local and loopback targets are otherwise refused)."),
     Setting("central_dsn", "postgresql://postgres@127.0.0.1:5432/footfall", "Central store: the PostgreSQL database."),
     Setting("central_schema", "", "Central store: a PostgreSQL schema of its own (several chains in one database, tests)."),
     Setting("central_listen_host", "127.0.0.1", "Central store: address its web server binds to."),
@@ -123,12 +150,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("central_workers", 3, "Central store: web server worker processes."),
     Setting("central_key_file", "", "Central store: its key file; empty means `<data_dir>/central-keys.json`."),
     Setting("central_max_batch_bytes", 8 * 1024 * 1024, "Central store: largest signed batch accepted (compressed)."),
+    Setting("central_transfers_assessed", "", "Central store: the ad platforms (meta, google) its exports may go to, each with the date of its transfer impact assessment, e.g. `meta:2026-11-01,google:2026-11-02`; an export to a platform not named is refused (409), as the panel refuses one without a recorded assessment."),
     Setting("central_retention_days", 365, "Central store: days a person's details, devices and visits are kept after they were last seen at any store (`footfall central purge`); the consent log stays as proof."),
     Setting("sync_replay_window", 300, "Central store: signed batches older or newer than this many seconds are refused."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+# The sign-in page's texts (per language), as the panel's editor bounds them too (store_settings.py).
+SPLASH_TEXT_MAX = {"headline": 80, "subtitle": 160, "offer": 120, "link_label": 40}
+# Control characters, and the bidirectional overrides that would make a line read backwards.
+SPLASH_FORBIDDEN = "[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]"
 
 
 class ConfigError(ValueError):
@@ -204,9 +236,10 @@ def _validate(settings: "Settings") -> None:
     if settings.gateway == "opennds":
         _validate_opennds(settings)
     for name in ("session_seconds", "rate_limit_count", "rate_limit_window", "max_body_bytes",
-                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
+                 "max_header_bytes", "threads", "db_lock_wait_ms", "disk_floor_mb", "retention_days", "anonymous_retention_days", "pseudonym_rotation_hours", "flush_seconds", "visit_gap_minutes", "panel_idle_minutes",
                  "login_max_failures", "login_lockout_minutes", "sync_interval_seconds",
-                 "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window", "central_retention_days"):
+                 "sync_batch_events", "central_workers", "central_max_batch_bytes", "sync_replay_window", "central_retention_days",
+                 "export_log_retention_days"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     _validate_isolation(settings)
@@ -223,14 +256,30 @@ def _validate(settings: "Settings") -> None:
             ipaddress.ip_address(settings.trusted_proxy)
         except ValueError:
             raise ConfigError(f"trusted_proxy: {settings.trusted_proxy!r} is not an IP address") from None
+    try:
+        transfers_assessed(settings)
+    except ValueError as exc:
+        raise ConfigError(f"central_transfers_assessed: {exc}") from None
     for channel, drivers in (("email", ("none", "console", "smtp")), ("sms", ("none", "console", "esms")),
                              ("zalo", ("none", "console", "zns"))):
         if getattr(settings, f"{channel}_driver") not in drivers:
             raise ConfigError(f"{channel}_driver must be one of {', '.join(drivers)}")
+    for name, longest in SPLASH_TEXT_MAX.items():
+        for language in LANGUAGES:
+            value = getattr(settings, f"splash_{name}_{language}")
+            if len(value) > longest or re.search(SPLASH_FORBIDDEN, value):
+                raise ConfigError(f"splash_{name}_{language}: one line of at most {longest} characters")
+    if settings.splash_contact_first not in ("phone", "email"):
+        raise ConfigError("splash_contact_first must be `phone` or `email`")
+    if settings.splash_link and safe_continue(settings.splash_link) is None:
+        raise ConfigError(f"splash_link: {settings.splash_link!r} is not an http(s) address")
     if not 0 <= settings.min_age <= 25:
         raise ConfigError("min_age must be between 0 (no confirmation) and 25")
     if settings.marketing_max_per_month <= 0:
         raise ConfigError("marketing_max_per_month must be positive (the consent texts state it)")
+    _validate_activation(settings)
+    if settings.weekly_summary not in ("off", "vi", "en"):
+        raise ConfigError("weekly_summary must be off, vi or en")
     if settings.verify_when not in ("after", "before"):
         raise ConfigError("verify_when must be after or before")
     if settings.paid_codes_per_hour < 0 or settings.paid_codes_per_day < settings.paid_codes_per_hour:
@@ -245,8 +294,25 @@ def _validate(settings: "Settings") -> None:
         parse_holidays(settings.public_holidays)
     except ValueError as exc:
         raise ConfigError(f"public_holidays: {exc}") from None
+    try:
+        zone(settings.store_time_zone)
+    except ValueError as exc:
+        raise ConfigError(f"store_time_zone: {exc}") from None
+    if not 30 <= settings.export_log_retention_days <= 3650:
+        raise ConfigError("export_log_retention_days must be between 30 and 3650")
     if not settings.portal_url.startswith(("http://", "https://")):
         raise ConfigError("portal_url must start with http:// or https://")
+
+
+def _validate_activation(settings: "Settings") -> None:
+    if not (0 <= settings.activation_quiet_start <= 23 and 0 <= settings.activation_quiet_end <= 23):
+        raise ConfigError("activation_quiet_start and activation_quiet_end are hours, 0 to 23")
+    if settings.activation_max_per_week <= 0 or settings.activation_rate_per_second <= 0:
+        raise ConfigError("activation_max_per_week and activation_rate_per_second must be positive")
+    if not 0 <= settings.activation_holdout_percent <= 50:
+        raise ConfigError("activation_holdout_percent must be between 0 and 50")
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError("public_url must start with http:// or https://")
 
 
 def _refuse_guest_panel(settings: "Settings") -> None:
@@ -302,6 +368,24 @@ def _validate_isolation(settings: "Settings") -> None:
 
 def database_path(settings: "Settings") -> Path:
     return Path(settings.database) if settings.database else Path(settings.data_dir) / "footfall.db"
+
+
+_TRANSFER = re.compile(r"(meta|google):(\d{4}-\d{2}-\d{2})\Z")
+
+
+def transfers_assessed(settings: "Settings") -> dict[str, datetime.date]:
+    """`central_transfers_assessed` read: each ad platform the central store may export to, and the
+    date of its transfer impact assessment (never in the future). ValueError says what is wrong."""
+    out = {}
+    for item in filter(None, (part.strip() for part in settings.central_transfers_assessed.split(","))):
+        match = _TRANSFER.match(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not platform:YYYY-MM-DD (platform meta or google)")
+        day = datetime.date.fromisoformat(match.group(2))
+        if day > datetime.date.today():
+            raise ValueError(f"{item!r}: the assessment is dated in the future")
+        out[match.group(1)] = day
+    return out
 
 
 def central_key_path(settings: "Settings") -> Path:

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from portal.db import database
+from portal.i18n import translate
 from portal.identity import Vault, mask_email, mask_phone
 from portal.messages import Delivery, Dispatcher, Message
 from portal.models import (Authorization, ContactClaim, ContactProof, Consent, DataRequest, Device, Lead, OutboxEvent,
@@ -34,12 +35,6 @@ logger = logging.getLogger(__name__)
 KINDS = ("email", "phone")
 CLAIM_LIFE = datetime.timedelta(days=1)
 
-_TEXT = {
-    "vi": ("Mã xác minh {store} của bạn là {code}. Mã có hiệu lực 10 phút. Nếu bạn không yêu cầu, hãy bỏ qua.",
-           "Mã xác minh {store}"),
-    "en": ("Your {store} verification code is {code}. It is valid for 10 minutes. If you did not ask for it, ignore this.",
-           "Your {store} code"),
-}
 
 
 @dataclass(frozen=True)
@@ -122,7 +117,7 @@ class Contacts:
         if channel in PAID and not billable(value, self.settings):
             raise VerificationError("number_not_allowed")
         issued = self.codes.issue(channel, row.destination_index, row.device_mac, row.ip, claim_uid=row.uid)
-        text, subject = _TEXT.get(row.language, _TEXT["en"])
+        text, subject = translate("code_message_body", row.language), translate("code_message_subject", row.language)
         store = self.settings.store_name
         body = text.format(store=store, code=issued.code)
         message = Message(channel, value, body, subject=subject.format(store=store) if channel == "email" else "",

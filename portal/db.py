@@ -6,8 +6,10 @@ tests/portal/test_writers.py checks it against what each process really writes):
 - portal: visitors' sign-ins (lead, device, consent, authorization, outbox, audit), the panel's
   actions (settings, segments' definitions, managers, the privacy desk), the funnel counts.
 - collector: devices, visits and runs in progress, each closed visit's outbox event.
-- scheduler: segment membership, retention purges, sync bookkeeping (outbox delivered, commands
-  from the central store: erasures), backups (read only).
+- scheduler: segment membership (and the notes of who may have moved, segment_dirty, which
+  SQLite's triggers write for every writer), retention purges, sync bookkeeping (outbox delivered, commands
+  from the central store: erasures), backups (read only), sign-ins made visits (signin_run, visit,
+  device: a pseudonym per visit of someone not followed).
 
 Every write transaction is short and takes the write lock when it begins (see AppDatabase).
 """
@@ -35,19 +37,32 @@ PRAGMAS = {
     # size after each checkpoint: on a small SD card a growing WAL is what fills the disk first.
     "wal_autocheckpoint": 256,
     "journal_size_limit": 1024 * 1024,
+    # Deleted rows are overwritten with zeros: an erased person's or a purged pseudonym's bytes do
+    # not linger in free pages (nor, copied from them, in the WAL or a backup).
+    "secure_delete": 1,
 }
 SLOW_WAIT_SECONDS = 0.1
 
 _ALL = "*"
 WRITERS: dict[str, frozenset[str]] = {
     "portal": frozenset({_ALL}),  # the visitor journey, the panel (its owner's every action), the funnel
-    "collector": frozenset({"device", "visit", "open_run", "outbox_event"}),
+    # segment_dirty: written by SQLite's triggers on visit/device (migration 0021), for the segment job.
+    "collector": frozenset({"device", "visit", "open_run", "outbox_event", "segment_dirty"}),
     # Segments and their sync bookkeeping; retention purges and erasures decided at the central
     # store (a person erased everywhere: lead, consents kept as proof, devices, visits, sessions).
-    "scheduler": frozenset({"segment", "segment_member", "store_setting", "outbox_event", "audit_entry",
+    "scheduler": frozenset({"segment", "segment_member", "segment_dirty", "store_setting", "outbox_event", "audit_entry",
+                            "export_log", "export_member",  # the export log's retention (portal/retention.py)
                             "lead", "consent", "device", "visit", "open_run", "authorization",
                             # contact claims and one-time codes: purged a day after, erased with a person
-                            "contact_claim", "verification_code"}),
+                            "contact_claim", "verification_code",
+                            # activation (issue 17): sends, their log, vouchers issued with them
+                            "activation_send", "send_attempt", "voucher", "automation",
+                            # webhooks: the queue fed from the outbox, its delivery and what was announced
+                            "webhook_delivery", "webhook_seen", "webhook_segment_member",
+                            # name words: indexed by the name_index job, dropped by a trigger with a name
+                            "lead_name_word",
+                            # sign-in runs and the visits they become (portal/signin_visits.py)
+                            "signin_run"}),
 }
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from portal.consent import COUNTS_SQL
-from portal.core.audience import HEADERS, KINDS, hashed_row, sha256  # noqa: F401  (sha256: re-exported)
+from portal import name_index
+from portal.consent import COUNTS_SQL, VALID_SQL
+from portal.core.audience import HEADERS, KINDS, hashed_row, sha256, to_csv  # noqa: F401  (sha256: re-exported)
 from portal.db import database
 from portal.identity import Vault
 from portal.models import AuditLog, ExportLog, ExportMember, Lead, Segment
+from portal.visits import FOLLOWED_PEOPLE_SQL
 
 
 _CONSENTED = """
@@ -29,6 +31,7 @@ JOIN consent c ON c.lead_id = l.id AND c.granted = 1 AND c.purpose IN ({purposes
   AND c.id = (SELECT max(id) FROM consent c2 WHERE c2.lead_id = c.lead_id AND c2.purpose = c.purpose)
   AND {counts}
 WHERE m.segment_id = ? AND l.restricted_at IS NULL  -- objection/restriction upheld by the privacy desk (issue 15)
+  AND l.id IN ({followed})  -- segments are visit analytics: a member who withdrew or lapsed since the last run is out
 GROUP BY l.id ORDER BY l.id
 """
 
@@ -37,10 +40,30 @@ SELECT count(DISTINCT l.id) FROM segment_member m
 JOIN lead l ON l.id = m.lead_id AND l.erased_at IS NULL
 JOIN consent c ON c.lead_id = l.id AND c.granted = 1 AND c.purpose IN ({purposes})
   AND c.id = (SELECT max(id) FROM consent c2 WHERE c2.lead_id = c.lead_id AND c2.purpose = c.purpose)
+  AND {valid}  -- a consent on a text since changed materially is not "left out": it awaits a new answer
 WHERE m.segment_id = ? AND NOT EXISTS (
   SELECT 1 FROM consent c WHERE c.lead_id = l.id AND c.granted = 1 AND c.purpose IN ({purposes})
   AND c.id = (SELECT max(id) FROM consent c2 WHERE c2.lead_id = c.lead_id AND c2.purpose = c.purpose) AND {counts})
 """
+
+
+# Excel reads a CSV without a byte-order mark in the machine's legacy code page: "Nguyễn" would
+# show as "Nguyá»…n". The CRM file (names, in Vietnamese) starts with one; Meta's and Google's
+# files hold only hex digests and their uploaders want the header as the first bytes.
+BOM = "\ufeff"
+
+
+def file_name(segment_name: str, kind: str, day: datetime.date) -> str:
+    """`loyal-meta-2026-11-25.csv`: the segment's name in ASCII (slugified), the kind, the day."""
+    slug = "-".join(name_index.ascii_words(segment_name))[:48].strip("-") or "segment"
+    return f"{slug}-{kind}-{day:%Y-%m-%d}.csv"
+
+
+def csv_text(rows: Iterable[list[str]], kind: str) -> Iterator[str]:
+    """The export as CSV text (formula-neutralised cells), behind a BOM for the CRM file."""
+    if kind == "csv":
+        yield BOM
+    yield from to_csv(rows)
 
 
 def _purposes(kind: str) -> tuple[str, ...]:
@@ -49,7 +72,7 @@ def _purposes(kind: str) -> tuple[str, ...]:
 
 def _consented(segment_id: int, purposes: tuple[str, ...]):
     marks = ",".join("?" * len(purposes))
-    return database.execute_sql(_CONSENTED.format(purposes=marks, counts=COUNTS_SQL), (*purposes, segment_id))
+    return database.execute_sql(_CONSENTED.format(purposes=marks, counts=COUNTS_SQL, followed=FOLLOWED_PEOPLE_SQL), (*purposes, segment_id))
 
 
 def left_out(segment_id: int, kind: str) -> int:
@@ -58,7 +81,7 @@ def left_out(segment_id: int, kind: str) -> int:
         raise ValueError(f"unknown export {kind!r}")
     purposes = _purposes(kind)
     marks = ",".join("?" * len(purposes))
-    return database.execute_sql(_LEFT_OUT.format(purposes=marks, counts=COUNTS_SQL),
+    return database.execute_sql(_LEFT_OUT.format(purposes=marks, counts=COUNTS_SQL, valid=VALID_SQL),
                                 (*purposes, segment_id, *purposes)).fetchone()[0]
 
 
@@ -176,7 +199,7 @@ def _as_time(value) -> datetime.datetime:
 def removals(kind: str, vault: Vault, as_of: datetime.datetime | None = None) -> list[Removal]:
     """What must go from `kind`'s platform: each identifier sent there whose consent no longer
     counts (withdrawn, or its contact no longer verified), whose person no longer holds it, or
-    whose person was erased; due since at most `as_of`. One entry per distinct identifier set."""
+    whose person was erased or restricted (issue 15); due since at most `as_of`. One entry per distinct identifier set."""
     if kind not in KINDS:
         raise ValueError(f"unknown export {kind!r}")
     members = list(ExportMember.select(ExportMember, Lead).join(ExportLog).switch(ExportMember).join(Lead)
@@ -198,6 +221,9 @@ def removals(kind: str, vault: Vault, as_of: datetime.datetime | None = None) ->
                 continue
             if lead.erased_at is not None:
                 out[k] = (sent, _as_time(lead.erased_at))
+                continue
+            if lead.restricted_at is not None:  # an objection or a restriction upheld: off every platform too
+                out[k] = (sent, _as_time(lead.restricted_at))
                 continue
             counts, at = consents.get(lead.id, {}).get(COVERS[kind][k], (False, _as_time(lead.updated_at)))
             if not counts:

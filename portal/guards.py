@@ -20,6 +20,11 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f\ufffd]")
 _FORBIDDEN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 PANEL_TEXT_MAX = 20000
 LOGO_UPLOAD = "/panel/settings/logo"
+PICTURE_UPLOAD = "/panel/splash/picture"  # the sign-in page's picture (portal/panel/splash.py)
+# The settings form carries every policy text in every language (a privacy notice alone is several
+# KB, and percent-encoded Vietnamese takes up to 9 bytes a letter): max_body_bytes refused it with a 413.
+SETTINGS_FORM = "/panel/settings"
+SETTINGS_FORM_MAX = 1024 * 1024
 
 
 class BadParameters(Exception):
@@ -27,10 +32,16 @@ class BadParameters(Exception):
 
 
 def body_limits() -> None:
-    """The logo upload may be larger than any other request (before anything reads the body)."""
+    """The logo and picture uploads and the settings form may be larger than any other request (before anything reads the body)."""
     if request.path == LOGO_UPLOAD:
         request.max_content_length = 256 * 1024
         request.max_form_memory_size = 256 * 1024
+    elif request.path == PICTURE_UPLOAD:
+        request.max_content_length = 384 * 1024
+        request.max_form_memory_size = 384 * 1024
+    elif request.path == SETTINGS_FORM:
+        request.max_content_length = SETTINGS_FORM_MAX
+        request.max_form_memory_size = SETTINGS_FORM_MAX
 
 
 def _undecodable(raw: bytes) -> bool:

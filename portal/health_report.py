@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 from portal import clock
+from portal.i18n import translate
 from portal.config import backups_dir, database_path
 from portal.db import database
 from portal.health import read_processes
@@ -65,29 +66,29 @@ def report(settings, now: datetime.datetime | None = None) -> dict:
         "recovery": recovery.__dict__ if recovery else None,
         "processes": processes,
     }
-    problems = []
+    problems: list[tuple[str, dict]] = []  # (catalog key, values): the panel says them in its language
     if usage.free < floor:
-        problems.append(f"disk almost full: {usage.free // 2**20} MB free, below the {settings.disk_floor_mb} MB floor")
+        problems.append(("problem_disk_full", {"free": usage.free // 2**20, "floor": settings.disk_floor_mb}))
     if out["journal_waiting"]:
-        problems.append(f"{out['journal_waiting']} sign-ins wait in the journal for room in the database")
+        problems.append(("problem_journal", {"count": out["journal_waiting"]}))
     if not time_state["synchronized"]:
-        problems.append("the clock is not synchronized (no NTP answer yet): new records carry the last good time")
+        problems.append(("problem_clock_unsynchronized", {}))
     if time_state["behind_last_good"]:
-        problems.append(f"the clock reads {time_state['now']}, before the last good time {time_state['last_good']}")
+        problems.append(("problem_clock_behind", {"now": time_state["now"], "last_good": time_state["last_good"]}))
     if newest is None or now - newest > BACKUP_MAX_AGE:
-        problems.append("no backup in the last 48 hours" if newest else "no backup yet")
+        problems.append(("problem_backup_old" if newest else "problem_backup_none", {}))
     if settings.central_url and sync["failures"]:
-        problems.append(f"sync to the central store failing ({sync['failures']} attempts), "
-                        f"{sync['pending_events']} events waiting")
+        problems.append(("problem_sync_failing", {"failures": sync["failures"], "pending": sync["pending_events"]}))
     if recovery is not None:
-        lost = f" (records after {recovery.lost_since} were lost)" if recovery.lost_since else " (no sound backup: all records were lost)"
-        problems.append(f"the database was damaged and restored on {recovery.at}{lost}")
+        problems.append(("problem_restored_lost_since" if recovery.lost_since else "problem_restored_all_lost",
+                         {"at": recovery.at, "lost_since": recovery.lost_since}))
     for name, status in processes.items():
         if status.get("stopped"):
             continue
         if status["stale"]:
-            problems.append(f"{name} has not reported for {status['age_seconds']} s")
+            problems.append(("problem_process_silent", {"name": name, "seconds": status["age_seconds"]}))
         elif not status.get("alive", True) and not status["stale"]:
-            problems.append(f"{name} fails its liveness check")
-    out["problems"] = problems
+            problems.append(("problem_process_failing", {"name": name}))
+    out["problem_keys"] = problems
+    out["problems"] = [translate(key, "en").format(**values) for key, values in problems]  # footfall health
     return out

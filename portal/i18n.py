@@ -1,213 +1,36 @@
-"""Interface strings in Vietnamese and English, and the choice between them.
+"""Interface texts and formats in the visitor's or the manager's language, and the choice between them.
 
-Two languages and a few dozen strings: a dict keeps the exact texts reviewable in one place.
-Policy texts (what visitors agree to) are versioned in the database instead, see consent.py.
+The texts live in gettext catalogs, portal/translations/<lang>/LC_MESSAGES/messages.po, one per
+language, with short keys as msgids (portal/i18n_catalogs.py: compiling, checking, adding keys).
+Dates and numbers are formatted by Babel for the page's language. Policy texts (what visitors
+agree to) are versioned in the database instead, see consent.py.
 """
 from __future__ import annotations
 
+import datetime
+import decimal
+
+from babel import dates, numbers
+
+from portal import i18n_catalogs
 from portal.core.purposes import LANGUAGES
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "title": {"en": "Free WiFi", "vi": "WiFi miễn phí"},
-    "lead_in": {"en": "Leave an email or a phone number to get online.",
-                "vi": "Để lại email hoặc số điện thoại để truy cập Internet."},
-    "email": {"en": "Email", "vi": "Email"},
-    "phone": {"en": "Phone number", "vi": "Số điện thoại"},
-    "or": {"en": "or", "vi": "hoặc"},
-    "name": {"en": "Your name (optional)", "vi": "Tên của bạn (không bắt buộc)"},
-    "name_short": {"en": "Name", "vi": "Tên"},
-    "marketing_heading": {"en": "Optional — not needed to get online",
-                          "vi": "Không bắt buộc — không cần để truy cập mạng"},
-    "connect": {"en": "Connect", "vi": "Kết nối"},
-    "privacy_link": {"en": "Privacy notice", "vi": "Thông báo quyền riêng tư"},
-    "my_data_link": {"en": "My data", "vi": "Dữ liệu của tôi"},
-    "other_language": {"en": "Tiếng Việt", "vi": "English"},
-    "welcome_back": {"en": "Welcome back", "vi": "Chào mừng bạn quay lại"},
-    "welcome_back_lead": {"en": "Tap to get online again with the choices you made before.",
-                          "vi": "Chạm để kết nối lại với các lựa chọn bạn đã đưa ra trước đây."},
-    "not_you": {"en": "Not you? Use other details", "vi": "Không phải bạn? Dùng thông tin khác"},
-    "online_title": {"en": "You are online", "vi": "Bạn đã kết nối"},
-    "online_until": {"en": "Your session lasts until", "vi": "Phiên truy cập của bạn kéo dài đến"},
-    "continue_to": {"en": "Continue to", "vi": "Tiếp tục tới"},
-    "done_hint": {"en": "You can close this window.", "vi": "Bạn có thể đóng cửa sổ này."},
-    "privacy_title": {"en": "Privacy notice", "vi": "Thông báo về quyền riêng tư"},
-    "policy_version": {"en": "Version", "vi": "Phiên bản"},
-    "back": {"en": "Back", "vi": "Quay lại"},
-    "my_data_title": {"en": "My data", "vi": "Dữ liệu của tôi"},
-    "my_data_none": {"en": "We hold nothing about this device.",
-                     "vi": "Chúng tôi không lưu dữ liệu nào về thiết bị này."},
-    "my_data_device": {"en": "This device", "vi": "Thiết bị này"},
-    "first_seen": {"en": "First seen", "vi": "Lần đầu thấy"},
-    "visits": {"en": "Visits recorded", "vi": "Số lượt ghé thăm"},
-    "masked_note": {"en": "Details are partly hidden so that nobody else on this network can read them.",
-                    "vi": "Thông tin được che một phần để người khác trên mạng này không đọc được."},
-    "consents": {"en": "Your choices", "vi": "Lựa chọn của bạn"},
-    "granted": {"en": "agreed", "vi": "đã đồng ý"},
-    "withdrawn": {"en": "withdrawn", "vi": "đã rút lại"},
-    "not_given": {"en": "not given", "vi": "chưa đồng ý"},
-    "withdraw": {"en": "Withdraw", "vi": "Rút lại"},
-    "history": {"en": "Consent history", "vi": "Lịch sử đồng ý"},
-    "erase_title": {"en": "Erase everything", "vi": "Xóa toàn bộ"},
-    "erase_text": {"en": "Deletes your details, this device's visits and your session here and at our head office. "
-                           "You will need to sign in again to use the WiFi.",
-                   "vi": "Xóa thông tin của bạn, các lượt ghé thăm của thiết bị này và phiên truy cập, tại đây và "
-                         "tại văn phòng chính. Bạn sẽ cần đăng nhập lại để dùng WiFi."},
-    "erase_confirm": {"en": "Yes, erase my data", "vi": "Có, xóa dữ liệu của tôi"},
-    "erase": {"en": "Erase", "vi": "Xóa"},
-    "erased": {"en": "Your data has been erased.", "vi": "Dữ liệu của bạn đã được xóa."},
-    "withdrawn_done": {"en": "Your choice has been recorded.", "vi": "Lựa chọn của bạn đã được ghi nhận."},
-    "error_title": {"en": "Something is not right", "vi": "Có lỗi xảy ra"},
-    "try_again": {"en": "Start again", "vi": "Thử lại"},
-    "form_errors": {"en": "Please check the fields marked below.",
-                    "vi": "Vui lòng kiểm tra các trường được đánh dấu bên dưới."},
-    # Purposes, as short labels (the full, versioned statement is shown beside each box).
-    "purpose_wifi_terms": {"en": "WiFi terms", "vi": "Điều khoản WiFi"},
-    "purpose_marketing_email": {"en": "Offers by email", "vi": "Ưu đãi qua email"},
-    "purpose_marketing_sms": {"en": "Offers by SMS / Zalo", "vi": "Ưu đãi qua SMS / Zalo"},
-    "purpose_ad_audiences": {"en": "Online ads", "vi": "Quảng cáo trực tuyến"},
-    "purpose_visit_analytics": {"en": "Visits followed day to day", "vi": "Theo dõi lượt ghé thăm qua từng ngày"},
-    "purpose_chain_sharing": {"en": "One customer in all stores", "vi": "Một khách hàng tại mọi cửa hàng"},
-    "age_confirm": {"en": "I am {age} or older (needed only to tick the optional choices below).",
-                    "vi": "Tôi từ {age} tuổi trở lên (chỉ cần khi chọn các mục không bắt buộc bên dưới)."},
-    "lead_in_just_connect": {"en": "Leave an email or a phone number, or just connect without leaving any details.",
-                             "vi": "Để lại email hoặc số điện thoại, hoặc chỉ kết nối mà không để lại thông tin nào."},
-    "just_connect": {"en": "Just connect, without my details", "vi": "Chỉ kết nối, không để lại thông tin"},
-    "just_connect_hint": {"en": "Only the WiFi terms box is needed: nothing you typed above is kept.",
-                          "vi": "Chỉ cần đánh dấu ô điều khoản WiFi: những gì bạn nhập ở trên không được lưu lại."},
-    "method_portal_form": {"en": "WiFi sign-in form", "vi": "biểu mẫu đăng nhập WiFi"},
-    "method_portal_my_data": {"en": "My data page", "vi": "trang Dữ liệu của tôi"},
-    "method_erasure": {"en": "erasure", "vi": "xóa dữ liệu"},
-    # Errors, by code.
-    "err_contact_missing": {"en": "Enter an email address or a phone number.",
-                            "vi": "Nhập email hoặc số điện thoại."},
-    "err_email_missing": {"en": "Enter an email address.", "vi": "Nhập địa chỉ email."},
-    "err_email_invalid": {"en": "This email address does not look right.", "vi": "Địa chỉ email không hợp lệ."},
-    "err_email_needed_for_marketing": {"en": "Enter an email address to receive offers by email.",
-                                       "vi": "Nhập email để nhận ưu đãi qua email."},
-    "err_phone_missing": {"en": "Enter a phone number.", "vi": "Nhập số điện thoại."},
-    "err_phone_invalid": {"en": "This phone number does not look right.", "vi": "Số điện thoại không hợp lệ."},
-    "err_phone_needed_for_marketing": {"en": "Enter a phone number to receive offers by SMS or Zalo.",
-                                       "vi": "Nhập số điện thoại để nhận ưu đãi qua SMS hoặc Zalo."},
-    "err_name_too_long": {"en": "The name is too long.", "vi": "Tên quá dài."},
-    "err_name_invalid": {"en": "The name may hold letters, spaces and . ' - only.",
-                         "vi": "Tên chỉ được chứa chữ cái, khoảng trắng và . ' -"},
-    "err_terms_required": {"en": "Accept the WiFi terms to get online.",
-                           "vi": "Bạn cần đồng ý điều khoản WiFi để truy cập mạng."},
-    "err_purpose_unknown": {"en": "Unknown choice.", "vi": "Lựa chọn không hợp lệ."},
-    "err_age_required": {"en": "The optional choices are only for people aged {age} or older: tick \"I am {age} or older\", "
-                                "or untick the optional choices. You can get online without them.",
-                         "vi": "Các lựa chọn không bắt buộc chỉ dành cho người từ {age} tuổi trở lên: hãy đánh dấu "
-                               "\"Tôi từ {age} tuổi trở lên\", hoặc bỏ chọn các mục không bắt buộc. Bạn vẫn truy cập "
-                               "mạng được mà không cần chúng."},
-    "err_device_unknown": {"en": "We cannot identify your device on this network. Reconnect to the WiFi and try again.",
-                           "vi": "Không nhận diện được thiết bị của bạn. Hãy kết nối lại WiFi và thử lại."},
-    "err_not_recognised": {"en": "We do not recognise this device. Please sign in with the form.",
-                           "vi": "Chúng tôi không nhận ra thiết bị này. Vui lòng đăng nhập bằng biểu mẫu."},
-    "err_gateway_failed": {"en": "We could not open the connection. Please try again in a moment.",
-                           "vi": "Không thể mở kết nối. Vui lòng thử lại sau giây lát."},
-    "err_rate_limited": {"en": "Too many attempts from this device. Please wait a few minutes.",
-                         "vi": "Quá nhiều lần thử từ thiết bị này. Vui lòng đợi vài phút."},
-    "err_csrf": {"en": "This page has expired. Please start again.",
-                 "vi": "Trang này đã hết hạn. Vui lòng thử lại."},
-    "err_bad_request": {"en": "The request could not be understood.", "vi": "Không hiểu được yêu cầu."},
-    "err_bad_characters": {"en": "The request holds characters we cannot accept.",
-                           "vi": "Yêu cầu chứa ký tự không được chấp nhận."},
-    "err_too_large": {"en": "The request is too large.", "vi": "Yêu cầu quá lớn."},
-    "err_not_found": {"en": "This page does not exist.", "vi": "Trang này không tồn tại."},
-    "err_method": {"en": "This action is not allowed here.", "vi": "Không cho phép thao tác này tại đây."},
-    "err_fas_invalid": {"en": "This sign-in link is not valid. Reconnect to the WiFi and open any web page to try again.",
-                        "vi": "Liên kết đăng nhập này không hợp lệ. Hãy kết nối lại WiFi và mở một trang web bất kỳ để thử lại."},
-    "err_busy": {"en": "Many people are signing in right now. Please try again in a few seconds.",
-                 "vi": "Đang có nhiều người đăng nhập cùng lúc. Vui lòng thử lại sau vài giây."},
-    "err_storage": {"en": "This device's storage is full, so this could not be saved. Please tell the staff.",
-                    "vi": "Bộ nhớ của thiết bị đã đầy nên không thể lưu. Vui lòng báo cho nhân viên."},
-    "details_not_kept": {"en": "You are online. Our storage is full, so your details were not saved: nothing about you was kept.",
-                         "vi": "Bạn đã được kết nối. Bộ nhớ của chúng tôi đã đầy nên thông tin của bạn không được lưu: không có gì về bạn được giữ lại."},
-    "err_fas_timeout": {"en": "The WiFi router did not confirm your connection. Reconnect to the WiFi and open any web page to try again.",
-                        "vi": "Bộ định tuyến WiFi chưa xác nhận kết nối của bạn. Hãy kết nối lại WiFi và mở một trang web bất kỳ để thử lại."},
-    "fas_wait_title": {"en": "Connecting you…", "vi": "Đang kết nối…"},
-    "fas_wait_lead": {"en": "The WiFi router is letting your device online. This takes a few seconds.",
-                      "vi": "Bộ định tuyến WiFi đang cho thiết bị của bạn truy cập mạng. Việc này mất vài giây."},
-    "fas_wait_check": {"en": "Check again", "vi": "Kiểm tra lại"},
-    # Proving an email or a phone (issue 11).
-    "verify_title": {"en": "Confirm it is you", "vi": "Xác nhận là bạn"},
-    "verify_lead": {"en": "Enter the code we sent to confirm your email or phone. Offers are only sent to confirmed contacts.",
-                    "vi": "Nhập mã chúng tôi đã gửi để xác nhận email hoặc số điện thoại. Ưu đãi chỉ được gửi đến liên hệ đã xác nhận."},
-    "verify_lead_first": {"en": "Enter the code we sent you to get online.",
-                          "vi": "Nhập mã chúng tôi đã gửi cho bạn để truy cập mạng."},
-    "verify_email": {"en": "Your email", "vi": "Email của bạn"},
-    "verify_phone": {"en": "Your phone", "vi": "Số điện thoại của bạn"},
-    "verify_sent_email": {"en": "We sent a 6-digit code by email to", "vi": "Chúng tôi đã gửi mã 6 số qua email tới"},
-    "verify_sent_sms": {"en": "We sent a 6-digit code by SMS to", "vi": "Chúng tôi đã gửi mã 6 số qua SMS tới"},
-    "verify_sent_zalo": {"en": "We sent a 6-digit code by Zalo to", "vi": "Chúng tôi đã gửi mã 6 số qua Zalo tới"},
-    "verify_not_sent": {"en": "No code has been sent yet: choose how to receive one.",
-                        "vi": "Chưa gửi mã nào: hãy chọn cách nhận mã."},
-    "verify_send_failed": {"en": "We could not send the code. Try the other option.",
-                           "vi": "Chúng tôi không gửi được mã. Hãy thử cách khác."},
-    "verify_code_label": {"en": "Code (6 digits)", "vi": "Mã (6 chữ số)"},
-    "verify_submit": {"en": "Confirm", "vi": "Xác nhận"},
-    "verify_resend_email": {"en": "Send the email again", "vi": "Gửi lại email"},
-    "verify_resend_sms": {"en": "Send the SMS again", "vi": "Gửi lại SMS"},
-    "verify_resend_zalo": {"en": "Send the Zalo message again", "vi": "Gửi lại tin Zalo"},
-    "verify_send_email": {"en": "Send the code by email", "vi": "Gửi mã qua email"},
-    "verify_send_sms": {"en": "Send the code by SMS", "vi": "Gửi mã qua SMS"},
-    "verify_send_zalo": {"en": "Send the code by Zalo", "vi": "Gửi mã qua Zalo"},
-    "verify_done": {"en": "Thank you: your contact is confirmed.", "vi": "Cảm ơn bạn: liên hệ của bạn đã được xác nhận."},
-    "claimed": {"en": "You gave", "vi": "Bạn đã nhập"},
-    "verified": {"en": "(confirmed)", "vi": "(đã xác nhận)"},
-    "unverified": {"en": "(not confirmed)", "vi": "(chưa xác nhận)"},
-    "welcome_back_private": {"en": "Your details stay private: confirm with a code in My data to see them.",
-                             "vi": "Thông tin của bạn được giữ kín: xác nhận bằng mã trong Dữ liệu của tôi để xem."},
-    "prove_title": {"en": "See and manage all your data", "vi": "Xem và quản lý toàn bộ dữ liệu"},
-    "prove_text": {"en": "To see your details, download them or erase them, confirm it is you with a code sent to the email or phone of this record.",
-                   "vi": "Để xem, tải về hoặc xóa thông tin của bạn, hãy xác nhận là bạn bằng mã gửi tới email hoặc số điện thoại của hồ sơ này."},
-    "prove_text_own": {"en": "To download your data, confirm it is you with a code.",
-                       "vi": "Để tải dữ liệu về, hãy xác nhận là bạn bằng mã."},
-    "prove_by_email": {"en": "Send a code to the email of this record", "vi": "Gửi mã tới email của hồ sơ này"},
-    "prove_by_phone": {"en": "Send a code to the phone of this record", "vi": "Gửi mã tới số điện thoại của hồ sơ này"},
-    "prove_first": {"en": "Confirm it is you with a code first.", "vi": "Hãy xác nhận là bạn bằng mã trước."},
-    "download": {"en": "Download my data", "vi": "Tải dữ liệu của tôi"},
-    "erase_text_device": {"en": "Deletes this device, its visits and its session. Your other details stay until you confirm it is you with a code.",
-                          "vi": "Xóa thiết bị này, các lượt ghé thăm và phiên truy cập của nó. Các thông tin khác được giữ cho đến khi bạn xác nhận bằng mã."},
-    "erased_device": {"en": "This device and its visits have been erased.", "vi": "Thiết bị này và các lượt ghé thăm đã được xóa."},
-    "method_verified": {"en": "code confirmed", "vi": "xác nhận bằng mã"},
-    "err_v_cooldown": {"en": "A code was sent less than a minute ago. Please wait a moment before asking again.",
-                       "vi": "Mã vừa được gửi chưa đến một phút. Vui lòng đợi một chút rồi yêu cầu lại."},
-    "err_v_limit_hour": {"en": "Too many codes were asked for in the last hour. Please try again later.",
-                         "vi": "Đã yêu cầu quá nhiều mã trong một giờ qua. Vui lòng thử lại sau."},
-    "err_v_limit_day": {"en": "Too many codes were asked for today. Please try again tomorrow.",
-                        "vi": "Đã yêu cầu quá nhiều mã hôm nay. Vui lòng thử lại vào ngày mai."},
-    "err_v_limit_store": {"en": "This store cannot send more codes by SMS or Zalo right now. Try email, or ask the staff.",
-                          "vi": "Cửa hàng tạm thời không gửi thêm mã qua SMS hoặc Zalo. Hãy thử email hoặc hỏi nhân viên."},
-    "err_v_busy": {"en": "Many codes are being sent right now. Please ask again in a minute.",
-                   "vi": "Đang có nhiều mã được gửi cùng lúc. Vui lòng yêu cầu lại sau một phút."},
-    "err_v_number_not_allowed": {"en": "We cannot send a code to this number by SMS or Zalo. Use a mobile number from here, or your email.",
-                                 "vi": "Không thể gửi mã tới số này qua SMS hoặc Zalo. Hãy dùng số di động trong nước hoặc email."},
-    "err_v_channel_off": {"en": "This store cannot send codes that way. Try the other option.",
-                          "vi": "Cửa hàng không gửi được mã theo cách này. Hãy thử cách khác."},
-    "err_v_wrong": {"en": "That code is not right. Check it and try again.", "vi": "Mã không đúng. Hãy kiểm tra và thử lại."},
-    "err_v_expired": {"en": "That code has expired. Ask for a new one.", "vi": "Mã đã hết hạn. Hãy yêu cầu mã mới."},
-    "err_v_used": {"en": "That code has already been used. Ask for a new one.", "vi": "Mã đã được dùng. Hãy yêu cầu mã mới."},
-    "err_v_too_many_tries": {"en": "Too many wrong tries. Ask for a new code.", "vi": "Nhập sai quá nhiều lần. Hãy yêu cầu mã mới."},
-    "err_v_malformed": {"en": "The code has 6 digits.", "vi": "Mã gồm 6 chữ số."},
-    "err_v_not_found": {"en": "This code request is not open any more. Ask for a new code.",
-                        "vi": "Yêu cầu mã này không còn hiệu lực. Hãy yêu cầu mã mới."},
-    "err_v_other_device": {"en": "This code was asked for on another device.", "vi": "Mã này được yêu cầu trên thiết bị khác."},
-    "err_server": {"en": "Something went wrong on our side. Please try again.",
-                   "vi": "Đã có lỗi từ phía chúng tôi. Vui lòng thử lại."},
-}
+__all__ = ["LANGUAGES", "translate", "negotiate", "has_key", "format_date", "format_datetime", "format_number",
+           "format_percent", "init_app"]
 
-
-from portal.i18n_panel import PANEL_MESSAGES  # noqa: E402  (after MESSAGES, which it extends)
-
-MESSAGES.update(PANEL_MESSAGES)
+# Dates the way each language writes them: dd/mm/yyyy in Vietnamese; an unambiguous month name in English.
+DATE_FORMATS = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
+DATETIME_FORMATS = {"vi": "HH:mm dd/MM/yyyy", "en": "d MMM yyyy, HH:mm"}
+SHORT_DAY_FORMATS = {"vi": "dd/MM", "en": "d MMM"}
 
 
 def translate(key: str, language: str) -> str:
-    entry = MESSAGES.get(key)
-    if entry is None:
-        return key
-    return entry.get(language) or entry["en"]
+    """The text of `key` in `language` (then English, then the key itself: a test keeps that from showing)."""
+    return i18n_catalogs.translations(language or i18n_catalogs.SOURCE_LANGUAGE).gettext(key)
+
+
+def has_key(key: str) -> bool:
+    return key in i18n_catalogs.known_keys()
 
 
 def negotiate(requested: str | None, cookie: str | None, accept_languages, default: str) -> str:
@@ -217,3 +40,56 @@ def negotiate(requested: str | None, cookie: str | None, accept_languages, defau
             return candidate
     best = accept_languages.best_match(LANGUAGES) if accept_languages else None
     return best or default
+
+
+def _local(value: datetime.datetime, zone: datetime.tzinfo | None = None) -> datetime.datetime:
+    """A naive UTC timestamp (how the database keeps them) in `zone` (None: the machine's)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(zone)
+
+
+def format_datetime(value: datetime.datetime | None, language: str, zone: datetime.tzinfo | None = None) -> str:
+    """A time in the store's zone (`zone`; the machine's when None), as `language` writes it."""
+    if value is None:
+        return ""
+    try:
+        return dates.format_datetime(_local(value, zone), DATETIME_FORMATS.get(language, "short"), locale=language)
+    except (OverflowError, ValueError):  # the edge of the calendar (year 1 or 9999): shown as stored, in UTC
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_date(value: datetime.date | datetime.datetime | None, language: str, short: bool = False,
+                zone: datetime.tzinfo | None = None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime.datetime):
+        value = _local(value, zone).date()
+    table = SHORT_DAY_FORMATS if short else DATE_FORMATS
+    return dates.format_date(value, table.get(language, "short"), locale=language)
+
+
+def format_number(value: float | int | None, language: str) -> str:
+    """A number in the language's digits grouping; anything else (None, a template's undefined) as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
+        return "" if value is None else str(value)
+    return numbers.format_decimal(value, locale=language)
+
+
+def format_percent(value: float | None, language: str) -> str:
+    """`value` in percent (45.5 -> "45,5 %" or "45.5%")."""
+    if value is None:
+        return ""
+    return numbers.format_percent(value / 100, format="#,##0.#%", locale=language)
+
+
+def init_app(app) -> None:
+    """Flask-Babel over the compiled catalogs: gettext in templates and Babel formats in the page's language."""
+    from flask import g
+    from flask_babel import Babel
+
+    def locale() -> str:
+        return getattr(g, "lang", None) or app.extensions["footfall"].settings.default_language
+
+    Babel(app, locale_selector=locale, default_domain=i18n_catalogs.DOMAIN,
+          default_translation_directories=str(i18n_catalogs.compiled_dir()))

@@ -16,11 +16,13 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from portal import clock, privacy, segments, store_settings
+from collector.pseudonyms import purge_anonymous
+
+from portal import clock, retention, segments, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import checkpoint, database, init_db
 from portal.gateway.null import NullGateway
-from portal.models import OutboxEvent
+from portal.models import OutboxEvent, utcnow
 from portal.health import Heartbeat
 from portal.recovery import ensure_sound
 from portal.contacts import Contacts
@@ -37,18 +39,65 @@ class Job:
 
 
 def _segments(settings) -> dict:
+    result = segments.refresh()
+    return {"mode": result["mode"], "people": result["people"], **result["counts"]}
+
+
+def _segments_full(settings) -> dict:
     return segments.recompute()
+
+
+def _signin_visits(settings) -> dict:
+    """Sign-ins and the gateway's signs of life into visits where no collector saw the device."""
+    from portal import signin_visits
+    from portal.gateway import load_gateway
+
+    activity, error = {}, None
+    try:
+        activity = load_gateway(settings).last_activity()
+    except Exception as exc:  # a gateway that cannot tell: sign-ins still count, from their own time
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("no signs of life from the %s gateway: %s", settings.gateway, error)
+    result = signin_visits.run(settings.visit_gap_minutes, activity=activity, gateway=settings.gateway).as_dict()
+    if error:
+        result["gateway_error"] = error
+    return result
 
 
 def _purge(settings) -> dict:
     # People not seen within the retention period hold no live authorization: nothing to revoke.
-    result = privacy.purge(settings.retention_days, NullGateway(), settings.store_id)
+    result = retention.purge(settings.retention_days, NullGateway(), settings.store_id)
+    # Devices counted under a pseudonym: their own, shorter retention (collector/pseudonyms.py).
+    result.update(purge_anonymous(database, settings.anonymous_retention_days, utcnow()))
     # What the central store confirmed a week ago need not wait here any longer.
     week_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).replace(tzinfo=None)
-    result["outbox_delivered"] = OutboxEvent.delete().where(OutboxEvent.delivered_at < week_ago).execute()
+    # ...once the webhooks' fan-out has read them too (portal/webhooks/queue.py).
+    from portal.webhooks import queue
+    result["outbox_delivered"] = OutboxEvent.delete().where(
+        (OutboxEvent.delivered_at < week_ago) & (OutboxEvent.id <= queue.mark())).execute()
+    result["webhooks_delivered"] = queue.purge_delivered()
     # Contacts named and never proved go a day after, with their codes (portal/contacts.py).
     result["claims_and_codes"] = Contacts.purge()
+    from portal.activation import send  # the send log of erased people and past the retention period
+    result["activation"] = send.purge(settings.retention_days)
+    result["exports_logged"] = retention.purge_export_log(settings.export_log_retention_days)
     return result
+
+
+def _activation(settings) -> dict:
+    """Automated and campaign messages (portal/activation/send.py): here, never in a web worker."""
+    from portal.activation import send
+    from portal.config import key_path
+    from portal.identity import Vault, load_or_create_keys
+    from portal.messages import load_drivers
+
+    vault = Vault(load_or_create_keys(key_path(settings)))
+    return send.run(send.context(settings, vault, load_drivers(settings)))
+
+
+def _forget(settings) -> dict:
+    # Just connect: the device is kept only as long as its session (portal/retention.py).
+    return retention.forget_just_connect(settings.session_seconds)
 
 
 def _push(settings) -> dict:
@@ -63,6 +112,54 @@ def _push(settings) -> dict:
     # Erasures from the central store cannot revoke at the gateway from here (no CAP_NET_ADMIN):
     # the portal's authorization expires on its own, and the erased device is gone from the database.
     return sync.drain(target, Vault(keys), NullGateway(), keys.store_id, settings.sync_batch_events)
+
+
+def _webhooks(settings) -> dict:
+    """Queue the webhook messages of new outbox events, then send what is due (portal/webhooks/)."""
+    import hashlib
+    import hmac
+
+    from portal.config import key_path
+    from portal.identity import Vault, load_or_create_keys
+    from portal.webhooks import queue
+
+    keys = load_or_create_keys(key_path(settings))
+    queued, read = 0, queue.FAN_OUT_BATCH
+    while read == queue.FAN_OUT_BATCH:  # the outbox past the mark, a transaction per batch
+        read, batch = queue.fan_out()
+        queued += batch
+    # The people's pseudonyms: keyed with this box's own secret (kept across a chain enrollment).
+    person_key = hmac.new(keys.secret, b"webhook.person", hashlib.sha256).digest()
+    sender = queue.Sender(Vault(keys), person_key, settings.store_id, float(settings.webhook_timeout_seconds),
+                          settings.webhook_max_attempts, settings.webhook_allow_loopback)
+    return {"queued": queued, **queue.deliver_due(sender)}
+def _vault(settings):
+    from portal.config import key_path
+    from portal.identity import Vault, load_or_create_keys
+
+    return Vault(load_or_create_keys(key_path(settings)))
+
+
+def _name_index(settings) -> dict:
+    """Name words for the people without any yet (the leads of before issue 16; portal/name_index.py)."""
+    from portal import name_index
+
+    return name_index.backfill(_vault(settings))
+
+
+_DISPATCHER: list = []  # the scheduler's one message layer, made on first use
+
+
+def _weekly_summary(settings) -> dict:
+    """The week's figures by email to the owners, when the owner turned it on (portal/weekly_summary.py)."""
+    from portal import weekly_summary
+    from portal.messages import Dispatcher, load_drivers
+
+    if settings.weekly_summary == "off":
+        return {"skipped": "off"}
+    if not _DISPATCHER:
+        _DISPATCHER.append(Dispatcher(load_drivers(settings), workers=1, depth=20))
+    return weekly_summary.send(settings, _vault(settings), _DISPATCHER[0])
 
 
 def _backup(settings) -> dict:
@@ -111,9 +208,21 @@ def _checkpoint(settings) -> dict:
 JOBS = {job.name: job for job in (
     Job("push", _push, lambda s: IntervalTrigger(seconds=s.sync_interval_seconds), "Push the outbox to the central store."),
     Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
-    Job("segments", _segments, lambda s: IntervalTrigger(minutes=15), "Recompute every segment's members."),
+    Job("segments", _segments, lambda s: IntervalTrigger(minutes=15),
+        "Bring segment members up to date: the people who may have moved since the last run."),
+    Job("segments-full", _segments_full, lambda s: CronTrigger(hour=3, minute=45),
+        "Recompute every segment's members from all the visits (the incremental runs' check)."),
     Job("checkpoint", _checkpoint, lambda s: IntervalTrigger(minutes=10), "Fold the WAL into the database."),
-    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days."),
+    Job("forget", _forget, lambda s: IntervalTrigger(minutes=10), "Forget just-connect devices whose session ended."),
+    Job("name_index", _name_index, lambda s: IntervalTrigger(minutes=10), "Index the words of names not yet searchable."),
+    Job("weekly_summary", _weekly_summary, lambda s: CronTrigger(day_of_week="mon", hour=8, minute=15),
+        "Email the week's summary to the owners (when turned on)."),
+    Job("activation", _activation, lambda s: IntervalTrigger(minutes=5), "Plan and send automated and campaign messages."),
+    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days)."),
+    Job("webhooks", _webhooks, lambda s: IntervalTrigger(seconds=s.webhook_interval_seconds),
+        "Queue and send signed webhooks to the store's CRM endpoints."),
+    Job("signin_visits", _signin_visits, lambda s: IntervalTrigger(minutes=5),
+        "Count sign-ins as visits where no collector saw the device."),
 )}
 
 

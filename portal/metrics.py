@@ -18,18 +18,22 @@ from typing import Callable
 from flask import current_app, has_app_context
 
 from portal import funnel
-from portal.consent import COUNTS_SQL, FOLLOWED_LEADS_SQL
+from portal.consent import COUNTS_SQL
 from portal.db import database
 from portal.models import utcnow
 from portal.core.purposes import OPTIONAL_PURPOSES
 from portal.core.segment_rules import NEW, RETURNING, visitor_kind, window_start
-from portal.visits import EARLIER_VISIT
+from portal.visits import EARLIER_VISIT, FOLLOWED_PEOPLE_SQL
 
 logger = logging.getLogger(__name__)
 FREQUENCY_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3–4"), (5, 9, "5–9"), (10, 10**9, "10+"))
 DWELL_BUCKETS = ((5, 15, "5–15"), (15, 30, "15–30"), (30, 60, "30–60"), (60, 120, "60–120"), (120, 10**9, "120+"))
 _SUBJECT = "coalesce('l' || d.lead_id, 'd' || d.id)"
 _LAN_VISIT = "v.passerby = 0 AND v.source = 'lan'"
+# Signed in and seen within the gap (portal/signin_visits.py): here now, where no collector is
+# watching the guest LAN (when one is, its runs say who is here; a pseudonym's cannot be matched).
+_SIGNED_IN_NOW = ("SELECT s.device_id, s.last, 1 FROM signin_run s WHERE s.last >= ? AND NOT EXISTS("
+                  "SELECT 1 FROM open_run r WHERE r.source = 'lan' AND r.last >= ?)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def _local(ts: datetime.datetime) -> datetime.datetime:
 def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min_dwell_minutes: float = 5) -> Dashboard:
     """The figures at `now`. Visitors (today, 7 and 30 days, new and returning, frequency) include
     the people in the store now: a run of sightings still open (open_run), seen within the visit
-    gap, that has already lasted `min_dwell_minutes` is a visit whatever happens next. Charts of
+    gap, that has already lasted `min_dwell_minutes` is a visit whatever happens next; so is a
+    sign-in seen within the gap, where no collector watches the LAN (signin_run). Charts of
     visits (per day, hour, dwell) show closed visits: a visit's length is known when it ends."""
     now = now or utcnow()
     local_now = _local(now)
@@ -78,15 +83,17 @@ def dashboard(now: datetime.datetime | None = None, gap_minutes: float = 15, min
     present_since = (now - datetime.timedelta(minutes=gap_minutes)).isoformat(" ")
     for seen, closed, present, before, followed in q(
             f"SELECT g.seen, g.closed, g.present, {EARLIER_VISIT.format(lead='g.lead_id', device='g.device_id')}, "
-            f"g.lead_id IN ({FOLLOWED_LEADS_SQL}) FROM ("
+            f"g.lead_id IN ({FOLLOWED_PEOPLE_SQL}) FROM ("
             "  SELECT min(d.lead_id) AS lead_id, min(d.id) AS device_id, max(x.seen) AS seen, sum(1 - x.open) AS closed, "
             "         max(x.open) AS present FROM ("
             f"    SELECT v.device_id, v.start AS seen, 0 AS open FROM visit v WHERE v.start >= ? AND {_LAN_VISIT}"
             "    UNION ALL"
             "    SELECT r.device_id, r.last, 1 FROM open_run r WHERE r.source = 'lan' AND r.last >= ? "
             "      AND (julianday(r.last) - julianday(r.start)) * 1440 >= ?"
+            "    UNION ALL"
+            f"    {_SIGNED_IN_NOW}"
             f"  ) x JOIN device d ON d.id = x.device_id GROUP BY {_SUBJECT}) g",
-            (rolling[30], rolling[30], rolling[30], present_since, min_dwell_minutes)):
+            (rolling[30], rolling[30], rolling[30], present_since, min_dwell_minutes, present_since, present_since)):
         n = closed + present
         month += 1
         visits += closed

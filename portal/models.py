@@ -6,8 +6,8 @@ import json
 import uuid
 
 from peewee import (
-    BlobField, BooleanField, CharField, CompositeKey, DateField, DateTimeField, ForeignKeyField, IntegerField,
-    Model, SQL, TextField,
+    BigIntegerField, BlobField, BooleanField, CharField, CompositeKey, DateField, DateTimeField, ForeignKeyField,
+    IntegerField, Model, SQL, TextField, fn,
 )
 
 from portal import clock
@@ -22,6 +22,14 @@ def utcnow() -> datetime.datetime:
 
 def new_uid() -> str:
     return uuid.uuid4().hex
+
+
+seq_now = clock.seq_now
+
+
+# The next seq, in the INSERT itself (one statement: no other writer can take it in between):
+# one more than the last, and never below the time. The parameter is seq_now().
+NEXT_SEQ_SQL = "max(coalesce((SELECT max(seq) FROM outbox_event), 0) + 1, ?)"
 
 
 class BaseModel(Model):
@@ -53,6 +61,8 @@ class Lead(BaseModel):
 
 
 class Device(BaseModel):
+    # mac: six hex pairs, or for a device without consent to visit analytics the collector's
+    # pseudonym of one period ("anon-...", anonymous; collector/pseudonyms.py).
     mac = CharField(unique=True)
     first_seen = DateTimeField(default=utcnow)
     last_seen = DateTimeField(default=utcnow, index=True)
@@ -63,6 +73,10 @@ class Device(BaseModel):
     dhcp_vendor = CharField(null=True)
     hostname = CharField(null=True)
     lead = ForeignKeyField(Lead, null=True, backref="devices", on_delete="SET NULL")
+    anonymous = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("anonymous", "last_seen"), False),)  # the anonymous purge
 
 
 class Visit(BaseModel):
@@ -72,11 +86,19 @@ class Visit(BaseModel):
     end = DateTimeField()
     source = CharField(default="lan")
     passerby = BooleanField(default=False)
+    # "collector" (a run of sightings) or "signin" (a sign-in and the gateway's last sign of life:
+    # portal/signin_visits.py, where no collector saw the device).
+    origin = CharField(default="collector", constraints=[SQL("DEFAULT 'collector'")])
 
     class Meta:
         # Covering indexes: the dashboard reads visits by time, segments by device.
         indexes = ((("start", "passerby", "source", "device", "end"), False),
                    (("device", "passerby", "source", "start", "end"), False))
+
+
+# Incremental segments find the people whom time moves by the end of their visits (migration 0021).
+Visit.add_index(Visit.index(Visit.end, Visit.device, name="visit_end_followed",
+                            where=(Visit.passerby == False) & (Visit.source == "lan")))  # noqa: E712
 
 
 class OpenRun(BaseModel):
@@ -98,9 +120,15 @@ class PolicyVersion(BaseModel):
     text = TextField()
     sha256 = CharField()
     created_at = DateTimeField(default=utcnow)
+    # The owner's text with its placeholders ({store}, {contact}...), rendered into `text` from the
+    # settings; None for a version published before templates (its text is its own template).
+    template = TextField(null=True)
+    # Whether it differs materially from the version before it: a material change asks people
+    # again (their consents on earlier versions stop counting); an editorial one keeps them.
+    material = BooleanField(default=True)
 
     class Meta:
-        indexes = ((("document", "language", "sha256"), True),)
+        indexes = ((("document", "language", "sha256"), True), (("language", "document", "material", "id"), False))
 
 
 class Consent(BaseModel):
@@ -149,6 +177,10 @@ class Manager(BaseModel):
     disabled = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
     last_login_at = DateTimeField(null=True)
+    # An address of the manager's own (issue 16): where a forgotten password's code goes. Encrypted,
+    # found by its blind index; never a way around the second factor.
+    email_enc = BlobField(null=True)
+    email_index = CharField(null=True, unique=True)
 
 
 class StoreSetting(BaseModel):
@@ -229,10 +261,17 @@ class OutboxEvent(BaseModel):
     created_at = DateTimeField(default=utcnow)
     delivered_at = DateTimeField(null=True, index=True)
     attempts = IntegerField(default=0)
+    # The store's sequence (migration 0023): it only grows, even across a restore from a backup,
+    # so the central store keeps one high-water mark per store instead of a row per event id.
+    # NULL only for events written before the upgrade (the central claims those by uid).
+    seq = BigIntegerField(null=True, unique=True)
 
     @classmethod
     def emit(cls, topic: str, **payload) -> "OutboxEvent":
-        return cls.create(topic=topic, payload=json.dumps(payload, sort_keys=True, default=str))
+        event = cls(topic=topic, payload=json.dumps(payload, sort_keys=True, default=str))
+        event.id = cls.insert(uid=event.uid, topic=topic, payload=event.payload, created_at=event.created_at,
+                              seq=SQL(NEXT_SEQ_SQL, (seq_now(),))).execute()
+        return event
 
 
 class AuditLog:
@@ -338,6 +377,10 @@ class Breach(BaseModel):
     reported_at = DateTimeField(null=True)
     reported_by = CharField(null=True)
     report_reference = CharField(default="")
+    # AES-GCM, as a lead's details (compliance.py): a breach's account may name people and systems.
+    # description and measures hold only what a row written before migration 0016 had, until sealed.
+    description_enc = BlobField(null=True)
+    measures_enc = BlobField(null=True)
 
 
 MODELS = MODELS + (TransferAssessment, Breach)
@@ -366,3 +409,26 @@ class ExportMember(BaseModel):
 
 
 MODELS = MODELS + (ExportLog, ExportMember)
+
+
+class LeadNameWord(BaseModel):
+    """One word of a person's name as a blind index (portal/name_index.py): the panel's name search."""
+    lead = ForeignKeyField(Lead, on_delete="CASCADE", index=True)
+    word = CharField()
+
+    class Meta:
+        primary_key = CompositeKey("word", "lead")
+
+
+MODELS = MODELS + (LeadNameWord,)
+
+
+class SigninRun(BaseModel):
+    """A sign-in session in progress (one per device): from the sign-in to the last sign of life the
+    gateway reported. It becomes a visit once silent for the visit gap (portal/signin_visits.py)."""
+    device = ForeignKeyField(Device, primary_key=True, on_delete="CASCADE")
+    start = DateTimeField()
+    last = DateTimeField()
+
+
+MODELS = MODELS + (SigninRun,)

@@ -1,5 +1,5 @@
 """The privacy desk: a person's data (export, correction, withdrawal, erasure), the register of
-data-subject requests, and retention. Every action is audited; every change to what the central
+data-subject requests, objection and restriction (retention is portal/retention.py). Every action is audited; every change to what the central
 store holds goes to the outbox in the same transaction."""
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import datetime
 import json
 import logging
 
-from portal import consent
+from portal import consent, name_index
 from portal.db import database
 from portal.gateway import Gateway, GatewayError
 from portal.identity import InvalidContact, Vault, clean_name, normalize_email, normalize_phone
 from portal.core import deadlines
 from portal.models import (Authorization, AuditEntry, AuditLog, Consent, ContactClaim, DataRequest, Device, Lead, OutboxEvent,
                            Segment, SegmentMember, VerificationCode, Visit, utcnow)
-from portal.core.purposes import MARKETING_PURPOSES
+from portal.core.purposes import OPTIONAL_PURPOSES, VISIT_ANALYTICS
 
 logger = logging.getLogger(__name__)
 REQUEST_KINDS = ("access", "correction", "deletion", "withdrawal", "objection", "restriction", "provision")
@@ -71,17 +71,23 @@ def correct(lead: Lead, vault: Vault, region: str, actor: str, email: str = "", 
             lead.name_enc = vault.encrypt(cleaned, "lead.name")
         lead.updated_at = utcnow()
         lead.save()
+        if cleaned:
+            name_index.index(lead.id, cleaned, vault)
         OutboxEvent.emit("lead.upserted", lead=lead.uid)
         AuditLog.record(actor, "lead_corrected", lead.uid, fields=sorted([*changes, *(["name"] if cleaned else [])]))
 
 
 def withdraw(lead: Lead, purpose: str, store_id: str, actor: str) -> bool:
-    if purpose not in MARKETING_PURPOSES:
+    """Withdraw one optional purpose on the person's word: a channel, visit analytics (out of
+    segments at once) or chain sharing (the consent event and a lead.upserted tell the central)."""
+    if purpose not in OPTIONAL_PURPOSES:
         raise DeskError("purpose_unknown")
     with database.atomic():
         if purpose not in consent.granted_purposes(lead):
             return False
         consent.record(lead, purpose, False, consent.Where(store_id, None, None, "panel"))
+        if purpose == VISIT_ANALYTICS:
+            _leave_segments(lead)
         AuditLog.record(actor, "consent_withdrawn", lead.uid, purpose=purpose)
     return True
 
@@ -127,7 +133,7 @@ def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, sto
 # contact on the person's record (portal/contacts.py), or by a named manual method, with who checked.
 
 def rules_from(settings) -> tuple[deadlines.Calendar, deadlines.Periods]:
-    return (deadlines.Calendar(deadlines.parse_holidays(settings.public_holidays)),
+    return (deadlines.Calendar(deadlines.parse_holidays(settings.public_holidays), deadlines.zone(settings.store_time_zone)),
             deadlines.Periods(settings.dsr_deadline_days, settings.dsr_processor_days, settings.dsr_extension_days))
 
 
@@ -219,8 +225,9 @@ def _verified(request: DataRequest, method: str, actor: str) -> None:
 
 
 def send_code(request: DataRequest, kind: str, contacts, actor: str) -> str:
-    """Send a one-time code to the email or phone on the linked person's record (never to an
-    address the requester dictates): whoever reads it back controls the record's contact. The
+    """Send a one-time code to the email or phone on the linked person's record that the person
+    proved (never to an address the requester dictates, nor one corrected since its proof):
+    whoever reads it back controls the record's contact. The
     channel it went by; DeskError, or VerificationError when a limit or a missing channel says no."""
     _open(request)
     if kind not in ("email", "phone"):
@@ -230,7 +237,11 @@ def send_code(request: DataRequest, kind: str, contacts, actor: str) -> str:
         raise DeskError("person_needed")
     enc = getattr(lead, f"{kind}_enc")
     if enc is None:
-        raise DeskError("contact_missing")
+        raise DeskError("record_contact_missing")
+    if getattr(lead, f"{kind}_verified_at") is None:
+        # Only a contact the person proved is theirs: one typed at sign-in, or corrected on the
+        # requester's say-so a minute ago, would let the requester verify themselves.
+        raise DeskError("contact_unverified")
     value = contacts.vault.decrypt(enc, f"lead.{kind}") or ""
     with database.atomic():
         claim = contacts.claim(lead, kind, value, None, None, lead.language, typed=False)
@@ -295,12 +306,20 @@ def restrict(lead: Lead, actor: str, reason: str) -> None:
         if lead.restricted_at is None:
             Lead.update(restricted_at=utcnow()).where(Lead.id == lead.id).execute()
             lead.restricted_at = utcnow()
-        segments = [m.segment_id for m in SegmentMember.select(SegmentMember.segment).where(SegmentMember.lead == lead)]
-        SegmentMember.delete().where(SegmentMember.lead == lead).execute()
-        for segment_id in segments:
-            Segment.update(members=SegmentMember.select().where(SegmentMember.segment == segment_id).count()) \
-                .where(Segment.id == segment_id).execute()
+        _leave_segments(lead)
+        OutboxEvent.emit("lead.restricted", lead=lead.uid, restricted=True)  # the central store too
         AuditLog.record(actor, "restricted", lead.uid, reason=reason)
+
+
+def _leave_segments(lead: Lead) -> None:
+    segments = [m.segment_id for m in SegmentMember.select(SegmentMember.segment).where(SegmentMember.lead == lead)]
+    SegmentMember.delete().where(SegmentMember.lead == lead).execute()
+    for segment_id in segments:
+        Segment.update(members=SegmentMember.select().where(SegmentMember.segment == segment_id).count()) \
+            .where(Segment.id == segment_id).execute()
+        # The central store and the CRM's webhooks learn the new members (read when sent).
+        from portal import segments as segment_job
+        segment_job.announce(Segment.get_by_id(segment_id))
 
 
 def lift_restriction(lead: Lead, actor: str) -> None:
@@ -309,7 +328,48 @@ def lift_restriction(lead: Lead, actor: str) -> None:
     with database.atomic():
         Lead.update(restricted_at=None).where(Lead.id == lead.id).execute()
         lead.restricted_at = None
+        OutboxEvent.emit("lead.restricted", lead=lead.uid, restricted=False)
+        if consent.follows(lead.id):  # followed again: the devices signed in meanwhile were not sent
+            consent.send_links(lead)
         AuditLog.record(actor, "restriction_lifted", lead.uid)
+
+
+# A person's own objection or restriction request from the portal's "My data" page (issue 15).
+# Objecting to direct marketing and the profiling behind it is a right without conditions (GDPR
+# art. 21(2)-(3); Law 91/2025): the restriction applies at once and the request is recorded done.
+# Objecting on other grounds, and asking for a restriction, go to the desk with the law's clocks.
+PORTAL_GROUNDS = {"objection": ("marketing", "other"), "restriction": ("other",)}
+PORTAL_PROOFS = ("code", "own_record")  # a code entered this session, or a record all this device's own
+
+
+def request_from_portal(lead: Lead, kind: str, grounds: str, proof: str, rules: tuple[deadlines.Calendar, deadlines.Periods],
+                        vault: Vault, now: datetime.datetime | None = None) -> DataRequest:
+    """Record the request of a person who proved who they are on the portal (`proof`); see above.
+    One open request of a kind per person: asking again returns the one already open."""
+    if grounds not in PORTAL_GROUNDS.get(kind, ()):
+        raise DeskError("kind_unknown")
+    if proof not in PORTAL_PROOFS or lead.erased_at is not None:
+        raise DeskError("verify_first")
+    now = now or utcnow()
+    with database.atomic():
+        open_ = (DataRequest.select().where((DataRequest.lead == lead) & (DataRequest.kind == kind)
+                                            & (DataRequest.status == "open")).first())
+        if open_ is not None and not (kind == "objection" and grounds == "marketing"):
+            return open_
+        if open_ is None and grounds == "marketing" and lead.restricted_at is not None:
+            done = (DataRequest.select().where((DataRequest.lead == lead) & (DataRequest.kind == kind))
+                    .order_by(DataRequest.id.desc()).first())
+            if done is not None:
+                return done  # restricted already: asking again adds nothing
+        about = "marketing and profiling" if grounds == "marketing" else "other grounds"
+        request = open_ or open_request(kind, now, rules, vault, "visitor", lead, requester=f"My data page ({about})")
+        if request.verified_at is None:
+            request.verified_at, request.verify_method, request.verified_by = now, f"portal:{proof}", "visitor"
+            request.save()
+            AuditLog.record("visitor", "request_verified", str(request.id), method=request.verify_method)
+        if kind == "objection" and grounds == "marketing":
+            close_request(request, "done", "visitor")
+    return request
 
 
 PORTAL_ACTIONS = ("erase", "consent_withdrawn")
@@ -323,7 +383,11 @@ def made_on_portal(limit: int = 100) -> list[AuditEntry]:
 
 
 def provision(request: DataRequest, vault: Vault, actor: str) -> str:
-    """The person's data, machine-readable (JSON), for a verified provision or access request."""
+    """The person's data, machine-readable (JSON), for a verified provision or access request (an
+    objection or a restriction, verified or not, asks for no copy: the portal's "own record" proof
+    behind one made there is no ground to hand the data out)."""
+    if request.kind not in ("access", "provision"):
+        raise DeskError("kind_no_copy")
     if request.lead_id is None:
         raise DeskError("person_needed")
     if request.verified_at is None:
@@ -331,46 +395,6 @@ def provision(request: DataRequest, vault: Vault, actor: str) -> str:
     AuditLog.record(actor, "person_provided", request.lead.uid, request=request.id)
     return json.dumps({"request": {"id": request.id, "kind": request.kind, "received_at": str(request.received_at)},
                        **person_data(request.lead, vault)}, ensure_ascii=False, indent=1)
-
-
-# -- retention -------------------------------------------------------------------------------------
-
-def due_for_purge(retention_days: int, now: datetime.datetime | None = None) -> dict[str, int]:
-    cutoff = ((now or utcnow()) - datetime.timedelta(days=retention_days)).isoformat(" ")
-    visits = database.execute_sql("SELECT count(*) FROM visit WHERE \"end\" < ?", (cutoff,)).fetchone()[0]
-    leads = database.execute_sql(_STALE_LEADS.replace("SELECT l.id", "SELECT count(*)"), (cutoff, cutoff)).fetchone()[0]
-    return {"visits": visits, "leads": leads}
-
-
-_STALE_LEADS = """
-SELECT l.id FROM lead l
-WHERE l.erased_at IS NULL AND l.updated_at < ?
-  AND NOT EXISTS (SELECT 1 FROM device d JOIN visit v ON v.device_id = d.id WHERE d.lead_id = l.id AND v."end" >= ?)
-"""
-
-
-PURGE_CHUNK = 5000
-
-
-def purge(retention_days: int, gateway: Gateway, store_id: str, now: datetime.datetime | None = None) -> dict[str, int]:
-    """Delete visits older than the retention period and erase people not seen within it."""
-    now = now or utcnow()
-    cutoff = (now - datetime.timedelta(days=retention_days)).isoformat(" ")
-    stale = [row[0] for row in database.execute_sql(_STALE_LEADS, (cutoff, cutoff))]
-    for lead_id in stale:
-        erase_person(Lead.get_by_id(lead_id), [], gateway, store_id, "retention")
-    visits = 0
-    while True:  # in short transactions: a first purge may face years of visits
-        with database.atomic():
-            deleted = database.execute_sql(
-                'DELETE FROM visit WHERE id IN (SELECT id FROM visit WHERE "end" < ? LIMIT ?)',
-                (cutoff, PURGE_CHUNK)).rowcount
-        visits += deleted
-        if deleted < PURGE_CHUNK:
-            break
-    with database.atomic():
-        AuditLog.record("retention", "purge", None, visits=visits, leads=len(stale), retention_days=retention_days)
-    return {"visits": visits, "leads": len(stale)}
 
 
 def export_json(lead: Lead, vault: Vault, actor: str) -> str:

@@ -14,7 +14,7 @@ import datetime
 import random
 from dataclasses import dataclass
 
-from portal import consent, segments
+from portal import consent, name_index, segments
 from portal.core.purposes import LANGUAGES
 from portal.db import database
 from portal.identity import Vault
@@ -77,6 +77,7 @@ def add_sample(vault: Vault, store_id: str, people: int = 40, anonymous: int = 3
                                name_enc=vault.encrypt(f"Sample {FIRST[i % len(FIRST)]} {i:02d}", "lead.name"),
                                language=lang, created_at=joined, updated_at=joined,
                                email_verified_at=joined)  # sample people "proved" their (invalid) emails
+            name_index.index(lead.id, vault.decrypt(lead.name_enc, "lead.name"), vault)  # found by name in the panel
             purposes = (["wifi_terms"] + (["marketing_email"] if i % 5 < 3 else []) + (["ad_audiences"] if i % 4 == 0 else [])
                         + (["visit_analytics"] if i % 3 else []))  # two in three may be followed: segments, new/returning
             for purpose in purposes:

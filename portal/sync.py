@@ -1,7 +1,10 @@
 """Pushing the outbox to the central store: signed gzip batches, at least once, in order.
 
 An event is marked delivered only when the central store answers 200 for its batch; the central
-store applies each event id once, so a retry after a lost answer duplicates nothing. Failures
+store applies an event only if its seq (the outbox's sequence, which never goes back, not even
+after a restore from a backup) is above the store's high-water mark there, so a retry after a
+lost answer duplicates nothing. Batches go oldest first, one at a time: the mark is only right if
+every event below it was applied, which this order guarantees. Failures
 back off exponentially with jitter (state kept in the database, so a reboot keeps it); when the
 link comes back, `drain` sends batch after batch at full speed.
 """
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 
 from peewee import IntegrityError
 
-from portal import clock, privacy
+from portal import clock, privacy, segments
 from portal.consent import shares_with_chain
 from portal.core import wire
 from portal.db import database
@@ -92,9 +95,9 @@ def _reindex(lead: Lead, vault: Vault) -> None:
             logger.warning("lead %s holds a contact another record holds under the chain's key", lead.uid)
 
 
-def to_wire(event: OutboxEvent, vault: Vault) -> dict:
-    """The event as the central store reads it; personal data is read now, decrypted, so an
-    erasure also erases what was waiting to be sent."""
+def to_wire(event, vault: Vault) -> dict:
+    """The event (an OutboxEvent, or a row of its columns) as the central store reads it; personal
+    data is read now, decrypted, so an erasure also erases what was waiting to be sent."""
     data = json.loads(event.payload)
     if event.topic == "lead.upserted":
         lead = Lead.get_or_none(Lead.uid == data["lead"])
@@ -116,12 +119,22 @@ def to_wire(event: OutboxEvent, vault: Vault) -> dict:
                         chain_sharing=shares_with_chain(lead))  # merged across stores only when true
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))
-        data["method"] = consent.method if consent else None
+        data["method"] = consent.method if consent else data.get("method")  # "lapsed": a material change (consent.py)
         if consent is not None:
             data["lead"] = consent.lead.uid  # a claim folded into a proven record speaks for it now
     elif event.topic == "device.linked":
         data["lead"] = _current_uid(data["lead"])
-    return {"uid": event.uid, "topic": event.topic, "at": event.created_at.isoformat(), "data": data}
+    elif event.topic == "lead.restricted":
+        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        if lead is not None:  # the state now: a restriction lifted before the push is sent as lifted
+            data["restricted"] = lead.restricted_at is not None
+    elif event.topic == "segment.members" and "members" not in data:
+        # The segment job names the segment; its members are read as they are now (segments.py).
+        data["members"] = segments.member_uids(data["segment"])
+    wire_event = {"uid": event.uid, "topic": event.topic, "at": event.created_at.isoformat(), "data": data}
+    if event.seq is not None:  # NULL: written before migration 0023, claimed by uid at the central store
+        wire_event["seq"] = event.seq
+    return wire_event
 
 
 def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tuple[int, dict]:
@@ -174,8 +187,11 @@ class Prepared:
 
 def prepare(vault: Vault, size: int, after_id: int = 0) -> Prepared | None:
     """The next batch after `after_id`, encoded and compressed; None when there is none."""
-    rows = list(OutboxEvent.select().where(OutboxEvent.delivered_at.is_null() & (OutboxEvent.id > after_id))
-                .order_by(OutboxEvent.id).limit(size))
+    # Named tuples, not model instances: to_wire reads only the columns (a third of the time at 5,000).
+    rows = list(OutboxEvent.select(OutboxEvent.id, OutboxEvent.uid, OutboxEvent.seq, OutboxEvent.topic,
+                                   OutboxEvent.payload, OutboxEvent.created_at)
+                .where(OutboxEvent.delivered_at.is_null() & (OutboxEvent.id > after_id))
+                .order_by(OutboxEvent.id).limit(size).namedtuples())
     if not rows:
         return None
     body = gzip.compress(json.dumps({"events": [to_wire(r, vault) for r in rows]}, separators=(",", ":")).encode(), 6)

@@ -8,7 +8,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from portal import consent
+from portal import consent, name_index, privacy
 from peewee import OperationalError
 
 from portal.db import checkpoint, database, is_storage_fault
@@ -131,11 +131,16 @@ class Visitors:
         """The lead of a returning device whose terms consent is still current, else None. A store
         that verifies before letting online recognises only devices of a verified record."""
         lead = self._lead_of(client)
-        if lead is None or not consent.has_current_terms(lead):
-            return None
+        if lead is None or not consent.has_current_terms(lead) or consent.stale_purposes(lead):
+            return None  # a text it agreed to changed materially: asked again on the form
         if self.settings.verify_when == "before" and not verified_kinds(lead):
             return None
         return lead
+
+    def asked_again(self, client: Client) -> bool:
+        """Whether this returning device's person agreed to a text since changed materially."""
+        lead = self._lead_of(client)
+        return lead is not None and bool(consent.stale_purposes(lead))
 
     def greeting_name(self, lead: Lead, proven: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The name to greet by: only to a session that proved control of this record's contact."""
@@ -425,6 +430,8 @@ class Visitors:
         lead.language = language
         lead.updated_at = utcnow()
         lead.save()
+        if values.get("name") and not verified:
+            name_index.index(lead.id, values["name"], self.vault)
         OutboxEvent.emit("lead.upserted", lead=lead.uid)
         return lead, named
 
@@ -437,7 +444,11 @@ class Visitors:
             if device.lead_id != lead.id:
                 device.lead = lead
             device.save()
-        OutboxEvent.emit("device.linked", device=device.mac, lead=lead.uid)
+        # The central store needs a device's MAC only to count a followed person's visits there:
+        # no MAC of a person who did not agree to visit analytics leaves the store (consent.record
+        # sends the links when they agree).
+        if lead.id is not None and consent.follows(lead.id):
+            OutboxEvent.emit("device.linked", device=device.mac, lead=lead.uid)
         return device
 
     def _authorize_record(self, device: Device, lead: Lead, client: Client, method: str,
@@ -558,6 +569,24 @@ class Visitors:
                                consent.Where(self.settings.store_id, client.mac, client.ip, "portal_my_data"))
                 AuditLog.record("visitor", "consent_withdrawn", lead.uid, client.ip, purpose=purpose)
         return Outcome(True)
+
+    def object_or_restrict(self, client: Client, kind: str, grounds: str,
+                           proven: set[str] | frozenset[str] = frozenset()) -> Outcome:
+        """An objection or a restriction request of the person behind this device (portal/privacy.py
+        request_from_portal): only with the proof erasing needs (a code this session, or a record all
+        this device's own). `scope` says "restricted" when it took effect at once, else "requested"."""
+        device = Device.get_or_none(Device.mac == client.mac) if client.mac else None
+        lead = device.lead if device is not None and device.lead_id and device.lead.erased_at is None else None
+        if lead is None:
+            return Outcome(False, {"form": "not_recognised"})
+        proof = "code" if lead.uid in proven else "own_record" if self._own_only(lead, device) else None
+        if proof is None:
+            return Outcome(False, {"form": "prove_first"})
+        try:
+            request = privacy.request_from_portal(lead, kind, grounds, proof, privacy.rules_from(self.settings), self.vault)
+        except privacy.DeskError as exc:
+            return Outcome(False, {"form": "kind_unknown" if exc.code == "kind_unknown" else "prove_first"})
+        return Outcome(True, scope="restricted" if request.status == "done" else "requested")
 
     def erase(self, client: Client, proven: set[str] | frozenset[str] = frozenset()) -> Outcome:
         """Erase the person behind this device, and the device: appliance, gateway, then central.

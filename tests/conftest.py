@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 import shutil
 
 import pytest
@@ -41,7 +42,37 @@ def gateway():
 
 
 @pytest.fixture
-def app(settings, gateway):
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on loopback, for the message layer's email: (port, inbox)."""
+    from aiosmtpd.controller import Controller
+    from tests.messages.providers import Inbox, free_port
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    """A database file with every migration applied, made once per run: each test's app starts
+    from a copy instead of running the migrations again (a third of a second per test).
+    tests/portal/test_db.py still migrates fresh and old files itself."""
+    from portal.db import init_db
+    path = tmp_path_factory.mktemp("template") / "footfall.db"
+    init_db(path)
+    database.close()
+    return path
+
+
+@pytest.fixture
+def app(settings, gateway, migrated_template):
+    import shutil
+    from portal.config import database_path
+    target = Path(database_path(settings))
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(migrated_template, target)
     app = create_app(settings, gateway=gateway)
     app.config["TESTING"] = True
     yield app

@@ -66,7 +66,7 @@ def test_scheduler_runs_and_stops_on_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        assert "scheduler running: push, backup, segments, checkpoint, purge" in proc.stdout.readline()
+        assert "scheduler running: push, backup, segments, segments-full, checkpoint, forget, name_index, weekly_summary, activation, purge" in proc.stdout.readline()
         time.sleep(1)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -142,3 +142,37 @@ def test_a_config_file_is_used_by_commands_and_groups(tmp_path):
     result = CliRunner().invoke(main, ["jobs", "--config", str(config), "run", "segments"], env={"FOOTFALL_CONFIG": None})
     assert result.exit_code == 0 and '"new": 0' in result.output
     assert (tmp_path / "data" / "footfall.db").exists()
+
+
+def test_the_demo_turns_sign_ins_into_visits_without_a_scheduler(app, settings, client):
+    """`footfall demo` runs no scheduler: its own thread runs the sign-in visits and segments jobs, so
+    a newcomer's dashboard shows the visits of their own sign-ins (issue 16, figures from day one)."""
+    import dataclasses
+    import threading
+    import time
+
+    from portal.cli import _demo_jobs
+    from portal.db import database
+    from portal.models import Segment, Visit
+
+    assert client.sign_in(email="first@example.com", analytics=["visit_analytics"]).status_code == 303
+    assert Visit.select().count() == 0
+    stop = threading.Event()
+    quick = dataclasses.replace(settings, visit_gap_minutes=0)
+    worker = threading.Thread(target=_demo_jobs, args=(quick, stop, 0.05), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            with database.connection_context():
+                if Visit.select().count() and Segment.select().where(Segment.computed_at.is_null(False)).count():
+                    break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    with database.connection_context():
+        visit = Visit.get()
+        assert visit.origin == "signin" and visit.end > visit.start
+        assert Segment.select().where(Segment.computed_at.is_null(False)).count() == Segment.select().count()
+    assert not worker.is_alive()

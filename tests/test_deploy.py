@@ -14,7 +14,7 @@ from tests.conftest import have, require
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
-UNITS = sorted((ROOT / "systemd").glob("*.service"))
+UNITS = sorted([*(ROOT / "systemd").glob("*.service"), *(ROOT / "systemd").glob("*.timer")])
 HOST_PATHS = [Path(p) for p in ("/etc/footfall", "/etc/dnsmasq.d/footfall.conf", "/etc/hostapd/footfall.conf",
                                 "/etc/sysctl.d/60-footfall.conf", "/etc/systemd/system/footfall-portal.service")]
 BIN = str(Path(sys.executable).parent)
@@ -22,6 +22,8 @@ BIN = str(Path(sys.executable).parent)
 
 def install(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    if "--privacy-contact" not in args:  # required on a first install
+        args = (*args, "--privacy-contact", "privacy@caphe.vn")
     return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -82,6 +84,9 @@ def test_generated_rulesets_load_in_a_namespace(tmp_path):
     (["--store-name", 'a"b'], "store name"),
     (["--bogus"], "unknown option"),
     (["--admin-net", "10.0.0.0/8; rm -rf /"], "invalid --admin-net"),
+    (["--privacy-contact", ""], "--privacy-contact is required on a first install"),
+    (["--privacy-contact", "privacy@example.com"], "--privacy-contact privacy@example.com is an example address"),
+    (["--privacy-contact", "Lan <lan@caphe.vn>"], "the privacy contact must be"),
 ])
 def test_bad_options_are_refused_before_anything_happens(tmp_path, args, message):
     done = install("--root", str(tmp_path), *args)
@@ -98,6 +103,27 @@ def test_units_verify(tmp_path):
     done = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, sorted(tmp_path.iterdir()))],
                           capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stdout + done.stderr
+
+
+def test_the_central_purge_timer_is_installed_and_enabled_only_with_a_central(tmp_path):
+    """Issue 15: `footfall central purge` runs daily from a timer where the central store is installed."""
+    without = install("--root", str(tmp_path))
+    assert without.returncode == 0, without.stderr
+    assert not (tmp_path / "etc/systemd/system/footfall-central-purge.timer").exists()
+    assert "footfall-central-purge" not in without.stdout
+    (tmp_path / "etc/footfall/central.toml").write_text('central_dsn = "postgresql://footfall@127.0.0.1/footfall"\n')
+    done = install("--root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "etc/systemd/system"
+    timer = (units / "footfall-central-purge.timer").read_text().splitlines()
+    service = (units / "footfall-central-purge.service").read_text().splitlines()
+    assert "OnCalendar=*-*-* 04:15:00" in timer and "Persistent=true" in timer and "WantedBy=timers.target" in timer
+    assert "Type=oneshot" in service and any(line.endswith("/bin/footfall central purge") for line in service)
+    assert "+ systemctl enable footfall-central-purge.timer" in done.stdout
+    assert "systemctl enable footfall-central-purge.service" not in done.stdout  # started by its timer only
+    for line in ("User=footfall", "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet="):
+        assert line in service, line
+    assert "0 file(s) written" in install("--root", str(tmp_path)).stdout  # idempotent
 
 
 @pytest.mark.parametrize("unit,capability", [("footfall-portal.service", "CAP_NET_ADMIN"),
@@ -200,8 +226,14 @@ def test_reruns_keep_the_owners_settings_and_switch_https_on_and_off(tmp_path, c
     assert on.returncode == 0, on.stderr
     lines = toml.read_text().splitlines()
     for line in ('store_name = "Cà Phê"', 'listen_host = "127.0.0.1"', 'portal_url = "https://portal.test"',
-                 'trusted_proxy = "127.0.0.1"', "listen_port = 8080"):
+                 'trusted_proxy = "127.0.0.1"', "listen_port = 8080", 'privacy_contact = "privacy@caphe.vn"'):
         assert line in lines, line
+    moved = install("--root", str(tmp_path), *tls_args(certs), "--privacy-contact", "Bà Lan, 0901 234 567")
+    assert moved.returncode == 0, moved.stderr
+    assert 'privacy_contact = "Bà Lan, 0901 234 567"' in toml.read_text().splitlines()
+    assert install("--root", str(tmp_path), *tls_args(certs), "--privacy-contact", "").returncode == 0  # a re-run keeps it
+    assert 'privacy_contact = "Bà Lan, 0901 234 567"' in toml.read_text().splitlines()
+    install("--root", str(tmp_path), *tls_args(certs), "--privacy-contact", "privacy@caphe.vn")
     assert (tmp_path / "etc/nginx/conf.d/footfall.conf").exists()
     assert install("--root", str(tmp_path), *tls_args(certs)).stdout.count("wrote ") == 0
     off = install("--root", str(tmp_path))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from portal.safeurl import CONTINUE_MAX
 
@@ -20,6 +20,21 @@ ONLINE_ANSWERS: dict[str, tuple[int, str, str]] = {
     "/success.txt": (200, "success\n", "text/plain"),
     "/check_network_status.txt": (200, "NetworkManager is online\n", "text/plain"),
 }
+
+
+# Hosts that exist only to be probed: a URL on them is never a page the visitor wanted to read.
+PROBE_HOSTS = frozenset({
+    "captive.apple.com", "connectivitycheck.gstatic.com", "connectivitycheck.android.com", "clients1.google.com",
+    "clients3.google.com", "connect.rom.miui.com", "connectivitycheck.platform.hicloud.com",
+    "www.msftconnecttest.com", "www.msftncsi.com", "detectportal.firefox.com", "nmcheck.gnome.org",
+    "network-test.debian.org", "connectivity-check.ubuntu.com", "connectivitycheck.cbg-app.huawei.com",
+})
+
+
+def is_probe(url: str) -> bool:
+    """Whether a URL the phone asked for was its OS's captive probe rather than a page."""
+    parts = urlsplit(url)
+    return (parts.hostname or "") in PROBE_HOSTS or parts.path in ONLINE_ANSWERS or parts.path == "/canonical.html"
 
 
 def original_url(environ) -> str | None:
@@ -41,6 +56,7 @@ def answer(rt, environ) -> tuple[str, list[tuple[str, str]], bytes]:
     "online" answer while the device is captive (and, with the null gateway, the real online
     answer once it is not)."""
     if not rt.gateway.enforcing and rt.visitors.online.until(environ.get("REMOTE_ADDR", "")) is not None:
+        rt.last_seen.touch(environ["REMOTE_ADDR"])  # a sign of life of a signed-in device (signin_visits)
         known = ONLINE_ANSWERS.get(environ.get("PATH_INFO", ""))
         if known is not None:
             status, body, mimetype = known

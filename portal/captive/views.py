@@ -1,7 +1,6 @@
 """Visitor pages on the portal's own host. Thin: parse, call one domain function, render."""
 from __future__ import annotations
 
-import datetime
 import json
 import secrets
 from urllib.parse import quote
@@ -10,18 +9,22 @@ from flask import Response, abort, current_app, g, redirect, render_template, re
 
 from portal import consent, store_settings
 from portal.captive import bp
+from portal.captive.look import next_step, notice_link, splash_look, store_zone, until_words
 from portal.safeurl import safe_continue
 from portal.app import csrf
 from portal.gateway.opennds import FasRequest, FasThrottled, InvalidFas, auth_token, auth_url
 from portal.gateway.opennds_authmon import AuthGetRefused
+from portal import i18n
 from portal.i18n import LANGUAGES, negotiate, translate
 from portal.panel.fence import forwarded_untrusted
 from portal.models import utcnow
 from portal.policy_texts import MARKETING_PURPOSES, NOTICE, PURPOSES, REQUIRED_PURPOSE
+from portal.core import deadlines
 from portal.core.purposes import ANALYTICS_PURPOSES, OPTIONAL_PURPOSES
 from portal.visitors import Client, SignInForm
 
 _LANG_COOKIE = "ff_lang"
+PREVIEW_FOLD = 1266  # one and a half screens of a 390x844 phone: where the owner's preview draws a line
 
 
 def runtime():
@@ -79,14 +82,13 @@ def template_helpers():
     settings = runtime().settings
     return {"t": lambda key: translate(key, lang), "lang": lang,
             "other_lang": "en" if lang == "vi" else "vi", "brand": settings.brand_color,
-            "store_name": settings.store_name, "local_time": local_time,
-            "has_logo": store_settings.logo_path(settings.data_dir) is not None}
-
-
-def local_time(value: datetime.datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.replace(tzinfo=datetime.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+            "store_name": settings.store_name,
+            "local_time": lambda value: i18n.format_datetime(value, lang, store_zone(settings)),
+            "local_date": lambda value, short=False: i18n.format_date(value, lang, short, store_zone(settings)),
+            "num": lambda value: i18n.format_number(value, lang),
+            "pct": lambda value: i18n.format_percent(value, lang),
+            "has_logo": store_settings.logo_path(settings.data_dir) is not None,
+            "notice_link": lambda text: notice_link(text, lang)}
 
 
 def continue_param() -> str | None:
@@ -118,17 +120,21 @@ def splash():
     lead = rt.visitors.recognised(c) if request.args.get("form") != "1" else None
     if lead is not None:
         return render_template("captive/welcome.html", name=rt.visitors.greeting_name(lead, proven()), next=nxt)
-    return render_splash(SignInForm(language=g.lang), {}, nxt)
+    return render_splash(SignInForm(language=g.lang), {}, nxt, asked_again=rt.visitors.asked_again(c))
 
 
-def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, status: int = 200):
-    if not errors:
+def render_splash(form: SignInForm, errors: dict[str, str], nxt: str | None, status: int = 200,
+                  preview: bool = False, asked_again: bool = False):
+    """The sign-in page; `preview`: the owner's look at it from the panel (portal/panel/splash.py), not counted."""
+    if not errors and not preview:
         runtime().funnel.hit("splash")
     policies = consent.current_set(g.lang)
     settings = runtime().settings
     return render_template("captive/splash.html", form=form, errors=errors, next=nxt, policies=policies,
                            required=REQUIRED_PURPOSE, marketing=MARKETING_PURPOSES, analytics=ANALYTICS_PURPOSES,
-                           min_age=settings.min_age, just_connect=settings.just_connect), status
+                           min_age=settings.min_age, just_connect=settings.just_connect,
+                           look=splash_look(settings, g.lang), preview=preview, fold=PREVIEW_FOLD,
+                           asked_again=asked_again), status
 
 
 @bp.get("/fas/")
@@ -255,7 +261,9 @@ def online():
     until = runtime().visitors.online_until(client().ip)
     if until is None:
         return redirect(url_for("captive.splash"), code=303)
-    return render_template("captive/online.html", until=until, next=continue_param(), notice=session.pop("notice", None),
+    nxt = continue_param()
+    return render_template("captive/online.html", until_text=until_words(until, g.lang, runtime().settings), next=nxt,
+                           step=next_step(runtime().settings, g.lang, nxt), notice=session.pop("notice", None),
                            verified=session.pop("verified_notice", False), **verify_context())
 
 
@@ -289,6 +297,20 @@ def withdraw():
     return redirect(url_for("captive.my_data", done="withdrawn"), code=303)
 
 
+@bp.post("/my-data/object")
+def object_():
+    """An objection (to marketing and profiling: in force at once) or a restriction request."""
+    if limited():
+        return rate_limited_page()
+    outcome = runtime().visitors.object_or_restrict(client(), request.form.get("kind", "")[:20],
+                                                    request.form.get("grounds", "")[:20], proven())
+    if not outcome.ok:
+        if outcome.errors["form"] == "prove_first":
+            return redirect(url_for("captive.my_data", done="prove_first"), code=303)
+        return render_template("captive/error.html", message="err_" + outcome.errors["form"], code=400), 400
+    return redirect(url_for("captive.my_data", done="objected" if outcome.scope == "restricted" else "requested"), code=303)
+
+
 @bp.post("/my-data/erase")
 def erase():
     if limited():
@@ -308,6 +330,22 @@ def logo():
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png" if path.suffix == ".png" else "image/jpeg", max_age=300)
+
+
+@bp.get("/picture")
+def picture():
+    """The sign-in page's picture (set in the panel): its type read from its first bytes, as on upload."""
+    path = store_settings.picture_path(runtime().settings.data_dir)
+    if path is None:
+        abort(404)
+    try:
+        data = path.read_bytes()  # one read: a replace in between never pairs one file's type with another's bytes
+    except FileNotFoundError:
+        abort(404)
+    found = store_settings.picture_type(data)
+    if found is None:
+        abort(404)
+    return Response(data, mimetype=found[1], headers={"Cache-Control": "public, max-age=300"})
 
 
 @bp.get("/api/captive")

@@ -47,7 +47,11 @@ _PHONE = re.compile(r"^\+[0-9]{6,15}\Z")
 
 
 def _safe_cell(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading quote (E.164 phones excepted)."""
+    """A cell a spreadsheet would run as a formula gets a leading quote (E.164 phones excepted).
+    A carriage return becomes a line feed: the writer quotes a cell holding "\n" (our line end)
+    but writes a bare "\r" as it is, and a spreadsheet starts a new row there, whose first cell
+    (after the "\r") would escape the quote."""
+    cell = cell.replace("\r\n", "\n").replace("\r", "\n")
     if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PHONE.match(cell):
         return "'" + cell
     return cell

@@ -6,11 +6,14 @@ deadline may be extended once; a breach is reported to the authority within 72 h
 days are Monday to Friday minus the public holidays the owner lists; calendar periods count
 calendar days. The day a request arrives is not counted (day 1 is the next day) and a period ends
 at the end of its last local day. Times in and out are naive UTC, as the database keeps them; the
-local calendar is the one of `tz` (the machine's own when None).
+local calendar is the one of `tz`: the store's zone (setting `store_time_zone`, read by `zone`), the
+machine's own only when that setting is empty.
 """
 from __future__ import annotations
 
 import datetime
+import re
+import zoneinfo
 from dataclasses import dataclass
 
 ACK_WORKING_DAYS = 2
@@ -47,6 +50,28 @@ class Calendar:
 
     def add_days(self, start: datetime.datetime, days: int) -> datetime.datetime:
         return self.end_of(self.local(start).date() + datetime.timedelta(days=days))
+
+
+_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}\Z")
+
+
+def zone(name: str) -> datetime.tzinfo | None:
+    """The store's zone from its IANA name; None (the machine's) for an empty name; ValueError
+    naming it when it is no zone (a path, a typo, a zone the system does not know)."""
+    if not name:
+        return None
+    if not _ZONE.match(name) or len(name) > 64:
+        raise ValueError(f"{name!r} is not a time zone name (such as Asia/Ho_Chi_Minh)")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone this system knows (such as Asia/Ho_Chi_Minh)") from None
+
+
+def to_utc(local: datetime.datetime, tz: datetime.tzinfo | None) -> datetime.datetime:
+    """A naive local time of the store's zone (the machine's when None) as naive UTC."""
+    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
+    return aware.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def parse_holidays(text: str) -> frozenset[datetime.date]:

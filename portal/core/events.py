@@ -1,6 +1,7 @@
 """The events a store sends the central store: their kinds (topics) and their validation.
 
-An event is {"uid", "topic", "at", "data"}; the appliance writes it to its outbox in the same
+An event is {"uid", "topic", "at", "data", "seq"} ("seq", the store's outbox sequence, is absent
+from events written before an appliance knew it); the appliance writes it to its outbox in the same
 transaction as the change it describes and portal/sync.py sends it in a signed batch
 (portal/core/wire.py); the central store reads the batch (central/batch.py) and validates each
 event here before applying it (central/ingest.py). `validate` takes a decoded JSON value and
@@ -17,10 +18,12 @@ from portal.core.purposes import LANGUAGES, PURPOSES
 from portal.core.times import event_time
 
 TOPICS = ("lead.upserted", "consent.recorded", "device.linked", "visit.closed", "segment.members",
-          "lead.erased", "lead.merged", "devices.erased", "erase.ack")
+          "lead.erased", "lead.merged", "devices.erased", "erase.ack", "voucher.redeemed", "lead.restricted")
 MAX_MEMBERS = 1_000_000  # members of one segment.members event
 UID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: `$` would let a final newline through
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_CODE = re.compile(r"^[A-Z0-9-]{1,20}\Z")
+_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 
 
 class EventError(ValueError):
@@ -33,6 +36,10 @@ class Event:
     topic: str
     at: datetime.datetime
     data: dict
+    seq: int | None = None  # the store's outbox sequence; None from a store not yet upgraded
+
+
+SEQ_MAX = 2**63 - 1  # a PostgreSQL bigint
 
 
 def validate(raw) -> Event:
@@ -45,7 +52,11 @@ def validate(raw) -> Event:
         raise EventError("topic")
     data = raw["data"]
     _check(topic, data)
-    return Event(uid, topic, _time(raw.get("at")), data)
+    seq = raw.get("seq")
+    # bool is an int in Python: true is not a seq. Absent is an older store (claimed by uid).
+    if seq is not None and (type(seq) is not int or not 0 < seq <= SEQ_MAX):
+        raise EventError("seq")
+    return Event(uid, topic, _time(raw.get("at")), data, seq)
 
 
 def _time(value) -> datetime.datetime:
@@ -73,7 +84,8 @@ def _flag(data, key) -> bool:
 
 
 def _check(topic: str, d: dict) -> None:
-    if topic in ("lead.upserted", "lead.merged", "consent.recorded", "lead.erased", "erase.ack", "device.linked"):
+    if topic in ("lead.upserted", "lead.merged", "consent.recorded", "lead.erased", "erase.ack", "device.linked",
+                 "lead.restricted"):
         _str(d, "lead", 64, UID)
     if topic == "lead.upserted" and not d.get("gone"):
         _str(d, "email", 254, optional=True)
@@ -90,6 +102,9 @@ def _check(topic: str, d: dict) -> None:
             raise EventError("into")
     elif topic == "lead.erased":
         _flag(d, "verified")  # chain-wide only when true
+    elif topic == "lead.restricted":  # an objection or a restriction upheld (true) or lifted (false)
+        if not isinstance(d.get("restricted"), bool):
+            raise EventError("restricted")
     elif topic == "consent.recorded":
         if d.get("purpose") not in PURPOSES or not isinstance(d.get("granted"), bool):
             raise EventError("purpose")
@@ -108,7 +123,25 @@ def _check(topic: str, d: dict) -> None:
             raise EventError("members")
         if not all(isinstance(m, str) and UID.match(m) for m in members):
             raise EventError("members")
+    elif topic == "voucher.redeemed":  # a voucher used at the till (issue 17): webhooks carry it
+        _str(d, "voucher", 64, UID)
+        _str(d, "code", 20, _CODE, optional=True)
+        _str(d, "lead", 64, UID, optional=True)
+        _str(d, "campaign", 64, UID, optional=True)
+        _str(d, "currency", 3, _CURRENCY, optional=True)
+        value = d.get("value")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**12):
+            raise EventError("value")
     elif topic == "devices.erased":
         macs = d.get("devices")
         if not isinstance(macs, list) or not all(isinstance(m, str) and MAC.match(m) for m in macs):
             raise EventError("devices")
+
+
+# Webhooks (Standard Webhooks, portal/webhooks/): the message types a CRM subscribes to, the same
+# at a store and at the central store. Each comes from outbox events: lead.upserted (a person's
+# first record, a contact proved), consent.recorded, visit.closed (not passers-by),
+# segment.members (who joined and who left), voucher.redeemed (the till) and lead.erased (the CRM
+# must erase the person it knows by that pseudonym too).
+WEBHOOK_TYPES = ("lead.created", "lead.verified", "consent.changed", "visit.closed", "segment.membership_changed",
+                 "voucher.redeemed", "lead.erased")

@@ -19,3 +19,9 @@ def is_mac(text: object) -> bool:
 def randomized(mac: str) -> bool:
     """The locally administered bit: phones set it on their per-network private addresses."""
     return bool(int(mac[0:2], 16) & 0x02)
+
+
+# A device stored without its MAC (issue 15: anonymous by default) is named this prefix and a
+# pseudonym: never a MAC, so a pseudonym cannot meet a signed-in device's row. Written by the
+# collector (collector/pseudonyms.py) and by sign-in visits (portal/signin_visits.py).
+PSEUDONYM_PREFIX = "anon-"

@@ -37,6 +37,10 @@ class Gateway(Protocol):
     def restore(self, grants: Iterable[Grant]) -> int:
         """Re-apply the unexpired grants at start-up; returns how many were applied."""
 
+    def last_activity(self) -> dict[str, datetime.datetime]:
+        """MAC -> the last sign of life the gateway saw of each client (naive UTC); empty when it
+        cannot tell (portal/signin_visits.py)."""
+
 
 def tls_ports(settings) -> tuple[int, ...]:
     """The https port guests reach the portal on when it sits behind a TLS front, else none."""

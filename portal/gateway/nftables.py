@@ -262,6 +262,35 @@ class NftablesGateway:
     def client_mac(self, ip: str) -> str | None:
         return neighbour_mac(ip)
 
+    def last_activity(self) -> dict[str, datetime.datetime]:
+        """MAC -> when the kernel last confirmed each guest reachable (its neighbour table)."""
+        out = subprocess.run(["ip", "-j", "-s", "neigh", "show", "dev", self.interface], capture_output=True,
+                             text=True, timeout=5)
+        return parse_neighbours(out.stdout, _utcnow())
+
+
+def parse_neighbours(text: str, now: datetime.datetime) -> dict[str, datetime.datetime]:
+    """MAC -> now minus `confirmed` seconds, from `ip -j -s neigh`; entries that failed or have
+    no address are left out (several IPs of one MAC: the latest)."""
+    import json
+
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError:
+        return {}
+    out: dict[str, datetime.datetime] = {}
+    for row in rows if isinstance(rows, list) else ():
+        if not isinstance(row, dict):
+            continue
+        mac, confirmed, state = str(row.get("lladdr", "")).lower(), row.get("confirmed"), row.get("state") or []
+        if not MAC.match(mac) or not isinstance(confirmed, int) or confirmed < 0 or "FAILED" in state \
+                or "INCOMPLETE" in state:
+            continue
+        at = now - datetime.timedelta(seconds=confirmed)
+        if mac not in out or at > out[mac]:
+            out[mac] = at
+    return out
+
 
 def neighbour_mac(ip: str, arp_table: Path = Path("/proc/net/arp")) -> str | None:
     """The MAC behind an IP, from the kernel's neighbour table (IPv4: /proc/net/arp)."""

@@ -1,6 +1,7 @@
 """The null driver: enforces nothing, remembers grants. For the demo and the tests."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ipaddress
 import threading
@@ -41,3 +42,7 @@ class NullGateway:
         with self._lock:
             self.grants = {g.mac: g for g in grants}
             return len(self.grants)
+
+    def last_activity(self) -> dict[str, datetime.datetime]:
+        # Nothing to ask: the portal sees the devices' own probes (portal/signin_visits.py LastSeen).
+        return {}

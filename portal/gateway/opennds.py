@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import hashlib
 import ipaddress
+import json
 import logging
 import re
 import shutil
@@ -315,3 +317,29 @@ class OpenNDSGateway:
 
     def restore(self, grants: Iterable[Grant]) -> int:
         return 0  # openNDS keeps its own client list across portal restarts
+
+    def last_activity(self) -> dict[str, datetime.datetime]:
+        """Each client's last_active from `ndsctl json`, when the portal runs on the router; a
+        remote FAS cannot ask (empty: sign-ins then count from their own time)."""
+        if not shutil.which("ndsctl"):
+            return {}
+        out = subprocess.run(["ndsctl", "json"], capture_output=True, text=True, timeout=10)
+        return parse_ndsctl_clients(out.stdout)
+
+
+def parse_ndsctl_clients(text: str) -> dict[str, datetime.datetime]:
+    """MAC -> last_active (naive UTC) of the clients in openNDS 9.10's `ndsctl json`; a client
+    without a MAC or a time of its own is left out, and text that holds no JSON object gives nothing."""
+    try:  # the JSON object first; a line after it (ndsctl's helpers print to the same stream) is not ours
+        data, _ = json.JSONDecoder().raw_decode(text, text.index("{"))
+    except ValueError:
+        return {}
+    clients = data.get("clients") if isinstance(data, dict) else None
+    out: dict[str, datetime.datetime] = {}
+    for client in (clients.values() if isinstance(clients, dict) else ()):
+        if not isinstance(client, dict):
+            continue
+        mac, active = str(client.get("mac", "")).lower(), str(client.get("last_active", ""))
+        if MAC.match(mac) and active.isdigit() and 0 < int(active) < 2**40:
+            out[mac] = datetime.datetime.fromtimestamp(int(active), datetime.timezone.utc).replace(tzinfo=None)
+    return out

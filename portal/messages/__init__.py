@@ -31,6 +31,7 @@ class Message:
     language: str = "vi"
     params: dict = field(default_factory=dict)  # template parameters (Zalo ZNS sends templates only)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    headers: dict = field(default_factory=dict)  # email only: extra headers (List-Unsubscribe, RFC 8058)
 
 
 class MessageError(Exception):

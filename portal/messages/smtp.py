@@ -34,6 +34,8 @@ class SmtpDriver:
         email = EmailMessage()
         email["From"], email["To"], email["Subject"] = self.sender, message.to, message.subject
         email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        for name, value in message.headers.items():
+            email[name] = value
         email.set_content(message.text)
         if message.html:
             email.add_alternative(message.html, subtype="html")

@@ -7,15 +7,15 @@ exports, data-subject requests), analyst (aggregates only: never an email or a p
 
 One module per thing a manager does: auth (login, 2FA, logout), dashboard, leads (list and one
 person), audiences (segments and exports), privacy_desk (requests, a person's copy, correction,
-withdrawal, restriction, erasure), compliance (the owner's pack: records, transfers, breaches), settings (store settings, policy texts, logo), users (accounts, audit log),
-health. This file holds what they share: the blueprint, sessions, roles and the network lock.
+withdrawal, restriction, erasure), account (own email, forgotten password), compliance (the owner's pack: records, transfers, breaches), settings (store settings, policy texts, logo), splash (the sign-in page's look), users (accounts, audit log), webhooks (the CRM's endpoints, dead letters),
+health, activation (automations, campaigns, the till). This file holds what they share: the blueprint, sessions, roles and the network lock.
 """
 from __future__ import annotations
 
 import datetime
 import functools
 
-from flask import Blueprint, abort, current_app, g, redirect, request, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 from flask_login.utils import _user_context_processor
 
@@ -88,6 +88,7 @@ def requires(*roles: str):
                 return login_manager.unauthorized()
             if current_user.role not in roles:
                 AuditLog.record(current_user.actor, "access_denied", request.path, request.remote_addr)
+                g.required_roles = roles  # said on the 403 page (forbidden below)
                 abort(403)
             return view(*args, **kwargs)
         return inner
@@ -116,6 +117,13 @@ def guard():
     return None
 
 
+@bp.errorhandler(403)
+def forbidden(exc):
+    """A page inside the panel that says which role the page needs (not the guests' error page)."""
+    roles = g.get("required_roles") or ("owner",)
+    return render_template("panel/forbidden.html", roles=roles), 403
+
+
 @bp.after_request
 def send_cookie(response):
     if "panel_cookie" in g:
@@ -134,6 +142,8 @@ def init_app(app) -> None:
     # remember-cookie deletion with every answer.
     app.template_context_processors[None].remove(_user_context_processor)
     # Importing the modules registers their routes on bp.
-    from portal.panel import audiences, auth, compliance, dashboard, health, leads, privacy_desk, settings, users  # noqa: F401
+    from portal.panel import (account, activation, audiences, auth, compliance, dashboard, health, leads,  # noqa: F401
+                              privacy_desk, settings, sign, splash, users, webhooks)
+    from portal.panel import wording  # noqa: F401  (the templates' words for raw names)
     auth.configure_throttle(app.extensions["footfall"])
     app.register_blueprint(bp)

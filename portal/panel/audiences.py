@@ -74,8 +74,9 @@ def segment_export(key: str, kind: str):
     # Logged (who, which segment, which platform, which people, which consent versions) before it is sent.
     log, rows = exports.logged_export(segment, kind, runtime().vault, current_user.actor)
     AuditLog.record(current_user.actor, "export", segment.key, request.remote_addr, kind=kind, log=log.id, members=log.members)
-    name = f"{segment.key}-{kind}-{utcnow():%Y%m%d}.csv"
-    return Response(stream_with_context(audience.to_csv(rows)), mimetype="text/csv",
+    # Named for people: the segment's name, the platform, the store's day (slugified ASCII).
+    name = exports.file_name(segment.name, kind, datetime.datetime.now().astimezone().date())
+    return Response(stream_with_context(exports.csv_text(rows, kind)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
@@ -84,9 +85,14 @@ def segment_export(key: str, kind: str):
 def _as_of() -> datetime.datetime:
     """The moment a removal list was shown: its download and its "done" cover exactly that list."""
     try:
-        return datetime.datetime.fromisoformat(request.values.get("as_of", "")[:32])
+        as_of = datetime.datetime.fromisoformat(request.values.get("as_of", "")[:32])
     except ValueError:
         abort(400)
+    # Naive UTC, as the page wrote it, and not later than now: an offset would compare with nothing
+    # (a 500), and a future moment would mark done entries nobody was shown.
+    if as_of.tzinfo is not None or as_of > utcnow() + datetime.timedelta(minutes=1):
+        abort(400)
+    return as_of
 
 
 @bp.get("/privacy/removals")

@@ -8,6 +8,7 @@ from flask import Response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal import compliance, consent, privacy_record
+from portal.core import deadlines
 from portal.core.purposes import LANGUAGES
 from portal.models import utcnow
 from portal.panel import bp, requires, runtime
@@ -22,12 +23,15 @@ def texts_in_force() -> dict[tuple[str, str], str]:
 @bp.get("/compliance")
 @requires("owner")
 def compliance_pack():
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
     now = utcnow()
+    compliance.seal_breaches(rt.vault)  # rows written before migration 0016
     rows = compliance.breaches()
-    return render_template("panel/compliance.html", record=privacy_record.render(settings, texts_in_force()),
+    return render_template("panel/compliance.html", record=privacy_record.render(settings, texts_in_force(), privacy_record.endpoints_in_force()),
                            transfers=compliance.transfers(), platforms=compliance.PLATFORMS, breaches=rows,
                            clocks={b.id: compliance.breach_state(b, now) for b in rows}, now=now,
+                           texts={b.id: compliance.breach_texts(b, rt.vault) for b in rows},
                            dpo=settings.dpo_contact, contact=settings.privacy_contact,
                            error=request.args.get("error"))
 
@@ -41,7 +45,8 @@ def _markdown(body: str, name: str) -> Response:
 @bp.get("/compliance/record.md")
 @requires("owner")
 def compliance_record():
-    return _markdown(privacy_record.render(runtime().settings, texts_in_force()), "record-of-processing")
+    return _markdown(privacy_record.render(runtime().settings, texts_in_force(), privacy_record.endpoints_in_force()),
+                     "record-of-processing")
 
 
 @bp.get("/compliance/dossier.md")
@@ -74,7 +79,7 @@ def transfer_withdraw(row_id: int):
 
 
 def _local_to_utc(text: str) -> datetime.datetime:
-    """A datetime-local field (the machine's zone) as naive UTC; now when empty."""
+    """A datetime-local field (the store's zone, `store_time_zone`) as naive UTC; now when empty."""
     text = (text or "").strip()
     if not text:
         return utcnow()
@@ -84,7 +89,7 @@ def _local_to_utc(text: str) -> datetime.datetime:
         raise compliance.ComplianceError("detected_at") from None
     if local.tzinfo is not None:
         raise compliance.ComplianceError("detected_at")
-    return local.astimezone().astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return deadlines.to_utc(local, deadlines.zone(runtime().settings.store_time_zone))
 
 
 @bp.post("/compliance/breaches")
@@ -93,7 +98,7 @@ def breach_new():
     f = request.form
     return _back(lambda: compliance.record_breach(_local_to_utc(f.get("detected_at", "")[:40]), f.get("description", "")[:4000],
                                                   f.get("data_kinds", "")[:400], f.get("people", "")[:12],
-                                                  f.get("measures", "")[:4000], current_user.actor))
+                                                  f.get("measures", "")[:4000], current_user.actor, runtime().vault))
 
 
 @bp.post("/compliance/breaches/<int:row_id>/reported")

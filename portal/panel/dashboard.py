@@ -10,5 +10,7 @@ from portal.panel import bp, runtime
 @bp.get("/")
 @login_required
 def dashboard():
-    figures, age = runtime().dashboard.get()
-    return render_template("panel/dashboard.html", d=figures, age=int(age))
+    rt = runtime()
+    figures, age = rt.dashboard.get()
+    return render_template("panel/dashboard.html", d=figures, age=int(age),
+                           gap=int(rt.settings.visit_gap_minutes))

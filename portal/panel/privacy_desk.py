@@ -2,10 +2,12 @@
 person's copy, correction, withdrawal, restriction and erasure."""
 from __future__ import annotations
 
+import json
+
 from flask import Response, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal import jobs, privacy
+from portal import jobs, privacy, retention
 from portal.models import AuditEntry, DataRequest, Device, Lead, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.panel.leads import lead_or_404
@@ -20,10 +22,14 @@ def privacy_desk():
     requests_ = list(DataRequest.select().order_by(DataRequest.status.desc(), DataRequest.due_at).limit(200))
     last = AuditEntry.select().where(AuditEntry.action == "purge").order_by(AuditEntry.id.desc()).first()
     flags = {r.id: privacy.clock_flags(r, now) for r in requests_}
+    on_portal = privacy.made_on_portal()
+    # The guests' own actions link to the person while there is one (a withdrawal; never an erasure).
+    live = {uid for (uid,) in Lead.select(Lead.uid).where(Lead.uid.in_({e.subject for e in on_portal if e.subject}),
+                                                          Lead.erased_at.is_null()).tuples()}
     return render_template("panel/privacy.html", requests=requests_, kinds=privacy.REQUEST_KINDS, now=now, flags=flags,
                            late=sum(1 for f in flags.values() if f), checks=privacy.MANUAL_CHECKS,
-                           on_portal=privacy.made_on_portal(),
-                           due=privacy.due_for_purge(rt.settings.retention_days), next_purge=jobs.next_run("purge", rt.settings),
+                           on_portal=on_portal, live=live, detail=lambda e: json.loads(e.detail or "{}"),
+                           due=retention.due_for_purge(rt.settings.retention_days), next_purge=jobs.next_run("purge", rt.settings),
                            last_purge=last.at if last else None, retention_days=rt.settings.retention_days,
                            requester=lambda r: rt.vault.decrypt(r.requester_enc, "request.requester"),
                            error=request.args.get("error"), sent=request.args.get("sent"))

@@ -49,3 +49,21 @@ def user_access(manager_id: int):
         abort(400)
     accounts.set_disabled(manager, request.form.get("disabled") == "yes", current_user.actor, request.remote_addr)
     return redirect(url_for("panel.users"))
+
+
+@bp.post("/users/<int:manager_id>/password")
+@requires("owner")
+def user_password(manager_id: int):
+    """The owner sets a temporary password for a manager who forgot theirs (the second factor stays)."""
+    manager = Manager.get_or_none(Manager.id == manager_id) or abort(404)
+    if manager.id == current_user.manager.id:
+        abort(400)  # one's own: through the account page or the forgotten-password code
+    password = request.form.get("password", "")[:257]
+    try:
+        if password != request.form.get("password2", "")[:257]:
+            raise accounts.AccountError("passwords_differ")
+        accounts.set_password(manager, password, actor=current_user.actor)
+    except accounts.AccountError as exc:
+        return render_template("panel/users.html", managers=list(Manager.select().order_by(Manager.id)),
+                               error="err_" + exc.code, roles=accounts.ROLES), 422
+    return redirect(url_for("panel.users", reset=manager.username))

@@ -48,7 +48,8 @@ def schema(pg_dsn):
 def central_settings(pg_dsn, schema, tmp_path):
     from portal.config import load_settings
     return load_settings(environ={}, data_dir=str(tmp_path / "central"), central_dsn=pg_dsn, central_schema=schema,
-                         log_level="WARNING")
+                         log_level="WARNING",  # the chain assessed both ad platforms (exports to them allowed)
+                         central_transfers_assessed="meta:2026-01-01,google:2026-01-01")
 
 
 @pytest.fixture

@@ -28,9 +28,11 @@ def chain(central_app, stores):
     post_batch(client, "hcm-01", stores["hcm-01"], [
         lead("L1", phone="+84912345678", name="Lan"), event("device.linked", device="3c:22:fb:00:00:01", lead="L1"),
         event("consent.recorded", lead="L1", purpose="marketing_email", granted=True),
-        event("consent.recorded", lead="L1", purpose="ad_audiences", granted=True), *visits])
+        event("consent.recorded", lead="L1", purpose="ad_audiences", granted=True),
+        event("consent.recorded", lead="L1", purpose="visit_analytics", granted=True), *visits])
     post_batch(client, "hn-02", stores["hn-02"], [
         lead("M1", email="minh@example.com"), event("device.linked", device="00:1a:11:00:00:02", lead="M1"),
+        event("consent.recorded", lead="M1", purpose="visit_analytics", granted=True),
         event("visit.closed", device="00:1a:11:00:00:02", start="2026-11-21 18:00:00", end="2026-11-21 18:30:00", passerby=False)])
     return client
 
@@ -49,7 +51,7 @@ def test_tokens_and_scopes(chain, tokens):
 def test_people_and_a_person_across_stores(chain, tokens):
     page = chain.get("/v1/people?limit=1", headers=auth(tokens["read"])).json
     assert page["people"][0]["email"] == "lan@example.com" and page["next"] == page["people"][0]["id"]
-    assert page["people"][0]["consents"] == {"marketing_email": True, "ad_audiences": True}
+    assert page["people"][0]["consents"] == {"marketing_email": True, "ad_audiences": True, "visit_analytics": True}
     second = chain.get(f"/v1/people?after={page['next']}", headers=auth(tokens["read"])).json
     assert second == {"people": [], "next": None}  # Minh agreed to nothing: not served (tests below)
     person = chain.get(f"/v1/people/{page['next']}", headers=auth(tokens["read"])).json
@@ -57,7 +59,7 @@ def test_people_and_a_person_across_stores(chain, tokens):
     assert chain.get("/v1/people/999999", headers=auth(tokens["read"])).status_code == 404
     assert chain.get("/v1/people?limit=abc", headers=auth(tokens["read"])).status_code == 400
     stores = chain.get("/v1/stores", headers=auth(tokens["read"])).json["stores"]
-    assert {s["id"]: s["events_applied"] for s in stores} == {"hcm-01": 9, "hn-02": 3}
+    assert {s["id"]: s["events_applied"] for s in stores} == {"hcm-01": 10, "hn-02": 4}
 
 
 def verified_lead(uid, name, email, phone):

@@ -135,3 +135,62 @@ def test_erasure_at_one_store_reaches_the_others(central_app, stores):
     assert other.json["commands"] == [{"erase_lead": "B7"}]
     post_batch(client, "hn-02", stores["hn-02"], [event("erase.ack", lead="B7")])
     assert post_batch(client, "hn-02", stores["hn-02"], []).json["commands"] == []
+
+
+def numbered(events, start):
+    """The events as an upgraded appliance sends them: each with its outbox seq, growing."""
+    return [{**e, "seq": start + i} for i, e in enumerate(events)]
+
+
+def test_a_stores_high_water_mark_applies_each_seq_once(central_app, stores):
+    """Events with a seq are applied when above the store's mark, without a row per event id."""
+    client = central_app.test_client()
+    batch = numbered(store_events(), 1_800_000_000_000_000)
+    first = post_batch(client, "hcm-01", stores["hcm-01"], batch)
+    assert first.status_code == 200 and first.json["applied"] == 7, first.json
+    after_first = counts()
+    assert after_first["applied_event"] == 0 and after_first["visit"] == 1
+    # The retry of a lost answer, and a batch overlapping it (the first events again, then one more).
+    assert post_batch(client, "hcm-01", stores["hcm-01"], batch).json["duplicates"] == 7
+    more = batch[-2:] + numbered([event("visit.closed", device="3c:22:fb:00:00:01", start="2026-11-21 09:00:00",
+                                        end="2026-11-21 09:30:00", passerby=False)], batch[-1]["seq"] + 5)
+    answer = post_batch(client, "hcm-01", stores["hcm-01"], more).json
+    assert (answer["applied"], answer["duplicates"]) == (1, 2)
+    assert counts() == {**after_first, "visit": 2}
+    with database.connection_context():
+        marks = dict(database.execute_sql("SELECT id, seq_applied FROM store").fetchall())
+    assert marks == {"hcm-01": more[-1]["seq"], "hn-02": None}  # one mark per store: the other's is untouched
+    # The other store's seqs are its own: the same numbers are new there.
+    assert post_batch(client, "hn-02", stores["hn-02"], batch).json["applied"] == 7
+
+
+def test_events_of_a_store_not_yet_upgraded_come_first_and_are_claimed_by_uid(central_app, stores):
+    client = central_app.test_client()
+    old, new = store_events()[:4], numbered(store_events()[4:], 1_800_000_000_000_000)
+    answer = post_batch(client, "hcm-01", stores["hcm-01"], old + new).json
+    assert answer["applied"] == 7 and counts()["applied_event"] == 4
+    assert post_batch(client, "hcm-01", stores["hcm-01"], old + new).json["duplicates"] == 7
+
+
+@pytest.mark.parametrize("seq", [True, 0, -1, 1.5, "12", 2**63, [1], None])
+def test_a_bad_seq_refuses_the_batch_whole(central_app, stores, seq):
+    client = central_app.test_client()
+    before = counts()
+    bad = {**event("visit.closed", device="3c:22:fb:00:00:01", start="2026-11-20 09:00:00",
+                   end="2026-11-20 09:40:00", passerby=False), "seq": seq}
+    events = numbered([lead("L1")], 5) + [bad]
+    response = post_batch(client, "hcm-01", stores["hcm-01"], events)
+    assert response.status_code == 400
+    assert response.json["error"].startswith("event 1: ") and "seq" in response.json["error"]
+    assert counts() == before
+
+
+def test_seqs_must_grow_within_a_batch(central_app, stores):
+    client = central_app.test_client()
+    before = counts()
+    events = numbered([lead("L1"), event("consent.recorded", lead="L1", purpose="wifi_terms", granted=True)], 9)
+    response = post_batch(client, "hcm-01", stores["hcm-01"], events[::-1])
+    assert response.status_code == 400 and "seq must grow" in response.json["error"]
+    assert counts() == before
+    with database.connection_context():
+        assert database.execute_sql("SELECT seq_applied FROM store WHERE id = 'hcm-01'").fetchone()[0] is None

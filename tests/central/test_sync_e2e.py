@@ -61,23 +61,28 @@ def activity(visitors, start: int, count: int) -> None:
     for i in range(start, start + count):
         mac = f"3c:22:fb:00:{i // 256:02x}:{i % 256:02x}"
         client = Client(f"10.1.{i // 256}.{i % 256}", mac)
-        outcome = visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"})),
-                                   client)
+        # Visit analytics too: the central store hears of a device (and counts its visits) only then.
+        outcome = visitors.sign_in(SignInForm(email=f"g{i}@example.com", terms=True, adult=True, marketing=frozenset({"marketing_email"}),
+                                              analytics=frozenset({"visit_analytics"})), client)
         assert outcome.ok
         prove_claims(visitors, outcome, client)  # the guest entered the emailed code
         Store(OuiTable("/nonexistent")).write(Batch((), (VisitRecord(mac, "lan", 1.7e9 + i * 60, 1.7e9 + i * 60 + 1800, 9, False),), ()))
 
 
 def central_counts():
+    """What the central store holds; "applied" counts the events it applied (each store's
+    events_applied), which must be the outbox's events, each once."""
     with central_db.connection_context():
-        return {t: central_db.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("person", "consent_event", "visit", "applied_event")}
+        counts = {t: central_db.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("person", "consent_event", "visit")}
+        counts["applied"] = central_db.execute_sql("SELECT coalesce(sum(events_applied), 0) FROM store").fetchone()[0]
+        return counts
 
 
 def expected():
     return {"person": database.execute_sql("SELECT count(*) FROM lead").fetchone()[0],
             "consent_event": database.execute_sql("SELECT count(*) FROM consent").fetchone()[0],
-            "visit": Visit.select().count(), "applied_event": OutboxEvent.select().count()}
+            "visit": Visit.select().count(), "applied": OutboxEvent.select().count()}
 
 
 def test_everything_is_delivered_once(app, visitors, central_settings, central_server):
@@ -85,7 +90,7 @@ def test_everything_is_delivered_once(app, visitors, central_settings, central_s
     activity(visitors, 0, 30)
     target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key, allow_http=True)
     result = sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, batch=40)
-    assert result["sent"] == expected()["applied_event"] and result["batches"] >= 4
+    assert result["sent"] == expected()["applied"] and result["batches"] >= 4
     assert sync.pending() == 0
     assert central_counts() == expected()
 
@@ -109,7 +114,7 @@ def test_a_days_long_outage_loses_nothing(app, visitors, central_settings, tmp_p
     assert attempts < 24 * 12 * 3, "backing off, not hammering"
     state = sync._state()
     assert state["failures"] == failures >= 8 and 0 < state["next_at"] - clock[0] <= sync.BACKOFF_CAP
-    assert sync.pending() == expected()["applied_event"]
+    assert sync.pending() == expected()["applied"]
     env = {"FOOTFALL_DATA_DIR": central_settings.data_dir, "FOOTFALL_CENTRAL_DSN": central_settings.central_dsn,
            "FOOTFALL_LOG_LEVEL": "WARNING",
            "FOOTFALL_CENTRAL_SCHEMA": central_settings.central_schema, "FOOTFALL_CENTRAL_WORKERS": "2", "PYTHONPATH": ROOT}
@@ -244,12 +249,12 @@ def test_kill_9_mid_batch_then_restart(app, visitors, central_settings, central_
         proc = subprocess.Popen([sys.executable, "-m", "portal", "sync", "now"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while central_counts()["applied_event"] == 0 and time.monotonic() < deadline:
+        while central_counts()["applied"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    applied_before = central_counts()["applied_event"]
-    assert applied_before > 0 and sync.pending() == expected()["applied_event"]  # applied there, not marked here
+    applied_before = central_counts()["applied"]
+    assert applied_before > 0 and sync.pending() == expected()["applied"]  # applied there, not marked here
     env["FOOTFALL_CENTRAL_URL"] = f"http://127.0.0.1:{central_server}"
     done = subprocess.run([sys.executable, "-m", "portal", "sync", "now"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -308,3 +313,54 @@ def test_an_erasure_decided_centrally_reaches_the_store(app, visitors, central_s
     sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, 100)  # delivers the acknowledgement
     with central_db.connection_context():
         assert central_db.execute_sql("SELECT count(*) FROM erase_command WHERE acked_at IS NULL").fetchone()[0] == 0
+
+
+def test_a_store_restored_from_a_backup_loses_and_doubles_nothing(app, visitors, settings, central_settings,
+                                                                   central_server):
+    """Issue 18: the central store's high-water mark survives a store whose database went back.
+
+    A pushed; B written, then the backup taken (B undelivered in it); B and C pushed; the database
+    damaged and restored from the backup (C is gone from the store, not from the chain); D written.
+    The next push resends B (already applied: skipped) and D (new: applied), though D's outbox
+    ids are the very ids C had: the seq comes from the clock as well, so it never goes back."""
+    from portal import create_app, jobs
+    from portal.config import database_path
+    from portal.gateway.null import NullGateway
+    from portal.recovery import check, last_recovery
+    from tests.faults.test_corruption import damage
+
+    keys = enroll_store(central_settings, app)
+    target = sync.Target(f"http://127.0.0.1:{central_server}", keys.store_id, keys.sync_key, allow_http=True)
+    push = lambda v: sync.drain(target, v.vault, v.gateway, keys.store_id, batch=15)  # noqa: E731
+    activity(visitors, 0, 5)
+    assert "error" not in push(visitors)
+    activity(visitors, 5, 5)
+    in_backup = OutboxEvent.select().count()
+    undelivered_in_backup = sync.pending()
+    assert jobs.run_job("backup", settings)["backup"]
+    activity(visitors, 10, 5)
+    assert "error" not in push(visitors) and sync.pending() == 0
+    lost_here = OutboxEvent.select().count() - in_backup  # C: applied at the chain, gone from the store
+    last_seq = OutboxEvent.select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).scalar()
+    before = central_counts()
+    assert before["applied"] == OutboxEvent.select().count() and before["visit"] == 15
+
+    database.close()
+    db = database_path(settings)
+    damage(db)
+    again = create_app(settings, gateway=NullGateway())
+    assert last_recovery(db).restored_from and check(db) == "ok"
+    restored = again.extensions["footfall"].visitors
+    assert OutboxEvent.select().count() == in_backup and sync.pending() == undelivered_in_backup > 0
+    activity(restored, 15, 5)  # D, after the restore
+    fresh = list(OutboxEvent.select().where(OutboxEvent.id > in_backup))
+    assert fresh and min(e.seq for e in fresh) > last_seq  # the ids went back, the seqs did not
+    assert min(e.id for e in fresh) <= in_backup + lost_here  # D reuses C's outbox ids
+
+    result = push(restored)
+    assert "error" not in result and sync.pending() == 0
+    assert result["duplicates"] == undelivered_in_backup and result["applied"] == len(fresh)
+    after = central_counts()
+    assert after["applied"] == OutboxEvent.select().count() + lost_here  # every event of A, B, C and D, once
+    assert after["visit"] == 20 and after["person"] == 20
+    database.close()

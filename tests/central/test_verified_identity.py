@@ -253,6 +253,8 @@ def test_double_opt_in_at_the_read_api(central_app, stores, tokens, monkeypatch)
         return event("visit.closed", device=mac, start="2026-11-20 10:00:00", end="2026-11-20 10:30:00", passerby=False)
 
     post_batch(client, "hcm-01", stores["hcm-01"], [
+        # All three agreed to visit analytics (chain segments follow no one else, issue 15).
+        *(consent(uid, "visit_analytics") for uid in ("L1", "M1", "X1")),
         # Lan proved her phone only; an older store also sends her email, unproved.
         upsert("L1", "lan@example.com", ALICE_PHONE, "Lan", phone_verified=True), *(consent("L1", p) for p in MARKETING),
         event("device.linked", device="3c:22:fb:00:00:01", lead="L1"), visit("3c:22:fb:00:00:01"),
@@ -268,9 +270,9 @@ def test_double_opt_in_at_the_read_api(central_app, stores, tokens, monkeypatch)
     assert "X" not in page  # the claim: no consent of it counts, so it is not served (issue 15)
     assert (lan["email"], lan["phone"], lan["email_verified_at"]) == (None, ALICE_PHONE, None)
     assert lan["phone_verified_at"] == "2026-11-20T10:00:00"
-    assert lan["consents"] == {"marketing_sms": True, "ad_audiences": True}
+    assert lan["consents"] == {"marketing_sms": True, "ad_audiences": True, "visit_analytics": True}
     assert lan["awaiting_verification"] == ["marketing_email"]
-    assert minh["consents"] == {"marketing_email": True} and minh["awaiting_verification"] == []
+    assert minh["consents"] == {"marketing_email": True, "visit_analytics": True} and minh["awaiting_verification"] == []
     segments = {s["key"]: s for s in client.get("/v1/segments", headers=auth(tokens["read"])).json["segments"]}
     assert segments["new"]["members"] == 3
     assert segments["new"]["consented"] == {"marketing_email": 1, "marketing_sms": 1, "ad_audiences": 1}

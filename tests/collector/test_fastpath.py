@@ -14,11 +14,12 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.utils import wrpcap
 
 from collector.pipeline import Pipeline
+from collector.pseudonyms import Pseudonyms
 from collector.service import replay
 from collector.sessions import LAN, Sessionizer
 from collector.store import stamp, uuid4_hexes, visit_payload
 from portal.config import load_settings
-from tests.collector.test_replay import capture
+from tests.collector.test_replay import capture, follow
 from tests.perf.bench_collector import arp_frame, dhcp_frame, mdns_frame, other_frame, stored, write_capture
 
 T0 = 1_763_884_800.0
@@ -83,10 +84,12 @@ def write_mixed(path, frames_per_device=40, devices=60):
     return len(records)
 
 
-def both_ways(tmp_path, pcap, **overrides):
+def both_ways(tmp_path, pcap, followed=(), **overrides):
     results = {}
     for name, fast in (("fast", True), ("reference", False)):
         settings = load_settings(environ={}, data_dir=str(tmp_path / name), **overrides)
+        if followed:
+            follow(settings.data_dir, *followed)
         stats = replay(settings, pcap, fast=fast)
         for volatile in ("seconds", "frames_per_s"):
             stats.pop(volatile)
@@ -105,9 +108,10 @@ def test_the_replay_capture_stores_the_same_records_both_ways(tmp_path):
 def test_a_mixed_capture_with_odd_frames_stores_the_same_records_both_ways(tmp_path):
     pcap = tmp_path / "mixed.pcap"
     write_mixed(pcap)
-    # Two of the MACs are the appliance's own: ignored, on both paths.
+    # Two of the MACs are the appliance's own: ignored, on both paths. Two devices are followed
+    # (their person agreed to visit analytics): stored by MAC; the others under pseudonyms.
     (fast_stats, fast_rows), (ref_stats, ref_rows) = both_ways(
-        tmp_path, pcap, ignore_macs="3c:22:fb:00:00:01, da:22:fb:00:00:03")
+        tmp_path, pcap, followed=("3c:22:fb:00:00:02", "da:22:fb:00:00:06"), ignore_macs="3c:22:fb:00:00:01, da:22:fb:00:00:03")
     assert fast_stats == ref_stats
     assert fast_stats["malformed"] > 0 and fast_stats["ignored"] > 0 and set(fast_stats["by_kind"]) == {"arp", "dhcp", "mdns"}
     assert fast_rows == ref_rows
@@ -115,7 +119,10 @@ def test_a_mixed_capture_with_odd_frames_stores_the_same_records_both_ways(tmp_p
     assert "3c:22:fb:00:00:01" not in devices and "3c:22:fb:00:00:02" in devices
     assert {row[5] for row in fast_rows["devices"]} == {0, 1}  # randomized flags both ways
     assert sum(1 for v in fast_rows["visits"] if v[0] == "3c:22:fb:00:00:02") > 1  # gaps split visits
-    assert len(fast_rows["events"]) == len(fast_rows["visits"])
+    assert {row[9] for row in fast_rows["devices"]} == {0, 1}  # followed and anonymous both ways
+    followed_visits = [v for v in fast_rows["visits"] if not v[0].startswith("anon#")]
+    assert {v[0] for v in followed_visits} == {"3c:22:fb:00:00:02", "da:22:fb:00:00:06"}
+    assert len(fast_rows["events"]) == len(followed_visits)  # only a followed device's visits are synced
 
 
 def test_the_benchmark_day_stores_the_same_records_both_ways(tmp_path):
@@ -136,7 +143,9 @@ class Collect:
 
 def run(frames, fast, chunks=None, entries=1 << 18):
     writer = Collect()
-    pipeline = Pipeline(writer, 900, 300, frozenset({"3c:22:fb:00:00:09"}), fast_path_entries=entries)
+    # The same key bytes for both paths, so that their batches can be compared name for name.
+    names = Pseudonyms(random=random.Random(15).randbytes)
+    pipeline = Pipeline(writer, 900, 300, frozenset({"3c:22:fb:00:00:09"}), fast_path_entries=entries, pseudonyms=names)
     if fast:
         i = 0
         for size in chunks or [len(frames)]:
@@ -251,6 +260,7 @@ def test_a_stored_device_row_is_as_before(tmp_path):
         p.time = T0 + i * 60
         packets.append(p)
     wrpcap(str(pcap), packets)
+    follow(tmp_path / "d", "3c:22:fb:01:02:03", at="2025-11-23 08:01:00")  # signed in a minute after coming in
     replay(load_settings(environ={}, data_dir=str(tmp_path / "d"), oui_file="/nonexistent"), pcap)
     with sqlite3.connect(tmp_path / "d" / "footfall.db") as db:
         assert db.execute("SELECT mac, first_seen, last_seen, last_ip, vendor, randomized, dhcp_fingerprint, dhcp_vendor, "

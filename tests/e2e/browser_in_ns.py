@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -21,7 +21,7 @@ for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-s
 options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.set_page_load_timeout(20)
-wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
+wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
 out = {}
 try:
     driver.get("http://example.com/news")

@@ -28,7 +28,7 @@ READY = {"portal": "listening on", "collector": "collector listening on guest0",
 
 def config_text(workdir: Path, sync_interval: int) -> str:
     values = {
-        "data_dir": str(workdir / "data"), "store_name": "Field Day", "gateway": "nftables", "guest_interface": "guest0",
+        "data_dir": str(workdir / "data"), "store_name": "Field Day", "privacy_contact": "privacy@fieldday.vn", "gateway": "nftables", "guest_interface": "guest0",
         "uplink_interface": "up0", "listen_host": "0.0.0.0", "listen_port": 8080, "portal_url": f"http://{GW}:8080",
         "portal_hosts": f"{OFFICE_GW}:8080", "panel_networks": OFFICE_NET, "panel_require_2fa": False, "capture_interface": "guest0", "flush_seconds": 1,
         "visit_gap_minutes": 1, "min_dwell_minutes": 1, "arp_probe_seconds": 10, "dhcp_leases_file": str(workdir / "dnsmasq.leases"),
@@ -158,7 +158,10 @@ def central_rows(dsn: str, schema: str) -> dict:
                 "consents": q("SELECT count(*) FROM consent_event")[0][0],
                 "devices": {mac for (mac,) in q("SELECT mac FROM device")},
                 "visits": sorted((mac, int(p)) for mac, p in q("SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id")),
-                "applied": q("SELECT count(*), count(DISTINCT event_uid) FROM applied_event")[0],
+                # Each event applied once: the stores' counters of applied events (seq high-water mark, issue 18),
+                # and the ids claimed the old way (events of a store not yet sending seqs) never twice.
+                "applied": (q("SELECT coalesce(sum(events_applied), 0) FROM store")[0][0],
+                            q("SELECT count(*) - count(DISTINCT event_uid) FROM applied_event")[0][0]),
                 "segments": dict(q("SELECT segment, count(*) FROM segment_member GROUP BY segment")),
             }
     finally:
@@ -174,12 +177,26 @@ def read(data_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
         db.close()
 
 
+def named(mac: str) -> str:
+    """A device as the test knows it: its MAC, or "anon" for any pseudonym (issue 15: a device
+    nobody agreed to visit analytics for is counted under a pseudonym the test cannot compute)."""
+    return "anon" if mac.startswith("anon-") else mac
+
+
 def visits(data_dir: Path) -> list[tuple[str, int]]:
-    return sorted(read(data_dir, "SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id"))
+    return sorted((named(mac), p) for mac, p in read(data_dir, "SELECT d.mac, v.passerby FROM visit v JOIN device d ON d.id = v.device_id"))
 
 
-def open_runs(data_dir: Path) -> set[str]:
-    return {mac for (mac,) in read(data_dir, "SELECT d.mac FROM open_run r JOIN device d ON d.id = r.device_id")}
+def open_runs(data_dir: Path) -> list[str]:
+    """The devices with a run in progress (sorted; "anon" once per pseudonym)."""
+    return sorted(named(mac) for (mac,) in read(data_dir, "SELECT d.mac FROM open_run r JOIN device d ON d.id = r.device_id"))
+
+
+def file_bytes(data_dir: Path) -> bytes:
+    """The database file and its WAL as they are on disk now."""
+    db = data_dir / "footfall.db"
+    wal = data_dir / "footfall.db-wal"
+    return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
 def wait_until(check, seconds: float, every: float = 2.0) -> bool:

@@ -315,7 +315,7 @@ def topology(workdir: Path):
 def portal_command(data_dir: Path, session_seconds: int = 3600, port: int = 8080,
                    gateway: str = "nftables", faskey: str = "") -> tuple[list[str], dict[str, str]]:
     env = {"FOOTFALL_DATA_DIR": str(data_dir), "FOOTFALL_GATEWAY": gateway, "FOOTFALL_GUEST_INTERFACE": "guest0",
-           "FOOTFALL_OPENNDS_FASKEY": faskey,
+           "FOOTFALL_OPENNDS_FASKEY": faskey, "FOOTFALL_PRIVACY_CONTACT": "privacy@caphe-test.vn",
            "FOOTFALL_LISTEN_HOST": "0.0.0.0", "FOOTFALL_LISTEN_PORT": str(port),
            "FOOTFALL_PORTAL_URL": f"http://{GW_GUEST}:{port}", "FOOTFALL_SESSION_SECONDS": str(session_seconds),
            "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}

@@ -87,7 +87,7 @@ def deploy_site(tmp: Path, host: str, guest_ip: str, full_chain: bool = False) -
     done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--no-hostapd",
                            "--guest-ip", guest_ip, "--portal-port", str(http_port), "--https-port", str(https_port),
                            "--tls-cert", str(tmp / "cert.pem"), "--tls-key", str(tmp / "key.pem"),
-                           "--portal-host", host], capture_output=True, text=True, env=env, timeout=120)
+                           "--portal-host", host, "--privacy-contact", "privacy@caphe.vn"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return main_config(tmp / "nginx", root / "etc/nginx/conf.d/footfall.conf"), http_port, https_port, ca
 

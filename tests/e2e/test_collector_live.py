@@ -1,4 +1,6 @@
-"""The collector sniffing a real guest LAN live: dnsmasq, real DHCP clients, arping, SIGTERM."""
+"""The collector sniffing a real guest LAN live: dnsmasq, real DHCP clients, arping, SIGTERM.
+Anonymous by default (issue 15): a device is recorded by its MAC only when its person agreed to
+visit analytics (follow()); any other under a pseudonym, with nothing DHCP said of it."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector.test_anonymous import traces
+from tests.collector.test_replay import follow
 from tests.conftest import have, require
 from tests.e2e.netns import HERE, ROOT, can_run
 
@@ -118,6 +122,7 @@ def stop(proc: subprocess.Popen) -> tuple[float, dict]:
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
+    proc.output = out  # what it printed and logged after its first line
     return time.monotonic() - start, json.loads(out.strip().splitlines()[-1])
 
 
@@ -127,8 +132,10 @@ def query(db: Path, sql: str):
 
 
 def test_live_capture_records_devices_fingerprints_and_presence(lan, tmp_path):
+    """The two named clients' people agreed to visit analytics; the private address's did not."""
     data = tmp_path / "data"
-    proc = lan.collector(data)
+    follow(data, CLIENTS["udhcpc"][0], CLIENTS["dhclient"][0])
+    proc = lan.collector(data, log_level="INFO")
     for name in CLIENTS:
         lan.dhcp(name)
     lan.arping("private")
@@ -140,11 +147,16 @@ def test_live_capture_records_devices_fingerprints_and_presence(lan, tmp_path):
     devices = {mac: rest for mac, *rest in query(data / "footfall.db",
                "SELECT mac, hostname, dhcp_fingerprint, randomized, vendor, last_ip FROM device")}
     udhcpc, dhclient, private = (CLIENTS[n][0] for n in ("udhcpc", "dhclient", "private"))
-    assert set(devices) == {udhcpc, dhclient, private}, "the gateway's own MAC is never counted"
+    pseudonym = [mac for mac in devices if mac.startswith("anon-")]
+    assert set(devices) == {udhcpc, dhclient, *pseudonym} and len(pseudonym) == 1, "the gateway's own MAC is never counted"
     assert devices[udhcpc][0] == "lans-iphone" and devices[dhclient][0] == "minh-laptop"
     assert devices[udhcpc][1] and devices[dhclient][1] and devices[udhcpc][1] != devices[dhclient][1], \
         "udhcpc and dhclient ask for different options: distinct fingerprints"
-    assert devices[private][2] == 1 and devices[udhcpc][2] == 0
+    assert devices[pseudonym[0]] == [None, None, 1, None, None] and devices[udhcpc][2] == 0  # the randomized bit only
+    db_bytes = (data / "footfall.db").read_bytes() + (data / "footfall.db-wal").read_bytes() \
+        if (data / "footfall.db-wal").exists() else (data / "footfall.db").read_bytes()
+    assert not [t for t in traces(private) if t in db_bytes] and private not in proc.output
+    assert udhcpc.encode() in db_bytes  # the check sees what is there
     assert devices[udhcpc][3] == "Apple, Inc." or not Path("/usr/share/ieee-data/oui.csv").exists()
     # Stopped mid-visit: the runs are saved in progress, not closed as passers-by.
     assert query(data / "footfall.db", "SELECT count(*) FROM open_run") == [(3,)]
@@ -152,24 +164,58 @@ def test_live_capture_records_devices_fingerprints_and_presence(lan, tmp_path):
 
 
 def test_restart_carries_runs_on(lan, tmp_path):
+    """A followed device's run and a pseudonym's both span the restart: the same start, one row each
+    (the pseudonym's run is its device's again when it is seen after the restart)."""
     data = tmp_path / "data"
+    follow(data, CLIENTS["udhcpc"][0])
     proc = lan.collector(data)
     lan.dhcp("udhcpc")
+    lan.dhcp("private")
     time.sleep(1.2)
     stop(proc)
-    (start_before,), = query(data / "footfall.db", "SELECT start FROM open_run")
+    sql = "SELECT d.mac LIKE 'anon-%', r.start, r.sightings FROM open_run r JOIN device d ON d.id = r.device_id ORDER BY 1"
+    before = query(data / "footfall.db", sql)
     proc = lan.collector(data)
     lan.arping("udhcpc")
+    lan.arping("private")
     time.sleep(1.2)
     stop(proc)
-    (start_after, sightings), = query(data / "footfall.db", "SELECT start, sightings FROM open_run")
-    assert start_after == start_before and sightings >= 3
+    after = query(data / "footfall.db", sql)
+    assert [r[:2] for r in after] == [r[:2] for r in before] and [r[0] for r in after] == [0, 1]
+    assert all(n_after >= n_before + 3 for (_, _, n_after), (_, _, n_before) in zip(after, before)), (before, after)
+    assert query(data / "footfall.db", "SELECT count(*) FROM device WHERE anonymous = 1") == [(1,)]
+
+
+def test_after_a_kill_9_a_pseudonyms_run_is_its_devices_again_and_moves_to_its_mac(lan, tmp_path):
+    """The phone's run is saved under its pseudonym; the collector is killed (-9); its person signs
+    in while it is down. After the restart (the day's key read back from its file) the phone is
+    seen again: the same run carries on under its MAC, and its pseudonym is gone."""
+    data = tmp_path / "data"
+    phone = CLIENTS["udhcpc"][0]
+    sql = "SELECT d.mac, r.start FROM open_run r JOIN device d ON d.id = r.device_id"
+    proc = lan.collector(data)
+    lan.dhcp("udhcpc")
+    deadline = time.monotonic() + 10
+    while not query(data / "footfall.db", sql) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ((pseudonym, start),) = query(data / "footfall.db", sql)
+    assert pseudonym.startswith("anon-")
+    proc.kill()
+    proc.communicate(timeout=10)
+    follow(data, phone)
+    proc = lan.collector(data)
+    lan.arping("udhcpc")
+    time.sleep(1.5)
+    stop(proc)
+    assert query(data / "footfall.db", sql) == [(phone, start)]
+    assert query(data / "footfall.db", "SELECT count(*) FROM device WHERE anonymous = 1") == [(0,)]
 
 
 def test_arp_probes_find_quiet_devices(lan, tmp_path):
     """A device that stays silent after its lease still answers the collector's ARP probes."""
     lan.dhcp("udhcpc")  # leased and configured, then quiet
     data = tmp_path / "data"
+    follow(data, CLIENTS["udhcpc"][0])
     proc = lan.collector(data, arp_probe_seconds="1", dhcp_leases_file=str(tmp_path / "leases"))
     time.sleep(2.5)
     _, stats = stop(proc)

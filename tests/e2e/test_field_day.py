@@ -17,6 +17,7 @@ import time
 import pytest
 
 from portal.core import audience
+from tests.collector.test_anonymous import traces
 from tests.conftest import require
 from tests.e2e import fieldday as day
 from tests.e2e.fieldday_net import FieldNet, random_mac
@@ -128,7 +129,11 @@ def test_a_day_in_the_shop(field, tmp_path):
     net.link(passer, up=False)
 
     # The collector dies (kill -9) with the passer-by's run only in its database, and restarts.
-    assert day.wait_until(lambda: mac_of[passer] in day.open_runs(data), 15, every=0.5), "the run was never flushed"
+    # Neither the passer-by nor the phone that never signs in agreed to visit analytics: their runs
+    # are saved under pseudonyms ("anon"); the first burst's are under their MACs once the
+    # collector has read their consents (issue 15).
+    morning = sorted([*(mac_of[ns] for ns in signers[:BURSTS[0]]), "anon", "anon"])
+    assert day.wait_until(lambda: day.open_runs(data) == morning, 30, every=0.5), (day.open_runs(data), morning)
     app.kill9("collector")
     app.start("collector")
 
@@ -152,9 +157,11 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert manager["segment"] and manager["csv"]["status"] == 200 and manager["meta"]["status"] == 200, manager
     assert manager["meta_before_assessment"] == 409 and manager["transfer"] in (302, 303), manager
 
-    # The passer-by's run closes by the restarted collector's clock: kept apart, not a visit.
+    # The passer-by's run closes by the restarted collector's clock: kept apart, not a visit. The
+    # phone that never signs in is still here: its run, restored under its pseudonym, is its own
+    # again (not closed as a second passer-by).
     assert day.wait_until(lambda: day.visits(data), 100), "the passer-by's run never closed"
-    assert day.visits(data) == [(mac_of[passer], 1)]
+    assert day.visits(data) == [("anon", 1)]
 
     # Two phones leave and come back; one comes back with a new private address (a new device,
     # the same person). Full day: after a real first visit, away for longer than the visit gap.
@@ -173,6 +180,9 @@ def test_a_day_in_the_shop(field, tmp_path):
     # Her code brings the new address into her record (issue 11: recognised only with a proof).
     assert again["verified"]["status"] == 303, again
     acknowledged[emails[changer]] = wanted[changer]
+    # She agreed to visit analytics: the collector follows her new address once it has read that
+    # (store.FOLLOWED_REFRESH); her run, begun under a pseudonym, carries on under the MAC.
+    assert day.wait_until(lambda: new_mac in day.open_runs(data), 30, every=0.5), day.open_runs(data)
     gone = {mac_of[ns] for ns in (*leavers, changer)}
     if FULL:
         assert day.wait_until(lambda: gone <= {m for m, _ in day.visits(data)}, 150), "the leavers' visits never closed"
@@ -191,15 +201,19 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert glance["dashboard"] == 200 and glance["figures_age"] is not None and glance["figures_age"] <= 60, glance
     surely = day.subjects_today(data, here_for=glance["figures_age"] + 60 + 15)
     assert surely <= glance["visitors_today"] <= day.subjects_today(data), (glance, surely)
+    # Nothing of the two who never agreed is in the database nor in its WAL while everything runs.
+    for mac in (mac_of[never], mac_of[passer]):
+        assert not [t for t in traces(mac) if t in day.file_bytes(data)], mac
     if FULL:  # closing time: everyone leaves, every run closes
         for ns in net.phones[:PHONES]:
             net.link(ns, up=False)
         assert day.wait_until(lambda: not day.open_runs(data), 150), day.open_runs(data)
-    expected_visits = [(mac_of[passer], 1)]
+    expected_visits = [("anon", 1)]
     if FULL:
-        expected_visits += [(mac_of[ns], 0) for ns in net.phones[:PHONES]] + [(mac_of[ns], 0) for ns in leavers] + [(new_mac, 0)]
-    # In the store now (open runs): every phone, and the changer's old address until its gap is over.
-    present = {mac_of[ns] for ns in net.phones[:PHONES]} | {new_mac}
+        expected_visits += [(mac_of[ns], 0) for ns in signers] + [("anon", 0)] + [(mac_of[ns], 0) for ns in leavers] + [(new_mac, 0)]
+    # In the store now (open runs): every phone (the one that never signed in under its pseudonym),
+    # and the changer's old address until its gap is over.
+    present = sorted([*(mac_of[ns] for ns in signers), "anon", new_mac])
 
     # Closing time: every process stops cleanly, then a last push.
     for name in ("portal", "collector", "scheduler"):
@@ -231,20 +245,28 @@ def test_a_day_in_the_shop(field, tmp_path):
     assert central_end["consents"] == appliance["consents"] >= sum(1 + len(p) for p in acknowledged.values())
     # Sync exactly once across the scheduler's kill -9: every outbox event applied once, none twice.
     assert "error" not in pushed, pushed
-    assert central_end["applied"] == (appliance["outbox"], appliance["outbox"]), (central_end["applied"], appliance["outbox"])
-    # Devices: every phone seen (the changer twice), randomized exactly when its address is private.
+    assert central_end["applied"] == (appliance["outbox"], 0), (central_end["applied"], appliance["outbox"])
+    # Devices: every signer's phone seen (the changer twice), randomized exactly when its address is
+    # private; the two who never agreed under pseudonyms only (the randomized bit kept), no other
+    # pseudonym left (a signer's, from before the collector read the consent, went with its run).
     seen = {m: r for m, r in appliance["devices"].items()}
-    expected_macs = {*macs, new_mac}
-    assert expected_macs <= set(seen), (expected_macs - set(seen))
+    expected_macs = {*(mac_of[ns] for ns in signers), new_mac}
+    assert set(seen) - expected_macs == {m for m in seen if m.startswith("anon-")}
     for mac in expected_macs:
         assert seen[mac] == bool(int(mac[:2], 16) & 2), (mac, seen[mac])
+    assert {r for m, r in seen.items() if m.startswith("anon-")} == {bool(int(mac_of[ns][:2], 16) & 2) for ns in (never, passer)}
+    assert len([m for m in seen if m.startswith("anon-")]) == 2, seen  # one pseudonym each (a day)
+    for mac in (mac_of[never], mac_of[passer]):  # not in the file, its WAL, nor any log of the day
+        assert not [t for t in traces(mac) if t in day.file_bytes(data)], mac
+        assert mac not in "".join(app.log(name) for name in ("portal", "collector", "scheduler")), mac
     assert appliance["linked"] == {macs[net.phones.index(ns)] for ns in signers} | {new_mac}
     assert macs[-1] not in appliance["linked"]
     assert {m for m in appliance["linked"]} <= central_end["devices"]
     # Visits: the passer-by kept apart; a full day closes everyone's visits; the rest are in the store now.
     assert day.visits(data) == sorted(expected_visits)
-    # The central store keeps no visit of a device nobody signed in with (issue 15): not the passer-by's.
-    assert central_end["visits"] == [v for v in day.visits(data) if v[0] != mac_of[passer]]
+    # The central store keeps no visit of a device nobody agreed to visit analytics for (issue 15):
+    # such visits are never events.
+    assert central_end["visits"] == [v for v in day.visits(data) if v[0] != "anon"]
     if not FULL:
         assert day.open_runs(data) == present
     # Segments equal at both ends (members of each non-empty segment).
@@ -257,7 +279,7 @@ def test_a_day_in_the_shop(field, tmp_path):
     proved_email = {e: e if not number[e] else "" for e in number}
     csv_rows = [f"{proved_email[e] if 'marketing_email' in p else ''},{number[e] if 'marketing_sms' in p else ''},,vi"
                 for e, p in acknowledged.items() if {"marketing_email", "marketing_sms"} & set(p)]
-    assert manager["csv"]["rows"][0] == "email,phone,name,language"
+    assert manager["csv"]["rows"][0] == "\ufeffemail,phone,name,language"  # a UTF-8 BOM first, for Excel
     assert sorted(manager["csv"]["rows"][1:]) == sorted(r for r in csv_rows if r != ",,,vi")
     assert manager["meta"]["rows"][0] == "email,phone"
     assert sorted(manager["meta"]["rows"][1:]) == sorted(

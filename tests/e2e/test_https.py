@@ -165,7 +165,7 @@ def _spki_hash(ca) -> str:
 
 @pytest.mark.browser
 def test_chromium_signs_in_over_https_from_a_captive_probe(stack, tmp_path):
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -176,7 +176,7 @@ def test_chromium_signs_in_over_https_from_a_captive_probe(stack, tmp_path):
                        f"--host-resolver-rules=MAP {HOST} {GUEST_IP}, MAP captive.apple.com {GUEST_IP}",
                        "--disable-features=HttpsUpgrades")
     try:
-        wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
+        wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
         browser.get(f"http://captive.apple.com:{stack.http_port}/hotspot-detect.html")
         wait.until(lambda d: d.current_url.startswith(f"{stack.url}/?continue="))
         assert browser.execute_script("return window.isSecureContext") is True

@@ -1,16 +1,20 @@
 """Footfall as the FAS of the real openNDS 9.10 daemon, at secure levels 1, 2 and 3, in namespaces."""
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
 
+from portal.core.times import system_utcnow
+from portal.gateway.opennds import parse_ndsctl_clients
 from tests.conftest import require
 from tests.e2e import opennds_harness as nds
 from tests.e2e.netns import GW_GUEST, can_run, portal_command, topology
 from tests.livecheck import footfall_process
 
 FASKEY = "e2eFasKey0123456"
+ONE_DAY = datetime.timedelta(days=1)
 PROBE = "http://captive.apple.com/hotspot-detect.html"
 PORTAL = f"http://{GW_GUEST}:{nds.FAS_PORT}"
 
@@ -65,7 +69,11 @@ def test_level2_opennds_sends_encrypted_clients_to_footfall_and_lets_them_out(ne
         assert steps["auth"]["status"] in (302, 307), steps
         assert steps["auth"]["location"].startswith(f"{PORTAL}/online")
         assert steps["after"]["status"] == 200 and "Success" in steps["after"]["body"]
-        assert '"state":"Authenticated"' in net2.ndsctl("json").replace(" ", "")
+        listing = net2.ndsctl("json")
+        assert '"state":"Authenticated"' in listing.replace(" ", "")
+        # Its last sign of life, as the sign-in visits read it (portal/signin_visits.py): today's.
+        (active,) = parse_ndsctl_clients(listing).values()
+        assert active.date() == system_utcnow().date() or active.date() == (system_utcnow() - ONE_DAY).date()
 
 
 def test_level2_link_opened_by_a_second_browser_is_refused(net2, tmp_path):

@@ -115,11 +115,11 @@ def the_code_form(browser, wait, masked: str):
 
 @pytest.mark.parametrize("verify_when", ["after", "before"])
 def test_a_phone_number_is_proved_with_the_sms_code(browser, tmp_path, esms, verify_when):
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
     phone, e164, masked = "0912 345 678", "+84912345678", "+849*****678"
     with portal(tmp_path, esms, verify_when) as (_proc, port):
         base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""A full SD card (issue 10), on a real 1.2 MB tmpfs: visitors still get online, their sign-ins wait
+"""A full SD card (issue 10), on a real 2.5 MB tmpfs (the migrations of a new database pass through about 1.5 MB of WAL): visitors still get online, their sign-ins wait
 in the reserved journal and reach the database once there is room again; nothing is lost, nothing
 doubled, and a visitor whose details could not be kept at all is told so."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.conftest import PortalClient, require
 
 
 @contextlib.contextmanager
-def small_disk(path, size="1200k"):
+def small_disk(path, size="2500k"):
     require(os.geteuid() == 0, "mounting a small tmpfs needs root")
     path.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)

@@ -19,15 +19,6 @@ from tests.messages.providers import Inbox, Provider, free_port
 
 
 @pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
-
-
-@pytest.fixture
 def starttls_server(tmp_path):
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")

@@ -16,6 +16,7 @@ ROUTES = [
     ("GET", "/panel/segments/loyal/export/meta", STAFF),
     ("GET", "/panel/privacy", STAFF),
     ("GET", "/panel/privacy/removals", STAFF),
+    ("GET", "/panel/sign", STAFF),
     ("GET", "/panel/privacy/removals/meta.csv?as_of=2026-01-01", STAFF),
     ("POST", "/panel/segments/recompute", STAFF),
     ("POST", "/panel/segments/loyal/thresholds", OWNER),

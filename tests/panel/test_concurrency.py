@@ -31,7 +31,7 @@ def test_two_managers_and_visitors_at_once(as_role, people, app):  # noqa: F811
     def owner_work():
         for i in range(ROUNDS):
             statuses["settings"].append(owner.form("/panel/settings", {"store_name": f"Cà Phê {i}", "brand_color": "#aa3300",
-                                                                     "session_minutes": "90"},
+                                                                     "session_minutes": "90", "confirm": "1"},
                                                    token_page="/panel/settings").status_code)
             statuses["erase"].append(owner.form(f"/panel/leads/{targets[i]}/erase", {"confirm": "yes"}).status_code)
             statuses["recompute"].append(owner.form("/panel/segments/recompute", {}).status_code)

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from portal import compliance, privacy
 from portal.config import ConfigError, load_settings
@@ -15,7 +14,6 @@ from portal.core import deadlines
 from portal.models import AuditEntry, Breach, DataRequest, Lead, Segment, SegmentMember, TransferAssessment, VerificationCode
 from portal.visitors import Client, SignInForm
 from tests.conftest import prove_claims
-from tests.messages.providers import Inbox, free_port
 
 UTC = datetime.timezone.utc
 HANOI = datetime.timezone(datetime.timedelta(hours=7))
@@ -72,18 +70,9 @@ def test_processor_period_cannot_be_shorter():
 # -- through the panel ------------------------------------------------------------------------------
 
 @pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-@pytest.fixture
-def settings(settings, smtp):
+def settings(settings, smtp_server):
     return dataclasses.replace(settings, public_holidays=HOLIDAYS, email_driver="smtp", smtp_host="127.0.0.1",
-                               smtp_port=smtp[0].port, smtp_security="none", smtp_from="wifi@shop.test",
+                               smtp_port=smtp_server[0], smtp_security="none", smtp_from="wifi@shop.test",
                                dpo_contact="Chị Hoa, dpo@shop.test")
 
 
@@ -183,18 +172,18 @@ def test_unknown_person_or_kind_changes_nothing(as_role, people):
     assert DataRequest.get().lead_id == lead_of(people, "q1@example.com").id
 
 
-def test_a_code_to_the_records_email_verifies_the_requester(as_role, people, smtp):
+def test_a_code_to_the_records_email_verifies_the_requester(as_role, people, smtp_server):
     client = as_role("manager")
     client.form("/panel/privacy/requests", {"kind": "provision", "requester": "by phone"})
     request = DataRequest.get()
     assert "error=person_needed" in client.form(f"/panel/privacy/requests/{request.id}/code", {"contact": "email"}).headers["Location"]
     assert "error=verify_first" in client.form(f"/panel/privacy/requests/{request.id}", {"status": "done"}).headers["Location"]
     client.form(f"/panel/privacy/requests/{request.id}/link", {"person": "q2@example.com"})
-    assert "error=contact_missing" in client.form(f"/panel/privacy/requests/{request.id}/code", {"contact": "phone"}).headers["Location"]
-    wait_codes(smtp[1], "q2@example.com", 1)  # the one her sign-in sent
+    assert "error=record_contact_missing" in client.form(f"/panel/privacy/requests/{request.id}/code", {"contact": "phone"}).headers["Location"]
+    wait_codes(smtp_server[1], "q2@example.com", 1)  # the one her sign-in sent
     sent = client.form(f"/panel/privacy/requests/{request.id}/code", {"contact": "email"})
     assert "sent=email" in sent.headers["Location"]
-    code = wait_codes(smtp[1], "q2@example.com", 2)[-1]
+    code = wait_codes(smtp_server[1], "q2@example.com", 2)[-1]
 
     provision = client.get(f"/panel/privacy/requests/{request.id}/provision.json")
     assert provision.status_code == 302 and "error=verify_first" in provision.headers["Location"]

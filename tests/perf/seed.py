@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime
 import random
 
-from portal import consent
+from portal import consent, name_index
 from portal.db import database
 from portal.identity import Vault
 from portal.models import utcnow
 from portal.core.purposes import MARKETING_PURPOSES
 
+LAST = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Võ", "Đặng", "Martin"]  # by position: no draw, the stream stays
 FIRST = ["Lan", "Minh", "Hoa", "Tuan", "Mai", "Nam", "Linh", "Duc", "Claire", "Hugo", "Chloe", "Louis"]
 
 
@@ -34,11 +35,15 @@ def seed(vault: Vault, leads: int, devices: int, visits: int, days: int = 365, r
             lead_rows.append((f"seed{i:08d}", vault.encrypt(email, "lead.email"), vault.blind_index("email", email),
                               vault.encrypt(phone, "lead.phone") if phone else None,
                               vault.blind_index("phone", phone) if phone else None,
-                              vault.encrypt(rng.choice(FIRST), "lead.name"), lang, stamp(joined), stamp(joined)))
+                              vault.encrypt(f"{LAST[i % len(LAST)]} {rng.choice(FIRST)}", "lead.name"), lang, stamp(joined), stamp(joined)))
         database.cursor().executemany(
             "INSERT INTO lead (uid, email_enc, email_index, phone_enc, phone_index, name_enc, language, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", lead_rows)
         lead_ids = [r[0] for r in database.execute_sql("SELECT id FROM lead ORDER BY id")][-leads:]
+        database.cursor().executemany(  # the name search's words (portal/name_index.py)
+            "INSERT INTO lead_name_word (lead_id, word) VALUES (?, ?)",
+            [(lead_id, word) for lead_id, row in zip(lead_ids, lead_rows)
+             for word in name_index.indexes(vault, vault.decrypt(row[5], "lead.name"))])
         for n, lead_id in enumerate(lead_ids):
             lang = "vi" if n % 3 else "en"
             at = lead_rows[n][7]

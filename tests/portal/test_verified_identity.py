@@ -480,10 +480,10 @@ def test_the_store_wide_cap_on_billed_codes_ends_sms_pumping(tmp_path, providers
 
 def test_every_reason_a_code_is_refused_is_said_in_both_languages():
     import pathlib
-    from portal.i18n import MESSAGES
+    from portal.i18n_catalogs import languages, texts
     source = "".join(pathlib.Path(p).read_text() for p in ("portal/verification.py", "portal/contacts.py", "portal/visitors.py"))
     codes = set(re.findall(r'VerificationError\("([a-z_]+)"\)', source)) | {"limit_hour", "limit_day"}
     assert {"cooldown", "limit_store", "wrong", "malformed", "not_found", "channel_off"} <= codes
     for code in codes:
-        entry = MESSAGES.get(f"err_v_{code}")
-        assert entry and entry.get("vi") and entry.get("en"), code
+        for language in languages():
+            assert texts(language).get(f"err_v_{code}"), (language, code)

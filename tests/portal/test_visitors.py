@@ -33,7 +33,8 @@ def test_sign_in_stores_lead_consent_authorization_and_outbox_together(visitors,
     assert Authorization.get().ip == ALICE.ip
     assert gateway.grants[ALICE.mac].until == outcome.online_until
     topics = [e.topic for e in OutboxEvent.select()]
-    assert {"lead.upserted", "device.linked", "consent.recorded"} <= set(topics)
+    assert {"lead.upserted", "consent.recorded"} <= set(topics)
+    assert "device.linked" not in topics  # no visit analytics: the device's MAC stays here (issue 15)
     for event in OutboxEvent.select():
         assert "alice" not in event.payload
     assert AuditEntry.get().action == "sign_in"

@@ -20,10 +20,11 @@ def visit(device, days_ago, minutes, passerby=False, source="lan"):
 
 def populate():
     lan = Lead.create(language="vi")
+    consent.record(lan, "visit_analytics", True, consent.Where("store-1", None, None, "portal_form"))  # followed (issue 15)
     phone = Device.create(mac="3c:22:fb:00:00:01", lead=lan)
     laptop = Device.create(mac="00:1a:11:00:00:02", lead=lan)
-    anon = Device.create(mac="da:a1:19:00:00:03", randomized=True)
-    old = Device.create(mac="3c:22:fb:00:00:04")
+    anon = Device.create(mac="anon-00112233445566778899aabbccddeeff", randomized=True, anonymous=True)
+    old = Device.create(mac="anon-ffeeddccbbaa99887766554433221100", anonymous=True)
     visit(phone, 1, 30)
     visit(laptop, 3, 60)
     visit(phone, 10, 20)
@@ -37,7 +38,7 @@ def populate():
 def test_a_person_is_counted_across_devices(app):
     lan = populate()
     stats = visitor_stats(90, NOW)
-    assert [s.subject for s in stats] == [f"lead:{lan.uid}", "device:da:a1:19:00:00:03"]
+    assert [s.subject for s in stats] == [f"lead:{lan.uid}", "device:anon-00112233445566778899aabbccddeeff"]
     person, anon = stats
     assert (person.devices, person.visits, person.recency_days, person.median_dwell_minutes) == (2, 3, 0.98, 30.0)
     assert not person.randomized
@@ -56,6 +57,34 @@ def test_erased_leads_become_anonymous(app):
     Lead.update(erased_at=NOW).where(Lead.id == lan.id).execute()
     subjects = {s.subject for s in visitor_stats(90, NOW)}
     assert f"lead:{lan.uid}" not in subjects and "device:3c:22:fb:00:00:01" in subjects
+
+
+@pytest.mark.parametrize("how", ["withdrew", "restricted", "never_agreed"])
+def test_a_person_whose_visits_may_not_be_followed_is_no_person_in_the_figures(app, settings, how):
+    """Withdrawn visit analytics, an objection or restriction upheld, or no consent: the visits
+    count, the person is not followed (no person, not new nor returning, no MAC printed)."""
+    lan = populate()
+    if how == "withdrew":
+        consent.record(lan, "visit_analytics", False, consent.Where("store-1", None, None, "portal_form"))
+    elif how == "restricted":
+        Lead.update(restricted_at=NOW).where(Lead.id == lan.id).execute()
+    else:
+        consent.Consent.delete().where(consent.Consent.lead == lan).execute()
+    from portal.metrics import dashboard
+    board = dashboard(NOW)
+    assert (board.new_30, board.returning_30, board.visits_30) == (0, 0, 4)  # the dashboard agrees
+    stats = visitor_stats(90, NOW)
+    assert f"lead:{lan.uid}" not in {s.subject for s in stats} and all(s.kind is None for s in stats)
+    s = summarize(stats, 90)
+    # A withdrawal also unlinks the visits kept: one pseudonym per device and day (phone twice, laptop once).
+    devices = 4 if how == "withdrew" else 3
+    assert (s.people, s.anonymous_devices, s.visits, s.new, s.returning) == (0, devices, 4, 0, 0)
+    database.close()
+    result = CliRunner().invoke(main, ["visits", "--days", "3650"], env={"FOOTFALL_DATA_DIR": settings.data_dir})
+    assert result.exit_code == 0, result.output
+    assert "0 known people" in result.output and "0 new and 0 returning" in result.output
+    assert "3c:22:fb:00:00:01" not in result.output
+    assert ("(not followed: MAC not shown)" in result.output) is (how != "withdrew")  # withdrawn: all pseudonyms
 
 
 def test_cli_report(app, settings):
@@ -108,11 +137,12 @@ def test_dashboard_segments_and_cli_agree_on_new_and_returning(app, settings):
 
     stats = visitor_stats(30, NOW)
     kinds = {s.lead_uid or s.subject: s.kind for s in stats}
-    assert kinds == {leads["ana"].uid: "new", leads["edge_in"].uid: "new", "device:da:00:00:00:03:02": "new",
+    # Only people whose visits may be followed are new or returning (issue 15), as on the dashboard.
+    assert kinds == {leads["ana"].uid: "new", leads["edge_in"].uid: "new", "device:da:00:00:00:03:02": None,
                      leads["binh"].uid: "returning", leads["chi"].uid: "returning", leads["dung"].uid: "returning",
-                     "device:da:00:00:00:03:01": "returning"}
+                     "device:da:00:00:00:03:01": None}
     summary = summarize(stats, 30)
-    assert (summary.new, summary.returning) == (3, 4)
+    assert (summary.new, summary.returning) == (figures.new_30, figures.returning_30) == (2, 3)
 
 
 def test_cli_says_the_same(app, settings, monkeypatch):
@@ -124,7 +154,7 @@ def test_cli_says_the_same(app, settings, monkeypatch):
     result = CliRunner().invoke(main, ["visits", "--days", "30"], env={"FOOTFALL_DATA_DIR": settings.data_dir})
     assert result.exit_code == 0, result.output
     assert "Last 30 days: 9 visits; 5 known people; 2 anonymous devices" in result.output
-    assert "3 new and 4 returning" in result.output
+    assert "2 new and 3 returning" in result.output
 
 
 def test_former_built_in_rules_are_replaced_but_an_owners_edit_is_kept(app):

@@ -51,6 +51,6 @@ def test_the_scheduler_jobs_write_only_their_tables(app, visitors, written):
     assert visitors.sign_in(SignInForm(email="w@example.com", terms=True), Client("10.0.0.5", "02:00:00:00:00:05")).ok
     database.close()
     written.clear()
-    for name in ("segments", "purge", "push", "backup"):
+    for name in ("segments", "purge", "push", "backup", "signin_visits", "forget"):
         jobs.run_job(name, settings)
     assert written and written <= WRITERS["scheduler"], written - WRITERS["scheduler"]

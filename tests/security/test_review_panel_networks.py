@@ -41,7 +41,7 @@ def test_install_refuses_an_admin_net_that_holds_the_guest_lan(tmp_path, admin_n
 
 def test_install_takes_an_admin_net_beside_the_guest_lan(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(tmp_path), "--admin-net",
-                           "192.168.1.0/24"], capture_output=True, text=True, timeout=60)
+                           "192.168.1.0/24", "--privacy-contact", "privacy@caphe.vn"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert 'panel_networks = "127.0.0.0/8,::1/128,192.168.1.0/24"' in \
         (tmp_path / "etc/footfall/footfall.toml").read_text().splitlines()
