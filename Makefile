@@ -34,8 +34,11 @@ deb-bench:
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# Two workers, a file at a time on one worker (its module fixtures and namespaces stay together);
+# the longest files start first (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed deb-test
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.installed deb-bench
 	$(VENV)/bin/python tests/perf/bench_portal.py

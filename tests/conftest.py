@@ -30,6 +30,22 @@ def have(executable: str) -> bool:
     return shutil.which(executable) is not None
 
 
+# The files that take longest (each over 10 s, most of it waiting on namespaces, subprocesses and
+# a browser), run first: on `make test`'s two workers (`--dist loadfile`) they then overlap with
+# the many short files instead of leaving one worker alone at the end.
+LONGEST_FIRST = ("tests/e2e/test_field_day.py", "tests/soak/test_soak.py", "tests/e2e/test_dhcp_burst.py",
+                 "tests/e2e/test_collector_live.py", "tests/e2e/test_nftables_gateway.py",
+                 "tests/security/test_guest_isolation.py", "tests/e2e/test_opennds_gateway.py",
+                 "tests/central/test_sync_e2e.py", "tests/e2e/test_panel_pages_browser.py",
+                 "tests/faults/test_watchdog.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    root = Path(str(config.rootpath))
+    items.sort(key=lambda item: rank.get(Path(str(item.path)).relative_to(root).as_posix(), len(rank)))  # stable
+
+
 @pytest.fixture
 def settings(tmp_path):
     return load_settings(environ={}, data_dir=str(tmp_path / "data"), portal_url=f"http://{PORTAL_HOST}",

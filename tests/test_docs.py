@@ -147,3 +147,9 @@ def test_architecture_names_every_writer_and_gateway_driver():
     for module in (ROOT / "portal" / "gateway").glob("*.py"):
         if module.name != "__init__.py":
             assert f"`{module.name}`" in text, f"docs/architecture.md does not describe gateway/{module.name}"
+
+
+def test_the_longest_first_files_exist():
+    """A renamed long file would silently lose its early start on `make test`'s workers."""
+    from tests.conftest import LONGEST_FIRST
+    assert [path for path in LONGEST_FIRST if not (ROOT / path).is_file()] == []

@@ -99,7 +99,7 @@ def test_forged_or_stale_batches_are_refused_and_apply_nothing(central_app, stor
     (gzip.compress(json.dumps({"events": [{"uid": "x", "topic": "lead.upserted", "at": "2026-11-20T10:00:00",
                                            "data": {"lead": "L1", "language": "vi"}}] * 20001}).encode()), 413, "at most"),
     (gzip.compress(b" " * (65 * 1024 * 1024)), 413, "64 MiB"),
-])
+], ids=["not-gzip", "not-json", "not-events", "bad-language", "bad-device", "bad-uid", "too-many", "too-big"])  # gzip's clock is in a body
 def test_malformed_batches_are_refused_whole(central_app, stores, body, status, message):
     response = post_batch(central_app.test_client(), "hcm-01", stores["hcm-01"], None, body=body)
     assert response.status_code == status and message in response.json["error"]

@@ -141,7 +141,7 @@ def test_live_capture_records_devices_fingerprints_and_presence(lan, tmp_path):
     lan.arping("private")
     time.sleep(1.5)
     seconds, stats = stop(proc)
-    assert seconds < 1.0, f"SIGTERM took {seconds:.2f}s"
+    assert seconds < 3.0, f"SIGTERM took {seconds:.2f}s"  # prompt (it waits on no timeout), with room for a loaded CI
     assert stats["kernel_drops"] == 0 and stats["malformed"] == 0 and stats["writer_errors"] == 0
     assert stats["by_kind"]["dhcp"] >= 4 and stats["by_kind"]["arp"] >= 3
     devices = {mac: rest for mac, *rest in query(data / "footfall.db",

@@ -88,7 +88,7 @@ def test_a_symlinked_keys_file_is_refused(store_dir, tmp_path):
     (keys_text(store=secrets.token_bytes(16)), "store_key is 16 bytes"),
     ("store_key=not base64!\nindex_key=x\n", "store_key is not base64"),
     ("just one line\n", "expected two lines"),
-])
+], ids=["store-repeated", "index-zero", "store-pattern", "store-16-bytes", "not-base64", "one-line"])  # stable ids: workers collect alike
 def test_example_short_or_malformed_keys_are_refused(store_dir, text, reason):
     result = enroll(store_dir, stdin=text)
     assert result.exit_code == 1 and reason in result.output
