@@ -77,3 +77,47 @@ def write_private_file(path: str, text: str) -> None:
         raise click.ClickException(f"cannot create {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def serve(settings, host: str, port: int, configure, announce) -> None:
+    """Serve the portal with waitress: one process, a thread pool, bounded request sizes.
+
+    The socket is bound first (so the demo knows its port), then the app is built (database,
+    gateway rules), and only then is the address announced: whoever waits for that line finds
+    the portal, and the gate, ready."""
+    from urllib.parse import urlsplit
+
+    from waitress import create_server
+
+    from portal import create_app
+    from portal.health import Heartbeat, http_alive
+    from portal.shutdown import flush_app, serve_until_stopped
+
+    holder = {}
+    # Behind the TLS front (nginx), believe its X-Forwarded-For/Proto, and only from its address:
+    # the guest's own address for the gateway and panel_networks, https for URLs and CSRF checks.
+    proxy = dict(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                 trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}) if settings.trusted_proxy else {}
+
+    def dispatch(environ, start_response):
+        return holder["app"](environ, start_response)
+
+    server = create_server(dispatch, host=host, port=port, threads=settings.threads,
+                           max_request_header_size=settings.max_header_bytes,
+                           max_request_body_size=settings.max_body_bytes,
+                           # Without a trusted proxy, forwarding headers stay visible: the panel
+                           # fence refuses a request a front forwarded (portal/panel/fence.py).
+                           clear_untrusted_proxy_headers=bool(settings.trusted_proxy), ident="footfall", **proxy)
+    real_port = server.effective_port
+    settings = configure(settings, real_port)
+    holder["app"] = create_app(settings)
+    heartbeat = Heartbeat("portal", settings.data_dir,
+                          alive=lambda: http_alive(host, real_port, urlsplit(settings.portal_url).netloc))
+    announce(settings, real_port)
+    heartbeat.ready()
+    try:
+        # SIGTERM (systemd) or Ctrl+C: stop accepting, finish the requests in flight, flush, exit 0.
+        stats = serve_until_stopped(server, on_stopped=lambda: flush_app(holder["app"]))
+    finally:
+        heartbeat.stop()
+    click.echo(f"Footfall portal stopped ({'drained' if stats['drained'] else str(stats['left']) + ' connection(s) cut'})")

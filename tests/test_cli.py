@@ -151,7 +151,7 @@ def test_the_demo_turns_sign_ins_into_visits_without_a_scheduler(app, settings, 
     import threading
     import time
 
-    from portal.cli import _demo_jobs
+    from portal.cli_demo import _demo_jobs
     from portal.db import database
     from portal.models import Segment, Visit
 
