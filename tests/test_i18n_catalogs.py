@@ -73,7 +73,7 @@ def test_every_key_the_code_names_is_in_the_catalogs():
     used |= {"err_code_" + m for m in re.findall(r'VerificationError\("([a-z0-9_]+)"\)', code)}
     used |= {"err_v_" + m for m in re.findall(r'VerificationError\("([a-z0-9_]+)"\)', code)}
     used |= {"err_" + m for m in re.findall(r'errors\[[^]]+\] = "([a-z0-9_]+)"', code)}
-    used |= {"err_" + m for m in re.findall(r'\{"[a-z]+": "([a-z0-9_]+)"\}\)', _sources("visitors.py"))}
+    used |= {"err_" + m for m in re.findall(r'\{"[a-z]+": "([a-z0-9_]+)"\}\)', _sources("visitor*.py"))}
     used = {key for key in used if not key.endswith("_")}  # a prefix: t("doc_" + name) (families: next test)
     assert len(used) > 60
     assert sorted(used - keys) == []

@@ -481,7 +481,7 @@ def test_the_store_wide_cap_on_billed_codes_ends_sms_pumping(tmp_path, providers
 def test_every_reason_a_code_is_refused_is_said_in_both_languages():
     import pathlib
     from portal.i18n_catalogs import languages, texts
-    source = "".join(pathlib.Path(p).read_text() for p in ("portal/verification.py", "portal/contacts.py", "portal/visitors.py"))
+    source = "".join(pathlib.Path(p).read_text() for p in ("portal/verification.py", "portal/contacts.py", "portal/visitors.py", "portal/visitor_rights.py"))
     codes = set(re.findall(r'VerificationError\("([a-z_]+)"\)', source)) | {"limit_hour", "limit_day"}
     assert {"cooldown", "limit_store", "wrong", "malformed", "not_found", "channel_off"} <= codes
     for code in codes:
