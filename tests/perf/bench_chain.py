@@ -18,7 +18,6 @@ import argparse
 import gzip
 import hashlib
 import http.client
-import io
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests import pgserver  # noqa: E402
+from tests.perf import pgcopy  # noqa: E402
 from tests.livecheck import footfall_process  # noqa: E402
 
 VISITS_PER_PERSON = 6  # each person: a lead, two consents, a device link, then these visits
@@ -93,17 +93,7 @@ def post(port: int, store_id: str, key: bytes, body: bytes) -> tuple[int, dict, 
 
 def copy_baseline(dsn: str, schema: str, visits: list[tuple]) -> float:
     """COPY the same visit rows (store, device, start, end, passerby) into a bare table: rows/s."""
-    import psycopg2
-    conn = psycopg2.connect(**pgserver.connect_kwargs(dsn), options=f"-c search_path={schema}")
-    cur = conn.cursor()
-    cur.execute('CREATE TABLE copy_visit (store_id text, device text, start timestamp, "end" timestamp, passerby boolean)')
-    buffer = io.StringIO("".join(f"{s}\t{d}\t{a}\t{b}\tf\n" for s, d, a, b in visits))
-    start = time.perf_counter()
-    cur.copy_expert('COPY copy_visit (store_id, device, start, "end", passerby) FROM STDIN', buffer)
-    conn.commit()
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return len(visits) / elapsed
+    return pgcopy.bare_visits_rate(dsn, schema, ((s, d, a, b, False) for s, d, a, b in visits))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,7 +8,6 @@ indexes and foreign keys); and the time for one store to drain a backlog.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests import pgserver  # noqa: E402
+from tests.perf import pgcopy  # noqa: E402
 from tests.livecheck import footfall_process  # noqa: E402
 
 
@@ -67,39 +67,24 @@ def fill_outbox(n: int, vault) -> list[tuple]:
 
 def copy_baseline(dsn: str, schema: str, rows: list[tuple]) -> float:
     """COPY the same visits (store, device, start, end, passerby) into a bare table: rows/s."""
-    import psycopg2
-    conn = psycopg2.connect(**pgserver.connect_kwargs(dsn), options=f"-c search_path={schema}")
-    cur = conn.cursor()
-    cur.execute('CREATE TABLE copy_visit (store_id text, device text, start timestamp, "end" timestamp, passerby boolean)')
-    buffer = io.StringIO()
+    visits = []
     for _, _, payload, _, _ in rows:
         d = json.loads(payload)
-        buffer.write(f"bench\t{d['device']}\t{d['start']}\t{d['end']}\t{'t' if d['passerby'] else 'f'}\n")
-    buffer.seek(0)
-    start = time.perf_counter()
-    cur.copy_expert('COPY copy_visit (store_id, device, start, "end", passerby) FROM STDIN', buffer)
-    conn.commit()
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return len(rows) / elapsed
+        visits.append(("bench", d["device"], d["start"], d["end"], d["passerby"]))
+    return pgcopy.bare_visits_rate(dsn, schema, visits)
 
 
 def copy_into_visit(dsn: str, schema: str, visits: list[tuple[str, str, str, str, bool]]) -> float:
     """COPY the same (store, mac, start, end, passerby) rows into the central's own visit table
     (its indexes and foreign keys), after the run: rows/s. A second baseline: what the table
     itself allows, without any of the sync's work."""
-    import psycopg2
-    conn = psycopg2.connect(**pgserver.connect_kwargs(dsn), options=f"-c search_path={schema}")
+    conn = pgcopy.connect(dsn, schema)
     cur = conn.cursor()
     cur.execute("SELECT store_id, mac, id FROM device")
     ids = {(store, mac): i for store, mac, i in cur.fetchall()}
-    buffer = io.StringIO("".join(f"{s}\t{ids[(s, m)]}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, m, a, b, p in visits))
-    start = time.perf_counter()
-    cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', buffer)
-    conn.commit()
-    elapsed = time.perf_counter() - start
     conn.close()
-    return len(visits) / elapsed
+    return pgcopy.copy_rate(dsn, schema, "visit", 'store_id, device_id, start, "end", passerby',
+                            (f"{s}\t{ids[(s, m)]}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, m, a, b, p in visits))
 
 
 def main() -> int:
