@@ -15,13 +15,15 @@ from babel import dates, numbers
 from portal import i18n_catalogs
 from portal.core.purposes import LANGUAGES
 
-__all__ = ["LANGUAGES", "translate", "negotiate", "has_key", "format_date", "format_datetime", "format_number",
+__all__ = ["LANGUAGES", "translate", "negotiate", "has_key", "format_clock", "format_date", "format_datetime", "format_number",
            "format_percent", "init_app"]
 
 # Dates the way each language writes them: dd/mm/yyyy in Vietnamese; an unambiguous month name in English.
 DATE_FORMATS = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 DATETIME_FORMATS = {"vi": "HH:mm dd/MM/yyyy", "en": "d MMM yyyy, HH:mm"}
 SHORT_DAY_FORMATS = {"vi": "dd/MM", "en": "d MMM"}
+# A day in figures, the day first, for a guest on a phone ("25/11/2026"); another language: its locale's short date.
+NUMERIC_DATE_FORMATS = {"vi": "dd/MM/yyyy", "en": "dd/MM/yyyy"}
 
 
 def translate(key: str, language: str) -> str:
@@ -57,6 +59,12 @@ def format_datetime(value: datetime.datetime | None, language: str, zone: dateti
         return dates.format_datetime(_local(value, zone), DATETIME_FORMATS.get(language, "short"), locale=language)
     except (OverflowError, ValueError):  # the edge of the calendar (year 1 or 9999): shown as stored, in UTC
         return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_clock(value: datetime.datetime, language: str) -> tuple[str, str]:
+    """An aware local time as ("06:18", "25/11/2026") in `language` (the guest's online page)."""
+    return (dates.format_time(value, "HH:mm", locale=language),
+            dates.format_date(value.date(), NUMERIC_DATE_FORMATS.get(language, "short"), locale=language))
 
 
 def format_date(value: datetime.date | datetime.datetime | None, language: str, short: bool = False,

@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 from portal import store_settings
 from portal.captive.probes import is_probe
 from portal.core import deadlines
-from portal.i18n import translate
+from portal.i18n import format_clock, translate
 from portal.safeurl import safe_continue
 
 
@@ -43,8 +43,8 @@ def in_store_time(value: datetime.datetime, settings) -> datetime.datetime:
 
 def until_words(until: datetime.datetime, lang: str, settings) -> str:
     """"You are online until 06:18, 25/11/2026": the store's clock, the day first (both languages)."""
-    local = in_store_time(until, settings)
-    return translate("online_until_words", lang).format(time=local.strftime("%H:%M"), date=local.strftime("%d/%m/%Y"))
+    clock, day = format_clock(in_store_time(until, settings), lang)  # Babel, in the guest's language
+    return translate("online_until_words", lang).format(time=clock, date=day)
 
 
 @dataclass(frozen=True)
