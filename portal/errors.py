@@ -24,7 +24,7 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; for
        "base-uri 'none'; frame-ancestors 'none'")
 
 
-def _page(message: str, code: int):
+def error_page(message: str, code: int):
     if not hasattr(g, "lang"):
         try:
             accept = request.accept_languages
@@ -34,19 +34,22 @@ def _page(message: str, code: int):
     return render_template("captive/error.html", message=message, code=code), code
 
 
+def message_for(exc: Exception) -> tuple[str, int]:
+    """The message key and status of a refused request (the guests' page and the panel's say the same)."""
+    if isinstance(exc, CSRFError):
+        return "err_csrf", 400
+    if isinstance(exc, BadParameters):
+        return "err_bad_characters", 400
+    code = getattr(exc, "code", None) or 500
+    return _MESSAGES.get(code, "err_bad_request" if code < 500 else "err_server"), code
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_error(exc):
-        return _page("err_csrf", 400)
-
     @app.errorhandler(BadParameters)
-    def bad_parameters(exc):
-        return _page("err_bad_characters", 400)
-
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        code = exc.code or 500
-        return _page(_MESSAGES.get(code, "err_bad_request" if code < 500 else "err_server"), code)
+    def http_error(exc: Exception):
+        return error_page(*message_for(exc))
 
     @app.errorhandler(OperationalError)
     def database_error(exc: OperationalError):
@@ -56,18 +59,18 @@ def init_app(app: Flask) -> None:
             if not isinstance(exc, DatabaseBusy):  # an autocommit write that timed out
                 database.stats.gave_up()
             logger.warning("database busy on %s %s: answered 503", request.method, request.path)
-            page, code = _page("err_busy", 503)
+            page, code = error_page("err_busy", 503)
             return page, code, {"Retry-After": str(BUSY_RETRY_AFTER)}
         if is_storage_fault(exc):
             logger.error("storage fault on %s %s: %s", request.method, request.path, exc)
-            page, code = _page("err_storage", 503)
+            page, code = error_page("err_storage", 503)
             return page, code, {"Retry-After": "60"}
         return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _page("err_server", 500)
+        return error_page("err_server", 500)
 
     @app.after_request
     def security_headers(response):

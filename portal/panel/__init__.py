@@ -20,6 +20,7 @@ from flask_login import LoginManager, UserMixin, current_user
 from flask_login.utils import _user_context_processor
 
 from portal import manager_sessions
+from portal.guards import BadParameters
 from portal.models import AuditLog, Manager
 from portal.panel.fence import allowed_network, from_panel_network  # noqa: F401  (allowed_network: this package's interface)
 
@@ -122,6 +123,20 @@ def forbidden(exc):
     """A page inside the panel that says which role the page needs (not the guests' error page)."""
     roles = g.get("required_roles") or ("owner",)
     return render_template("panel/forbidden.html", roles=roles), 403
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(404)
+@bp.errorhandler(405)
+@bp.errorhandler(BadParameters)
+def refused(exc):
+    """A refused request inside the panel, for a signed-in manager: the panel's own page with its
+    navigation, in the panel's language (not the guests' error page). Signed out: the guests' page."""
+    from portal.errors import error_page, message_for
+    message, code = message_for(exc)
+    if not current_user.is_authenticated:
+        return error_page(message, code)
+    return render_template("panel/error.html", message=message), code
 
 
 @bp.after_request

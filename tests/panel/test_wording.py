@@ -31,6 +31,24 @@ def test_an_analyst_gets_the_panels_403_page_naming_the_roles(as_role):
     assert "This page is open to: owner." in english
 
 
+def test_refused_requests_inside_the_panel_get_the_panels_page_signed_out_the_guests(as_role, panel, app):
+    from portal.store_settings import overrides
+    manager = as_role("manager")
+    missing = manager.get("/panel/leads/no-such-person", **VI)
+    assert missing.status_code == 404
+    body = missing.get_data(as_text=True)
+    assert 'id="refused"' in body and "<nav>" in body and "Trang này không tồn tại." in text_of(missing)
+    assert "Về trang tổng quan" in text_of(missing) and "Dữ liệu của tôi" not in text_of(missing)
+    owner = as_role("owner")
+    before = overrides()
+    stale = owner.post("/panel/settings", data={"csrf_token": "expired", "visit_gap_minutes": "31"})
+    assert stale.status_code == 400 and 'id="refused"' in stale.get_data(as_text=True)
+    assert "Trang này đã hết hạn. Vui lòng thử lại." in text_of(stale)  # the store's language
+    assert overrides() == before and "visit_gap_minutes" not in before  # nothing changed
+    signed_out = panel.get("/panel/leads/no-such-person")  # not signed in: sent to sign in, no panel page
+    assert signed_out.status_code in (302, 404) and 'id="refused"' not in signed_out.get_data(as_text=True)
+
+
 def test_a_setting_out_of_range_says_the_range_and_changes_nothing(as_role, app):
     owner = as_role("owner")
     response = owner.form("/panel/settings", {"visit_gap_minutes": "999"}, token_page="/panel/settings")
