@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import logging
 
+from peewee import fn
+
 from portal import accounts
 from portal.db import database
 from portal.i18n import translate
@@ -25,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 INDEX_KIND = "manager_email"
 CODE_PREFIX = "manager-reset:"  # a code row's claim_uid: whose reset it is
+# Wrong codes an account takes in 24 hours, across all its codes: past this, even the right code is
+# refused until the day has passed (without it, the sending limits allowed about 50 guesses a day).
+# An owner can still set the password from the users page or `footfall manager reset-password`.
+WRONG_TRIES_PER_DAY = 10
 
 
 
@@ -110,6 +116,15 @@ class Resets:
                            delivery.error if delivery else "no message layer")
         return issued.uid
 
+    @staticmethod
+    def _wrong_tries_today(manager: Manager) -> int:
+        """Tries on this account's codes of the last 24 hours, less the one right try of each used code."""
+        since = utcnow() - datetime.timedelta(days=1)
+        mine = (VerificationCode.claim_uid == f"{CODE_PREFIX}{manager.id}") & (VerificationCode.created_at > since)
+        tries = VerificationCode.select(fn.COALESCE(fn.SUM(VerificationCode.tries), 0)).where(mine).scalar()
+        used = VerificationCode.select().where(mine & VerificationCode.used_at.is_null(False)).count()
+        return int(tries) - used
+
     def reset(self, ticket: str, code: str, password: str, ip: str | None) -> Manager:
         """Set the new password if the code is right; AccountError("code_invalid" | password rules).
         The rules that do not depend on the account come first, so that no answer differs between
@@ -123,6 +138,9 @@ class Resets:
             manager = Manager.get_or_none(Manager.id == int(row.claim_uid[len(CODE_PREFIX):]))
         if manager is None or manager.disabled or manager.email_index != row.destination_index:
             raise accounts.AccountError("code_invalid")  # no such ticket, or the address changed since
+        if self._wrong_tries_today(manager) >= WRONG_TRIES_PER_DAY:
+            AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason="daily_tries")
+            raise accounts.AccountError("code_invalid")  # the same answer as a wrong code
         try:
             self.codes.check(ticket, code)
         except VerificationError as exc:

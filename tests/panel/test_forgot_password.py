@@ -218,3 +218,26 @@ def test_the_owner_sets_a_managers_password(app, as_role, accounts_by_role):
     assert "New password set for manager1." in owner.get(done.headers["Location"]).get_data(as_text=True)
     assert manager.get("/panel/").status_code == 302  # the manager's sessions ended
     assert PanelClient(app.test_client()).login("manager1", NEW).status_code == 302
+
+
+def test_wrong_codes_are_capped_per_account_per_day_even_across_codes(app, with_email, smtp_server):
+    """Each code allows 5 tries and a few codes go out a day: without a cap per account, about 50
+    guesses a day. After WRONG_TRIES_PER_DAY wrong tries in 24 hours, even the right code is refused
+    (the same answer as a wrong one) until the day has passed."""
+    manager = Manager.get(Manager.username == "manager1")
+    client, answer = ask(app, "manager1")
+    ticket, code = ticket_of(answer.get_data(as_text=True)), code_of(wait_mail(smtp_server[1], "manager.one@example.org", 1)[0])
+    # Earlier today: two other codes of this account guessed to the end of their tries.
+    for _ in range(password_reset.WRONG_TRIES_PER_DAY // 5):
+        VerificationCode.create(channel="email", destination_index=manager.email_index, code_hash="x" * 64,
+                                expires_at=datetime.datetime.utcnow(), tries=5, claim_uid=f"{password_reset.CODE_PREFIX}{manager.id}")
+    refused = reset(client, ticket, code)
+    assert refused.status_code == 422 and "This code is wrong, used or expired." in refused.get_data(as_text=True)
+    [why] = [e.detail for e in AuditEntry.select().where(AuditEntry.action == "password_reset_code_refused")]
+    assert '"daily_tries"' in why
+    assert PanelClient(app.test_client()).login("manager1").status_code == 302  # the password is unchanged
+    # A day later those tries no longer count: the same code (still unused, within its own tries) works.
+    VerificationCode.update(created_at=datetime.datetime.utcnow() - datetime.timedelta(hours=25)).where(
+        VerificationCode.uid != ticket).execute()
+    assert reset(client, ticket, code).status_code == 302
+    assert PanelClient(app.test_client()).login("manager1", NEW).status_code == 302
