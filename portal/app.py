@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from portal import clock, consent, segments, store_settings
+from portal import clock, consent, erasure_ledger, segments, store_settings
 from portal.config import Settings, backups_dir, database_path, key_path, load_settings
 from portal.db import database, init_db
 from portal.gateway import Gateway, Grant, load_gateway
@@ -75,6 +75,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, gateway: Gate
     ensure_sound(database_path(settings), backups_dir(settings))
     clock.load_floor(settings.data_dir)
     init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
+    erasure_ledger.replay()  # a database restored from a backup: erasures and withdrawals since, redone
     with database.connection_context():
         settings = store_settings.apply(settings)  # what the owner changed in the panel
         consent.ensure_policies(settings)

@@ -101,13 +101,19 @@ def health(config: str | None, as_json: bool) -> None:
 @main.command("init-db")
 @config_option
 def init_db_command(config: str | None) -> None:
-    """Create the database or bring its schema up to date."""
+    """Create the database or bring its schema up to date (after a restore from backup: and redo
+    the erasures and withdrawals made since the backup, from the erasure ledger)."""
+    from portal import erasure_ledger
     from portal.db import init_db, migrate_db
 
     settings = _settings(config)
     init_db(database_path(settings), migrate=False)
     applied = migrate_db()
     click.echo(f"{database_path(settings)}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    redone = erasure_ledger.replay()
+    if any(redone.values()):
+        click.echo("redone from the erasure ledger (made since the backup): "
+                   f"{redone['erased']} people erased, {redone['devices']} devices erased, {redone['withdrawn']} consents withdrawn")
 
 
 @main.command()

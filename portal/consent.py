@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from portal import clock
+from portal import clock, erasure_ledger
 from portal.models import Consent, Lead, OutboxEvent, PolicyVersion
 from portal.core.purposes import CHAIN_SHARING, LANGUAGES, VISIT_ANALYTICS
 from portal.policy_texts import _PLACEHOLDER as _PLACEHOLDER_SPLIT  # the placeholder syntax, one group
@@ -226,9 +226,10 @@ def current_set(language: str) -> dict[str, PolicyVersion]:
 
 def record(lead: Lead, purpose: str, granted: bool, where: Where,
            policy: PolicyVersion | None = None, at: datetime.datetime | None = None,
-           uid: str | None = None) -> Consent:
+           uid: str | None = None, ledger: bool = True) -> Consent:
     """Append one grant or withdrawal, with the outbox event the central store needs. `at` and
-    `uid` are given when a sign-in kept in the journal is replayed (its own time, idempotent)."""
+    `uid` are given when a sign-in kept in the journal is replayed (its own time, idempotent).
+    A withdrawal is also noted in the erasure ledger (`ledger`), so a restore from backup redoes it."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     if at is None:
@@ -244,6 +245,8 @@ def record(lead: Lead, purpose: str, granted: bool, where: Where,
         device_mac=where.mac, ip=where.ip, method=where.method, **extra)
     OutboxEvent.emit("consent.recorded", consent=consent.uid, lead=lead.uid, purpose=purpose,
                      granted=granted, policy_sha256=consent.policy_sha256)
+    if not granted and ledger and where.method != "erasure":  # an erasure is noted whole
+        erasure_ledger.note("withdraw", where.store_id, lead=lead.uid, purpose=purpose)
     if purpose == CHAIN_SHARING:  # the central store merges the person across stores, or keeps them apart, by it
         OutboxEvent.emit("lead.upserted", lead=lead.uid)
     if purpose == VISIT_ANALYTICS and granted and follows(lead.id):

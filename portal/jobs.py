@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.pseudonyms import purge_anonymous
 
-from portal import clock, retention, segments, store_settings
+from portal import clock, erasure_ledger, retention, segments, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import checkpoint, database, init_db
 from portal.gateway.null import NullGateway
@@ -81,6 +81,7 @@ def _purge(settings) -> dict:
     from portal.activation import send  # the send log of erased people and past the retention period
     result["activation"] = send.purge(settings.retention_days)
     result["exports_logged"] = retention.purge_export_log(settings.export_log_retention_days)
+    result["erasure_ledger_lines"] = erasure_ledger.trim_past(settings.retention_days, backups_dir(settings))
     return result
 
 
@@ -241,6 +242,8 @@ def next_run(name: str, settings, now: datetime.datetime | None = None) -> datet
 def run_scheduler(settings) -> None:
     ensure_sound(database_path(settings), backups_dir(settings))
     clock.load_floor(settings.data_dir)
+    init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
+    erasure_ledger.replay()  # before any job reads a database restored from a backup
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job in JOBS.values():
         scheduler.add_job(_logged, job.trigger(settings), args=(job.name, settings), id=job.name, name=job.help)

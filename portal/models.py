@@ -432,3 +432,11 @@ class SigninRun(BaseModel):
 
 
 MODELS = MODELS + (SigninRun,)
+
+
+class LedgerMark(BaseModel):
+    """The last line of the erasure ledger this database applied (portal/erasure_ledger.py): one row."""
+    seq = BigIntegerField()
+
+
+MODELS = MODELS + (LedgerMark,)

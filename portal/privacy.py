@@ -7,7 +7,7 @@ import datetime
 import json
 import logging
 
-from portal import consent, name_index
+from portal import consent, erasure_ledger, name_index
 from portal.db import database
 from portal.gateway import Gateway, GatewayError
 from portal.identity import InvalidContact, Vault, clean_name, normalize_email, normalize_phone
@@ -92,9 +92,11 @@ def withdraw(lead: Lead, purpose: str, store_id: str, actor: str) -> bool:
     return True
 
 
-def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, store_id: str, actor: str) -> list[str]:
+def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, store_id: str, actor: str,
+                 ledger: bool = True) -> list[str]:
     """Erase a person and their devices on the appliance, revoke them at the gateway, and tell the
-    central store. The consent log stays as proof, without device or IP. Returns the MACs."""
+    central store. The consent log stays as proof, without device or IP. Returns the MACs.
+    Noted in the erasure ledger (`ledger`), so a restore from backup redoes it (portal/erasure_ledger.py)."""
     with database.atomic():
         if lead is not None:
             devices = list({d.id: d for d in [*devices, *Device.select().where(Device.lead == lead)]}.values())
@@ -112,6 +114,8 @@ def erase_person(lead: Lead | None, devices: list[Device], gateway: Gateway, sto
             OutboxEvent.emit("lead.erased", lead=lead.uid, verified=verified)
         macs = [d.mac for d in devices]
         ids = [d.id for d in devices]
+        if ledger:
+            erasure_ledger.note("erase", store_id, lead=lead.uid if lead else None, devices=ids)
         if ids:
             Visit.delete().where(Visit.device.in_(ids)).execute()
             Authorization.delete().where(Authorization.device.in_(ids)).execute()

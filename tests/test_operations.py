@@ -57,6 +57,21 @@ def _my_data(port: int, source: str) -> str:
     return page
 
 
+def _erase(port: int, source: str) -> None:
+    """The visitor erases their record from "My data" (all this device's own: no code needed)."""
+    status, page, cookie = _get(port, "/my-data", source)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", "/my-data/erase", body=urlencode({"csrf_token": token, "confirm": "yes"}), headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Accept-Language": "en"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 303, answer.status
+    finally:
+        conn.close()
+
+
 def _run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run([sys.executable, "-m", "portal", *args], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -72,10 +87,14 @@ def test_a_restored_backup_serves(tmp_path):
     env.pop("FOOTFALL_CONFIG", None)
     with footfall_process(["portal"], env=env):
         _sign_in(port, "127.0.0.1", "alice@example.com", "Alice")
+        _sign_in(port, "127.0.0.3", "carol@example.net", "Carol")
         # The scheduler's backup job, while the portal serves (an online copy).
         backup = _run(["jobs", "run", "backup"], env)
         _sign_in(port, "127.0.0.2", "bob@example.org", "Bob")  # after the backup: lost by the restore
         assert "b***@example.org" in _my_data(port, "127.0.0.2")
+        assert "c***@example.net" in _my_data(port, "127.0.0.3")
+        _erase(port, "127.0.0.3")  # after the backup too: the restore must not bring Carol back
+        assert "c***@example.net" not in _my_data(port, "127.0.0.3")
     [copy] = sorted((data / "backups").glob("footfall-*.db"))
     assert copy.name in backup and copy.stat().st_mode & 0o777 == 0o600
 
@@ -85,9 +104,11 @@ def test_a_restored_backup_serves(tmp_path):
     shutil.copyfile(copy, database)
     for leftover in ("footfall.db-wal", "footfall.db-shm"):
         (data / leftover).unlink(missing_ok=True)
-    assert "up to date" in _run(["init-db"], env)
+    redone = _run(["init-db"], env)
+    assert "up to date" in redone and "1 people erased" in redone  # from the erasure ledger
     with footfall_process(["portal"], env=env):
         assert "a***@example.com" in _my_data(port, "127.0.0.1")
+        assert "c***@example.net" not in _my_data(port, "127.0.0.3")
         assert "b***@example.org" not in _my_data(port, "127.0.0.2")
         status, _, _ = _get(port, "/", "127.0.0.1")
         assert status == 303  # Alice's authorization came back with the backup: she is online

@@ -101,6 +101,13 @@ class Lan:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        # dhclient goes to the background once leased (to renew): stop it by its pid file, or it
+        # outlives the test (one stray dhclient per run was found on a CI machine).
+        for pid_file in self.workdir.glob("*.pid"):
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
         for ns in (self.gw, *self.clients.values()):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 

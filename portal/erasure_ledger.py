@@ -1,0 +1,173 @@
+"""Erasures and withdrawals outlive a restore from backup.
+
+A backup holds the people as they were when it was taken. Restored (by hand, or automatically when
+the database is damaged: portal/recovery.py), it would bring back a person erased since, and the
+consents withdrawn since. So each erasure and withdrawal is also appended to a ledger file beside
+the database (`erasures.jsonl`, which a restore leaves in place), and the database remembers, in
+the same transaction, the number of the last ledger line it applied (`ledger_mark`). At start
+(`replay`, called after init_db by the portal, the collector, the scheduler and `footfall
+init-db`), every line above the database's mark is applied again: a restored database is erased
+and withdrawn again before any page, capture or job uses it; a database that is not restored has
+nothing above its mark.
+
+A line names the record by its random uid and device row ids, never an email, phone or MAC; numbers
+only grow (microseconds on the floored clock, and above the mark), so a clock set back cannot
+hide a line. Lines older than the oldest backup are of no more use and are dropped by the purge
+(`trim`). Copy the ledger with the backups when you keep them off the appliance (docs/operations.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+
+from portal import clock
+from portal.db import database
+from portal.models import LedgerMark
+
+logger = logging.getLogger(__name__)
+
+FILE = "erasures.jsonl"
+
+
+def path() -> Path:
+    return Path(database.database).with_name(FILE)
+
+
+def _mark() -> int:
+    return LedgerMark.select(LedgerMark.seq).where(LedgerMark.id == 1).scalar() or 0
+
+
+def _set_mark(seq: int) -> None:
+    LedgerMark.insert(id=1, seq=seq).on_conflict(conflict_target=[LedgerMark.id],
+                                                 update={LedgerMark.seq: seq}).execute()
+
+
+@contextlib.contextmanager
+def _locked():
+    """The ledger open for appending, under an exclusive lock; reopened if `trim` replaced the
+    file while this process waited (an append to the old file would be lost)."""
+    while True:
+        fd = os.open(path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield fd
+                return
+        finally:
+            os.close(fd)  # closing also releases the lock
+
+
+def note(kind: str, store_id: str, **fields) -> int:
+    """Append one line and move the database's mark to it (call inside the transaction that
+    erases or withdraws). A ledger that cannot be written (a full card) is logged, never blocks
+    the erasure itself: the person's request is carried out either way."""
+    seq = max(clock.seq_now(), _mark() + 1)
+    line = json.dumps({"seq": seq, "kind": kind, "store": store_id, **fields}, separators=(",", ":")) + "\n"
+    try:
+        with _locked() as fd:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+    except OSError:
+        logger.exception("the erasure ledger could not be written: a restore from backup would not redo this %s", kind)
+    _set_mark(seq)
+    return seq
+
+
+def pending() -> list[dict]:
+    """The ledger's lines above the database's mark (what a restore lost), oldest first."""
+    try:
+        text = path().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    mark = _mark()
+    out = []
+    for raw in text.splitlines():
+        try:
+            entry = json.loads(raw)
+            if int(entry["seq"]) > mark:
+                out.append(entry)
+        except (ValueError, KeyError, TypeError):
+            logger.error("the erasure ledger has an unreadable line (a write cut short?): skipped")
+    return sorted(out, key=lambda e: int(e["seq"]))
+
+
+def replay(gateway=None) -> dict:
+    """Apply every line above the database's mark again; returns what was redone."""
+    done = {"erased": 0, "devices": 0, "withdrawn": 0}
+    with database.connection_context():
+        entries = pending()
+        if not entries:
+            return done
+        from portal import consent, privacy  # only when a restore left something to redo
+        from portal.gateway.null import NullGateway
+        from portal.models import Device, Lead
+        gateway = gateway or NullGateway()
+        for entry in entries:
+            with database.atomic():
+                store = str(entry.get("store") or "")
+                if entry["kind"] == "erase":
+                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null()) if entry.get("lead") else None
+                    devices = list(Device.select().where(Device.id.in_([int(i) for i in entry.get("devices", [])])))
+                    if lead is not None or devices:
+                        privacy.erase_person(lead, devices, gateway, store, "restore", ledger=False)
+                        done["erased"] += lead is not None
+                        done["devices"] += len(devices)
+                elif entry["kind"] == "withdraw":
+                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null())
+                    if lead is not None and entry.get("purpose") in consent.granted_purposes(lead):
+                        consent.record(lead, entry["purpose"], False, consent.Where(store, None, None, "restore"),
+                                       ledger=False)
+                        done["withdrawn"] += 1
+                _set_mark(max(int(entry["seq"]), _mark()))
+    logger.warning("after a restore from backup, redone from the erasure ledger: %s", done)
+    return done
+
+
+def trim(before_seq: int) -> int:
+    """Drop the lines below `before_seq` (older than every backup): how many were dropped."""
+    target = path()
+    if not target.exists():
+        return 0
+    with _locked():
+        return _trim_locked(target, before_seq)
+
+
+def _trim_locked(target: Path, before_seq: int) -> int:
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = []
+    for raw in lines:
+        try:
+            if int(json.loads(raw)["seq"]) >= before_seq:
+                keep.append(raw)
+        except (ValueError, KeyError, TypeError):
+            continue
+    if len(keep) == len(lines):
+        return 0
+    tmp = target.with_name(FILE + ".tmp")
+    tmp.write_text("".join(keep), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    return len(lines) - len(keep)
+
+
+def trim_past(retention_days: int, backups: Path) -> int:
+    """Drop the lines older than both the retention period and the oldest backup on the appliance
+    (no backup that could still be restored predates them). A backup kept elsewhere and older than
+    the retention period must not be restored (docs/operations.md)."""
+    from portal.recovery import BACKUP_GLOB, backup_time
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cutoff = now - datetime.timedelta(days=retention_days)
+    for backup in backups.glob(BACKUP_GLOB) if backups.is_dir() else ():
+        taken = backup_time(backup)  # the appliance's local time
+        if taken is not None:
+            cutoff = min(cutoff, taken.astimezone(datetime.timezone.utc))
+    return trim((cutoff.replace(tzinfo=None) - datetime.datetime(1970, 1, 1)) // datetime.timedelta(microseconds=1))
