@@ -225,6 +225,31 @@ def test_f2_a_sign_in_right_after_a_self_erasure_is_not_lost(db):
     assert job(T0 + 61 * MIN).signins == 0  # read once, never again
 
 
+def test_f2_every_id_taken_again_is_read_once_and_an_older_mark_still_holds(db):
+    """A person with two devices erased: both top ids are taken again by the next two sign-ins.
+    A mark kept before this fix (the id alone) goes on from its id."""
+    from portal.models import StoreSetting
+    job(T0 - MIN)
+    kept = device(1, lead())
+    sign_in(kept, T0)
+    erased = [device(2, lead()), device(3, lead())]
+    for dev in erased:
+        sign_in(dev, T0 + MIN)
+    assert job(T0 + 2 * MIN).signins == 3
+    StoreSetting.update(value="3").where(StoreSetting.key == signin_visits.MARK_KEY).execute()  # the old form
+    assert job(T0 + 3 * MIN).signins == 0
+    with database.atomic():
+        for dev in erased:
+            Authorization.delete().where(Authorization.device == dev).execute()
+            Device.delete().where(Device.id == dev.id).execute()
+    newcomers = [device(4, lead()), device(5, lead())]
+    assert [sign_in(dev, T0 + 4 * MIN).id for dev in newcomers] == [2, 3]
+    assert job(T0 + 5 * MIN).signins == 2
+    assert job(T0 + 6 * MIN).signins == 0
+    job(T0 + 60 * MIN)
+    assert [signin_visits_of(dev) for dev in newcomers] == [[(T0 + 4 * MIN, T0 + 5 * MIN)]] * 2
+
+
 def test_signing_in_again_and_again_within_the_gap_is_one_visit(db):
     dev = device(1, lead())
     job(T0 - MIN)
