@@ -298,6 +298,28 @@ def test_no_visit_analytics_consent_is_never_a_per_person_visit(db):
     assert visit.device_id != dev.id and visit.device.lead_id is None and visit.device.mac.startswith("anon-")
 
 
+@pytest.mark.xfail(strict=True, reason="finding not fixed (a design decision): the anonymous sign-in visit of someone "
+                   "without visit_analytics starts at their authorization's exact time, so a join puts their dwell "
+                   "time back on their record")
+def test_fb_an_anonymous_sign_in_visit_cannot_be_joined_back_to_its_person(db):
+    """Finding (medium, privacy; portal/signin_visits.py, not changed): the 'anon-' device stands
+    for one visit of someone who did not consent to visit analytics, but the visit's start is
+    their authorization's started_at to the microsecond, and the authorization row names the
+    device and the lead. Anyone with the database (a support engineer, a backup) joins the two
+    and has that person's dwell time, which is what the consent was refused for. Coarsening the
+    anonymous visit (start to the quarter hour, or only daily counts and dwell buckets) would
+    close it; the dashboard's figures decide how far, so it is left to the design."""
+    person_ = lead(followed=False)
+    dev = device(1, person_)
+    job(T0 - MIN)
+    sign_in(dev, T0 + datetime.timedelta(seconds=7, microseconds=123456))
+    job(T0 + 20 * MIN, {dev.mac: T0 + 19 * MIN})
+    job(T0 + 60 * MIN)
+    joined = database.execute_sql('SELECT a.lead_id FROM visit v JOIN "authorization" a ON a.started_at = v.start '
+                                  "WHERE v.origin = 'signin'").fetchall()
+    assert joined == []
+
+
 def test_the_job_run_twice_or_concurrently_writes_each_visit_once(db):
     devices = [device(i, lead()) for i in range(1, 6)]
     job(T0 - MIN)
