@@ -538,6 +538,22 @@ def test_a_bad_receipt_amount_redeems_nothing(as_role, rt, amount):
     assert answer.status_code == 400 and Voucher.get().redeemed_at is None
 
 
+@pytest.mark.parametrize("amount", ["125000.00", "1.000,50", "50,5", "12.34.567", "1 2 3", ".500", "125000.", "1,,000"])
+def test_f6_a_receipt_amount_with_decimals_is_refused_not_multiplied(as_role, rt, amount):
+    """Finding (low, data): separators were dropped wherever they stood, so a newcomer at the till
+    typing a receipt with decimals ("125000.00") recorded 12,500,000 đ, a hundred times the spend,
+    into RFM and the webhooks. Now only thousands separators are accepted (groups of three)."""
+    voucher = vouchers.issue(activation_person(rt.vault), None, 30)
+    answer = as_role("manager").form("/panel/till", {"code": voucher.code, "amount": amount}, token_page="/panel/till")
+    assert answer.status_code == 400 and Voucher.get().redeemed_at is None
+
+
+@pytest.mark.parametrize("amount, value", [("125.000", 125000), ("125,000", 125000), ("1 250 000", 1250000),
+                                           ("125000", 125000), ("0", 0), (" 45.000 ", 45000), ("", None)])
+def test_thousands_separators_of_either_habit_still_read(amount, value):
+    assert vouchers.parse_amount(amount) == value
+
+
 def test_a_code_of_another_store_is_unknown_here(app, rt):
     """Codes live in each appliance's own database: one issued elsewhere is simply not found."""
     with pytest.raises(vouchers.VoucherError) as refused:
