@@ -33,6 +33,7 @@ _SEND_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}\Z")
 # subject with one saved fine and then failed every send of its automation.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LIMITS = {"subject": 150, "email": 4000, "sms": 480}
+SEND_YEARS = (2000, 2199)  # a campaign's time: any year a store could mean
 # Added to every SMS: how to stop (the link withdraws the consent, like the email's).
 STOP = {"vi": "Ngừng nhận: {unsubscribe}", "en": "Stop: {unsubscribe}"}
 FOOTER = {"vi": "Không muốn nhận thêm? Hủy đăng ký: {unsubscribe}", "en": "No more of these? Unsubscribe: {unsubscribe}"}
@@ -114,7 +115,10 @@ def clean(form, tz: datetime.tzinfo) -> Cleaned:
                 raise FormError("send_at")
             try:
                 local = datetime.datetime.fromisoformat(send_at).replace(tzinfo=tz)
-                # Year 1 east of UTC, or 9999 west of it, is outside the calendar in UTC.
+                # Year 1 east of UTC, or 9999 west of it, is outside the calendar in UTC; and a
+                # time near either edge would overflow on the edit page once the zone changes.
+                if not SEND_YEARS[0] <= local.year <= SEND_YEARS[1]:
+                    raise ValueError("year")
                 options["send_at"] = local.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
             except (ValueError, OverflowError):
                 raise FormError("send_at") from None

@@ -395,13 +395,25 @@ def test_f3_an_email_subject_with_a_line_break_is_refused(as_role, subject):
     assert Automation.select().count() == 0
 
 
-@pytest.mark.parametrize("send_at", ["0001-01-01T00:00", "0001-01-01T06:59"])
+@pytest.mark.parametrize("send_at", ["0001-01-01T00:00", "0001-01-01T06:59", "0001-01-02T10:00", "9999-12-31T23:59"])
 def test_f4_a_send_time_at_the_edge_of_the_calendar_is_a_clear_error(as_role, send_at):
     """Finding (low): a campaign's time on the store's clock (UTC+7) in year 1 overflowed when
     turned into UTC: OverflowError, a 500 for the manager instead of the field's message."""
     answer = act(as_role("manager"), {**FORM, "kind": "campaign", "segment": "", "send_at": send_at, "action": "save"})
     assert answer.status_code == 400 and "Send at" in answer.get_data(as_text=True)
     assert Automation.select().count() == 0
+
+
+def test_a_send_time_in_this_century_still_saves(as_role):
+    answer = act(as_role("manager"), {**FORM, "kind": "campaign", "segment": "", "send_at": "2026-12-24T18:30",
+                                      "action": "save"})
+    assert answer.status_code == 302 and Automation.get().opts["send_at"] == "2026-12-24 11:30:00"
+
+
+def test_fill_is_one_pass_a_value_holding_a_placeholder_stays_text():
+    from portal.activation import texts
+    assert texts.fill("Hi {name}, {store}", {"name": "{unsubscribe}", "store": "{voucher}", "unsubscribe": "X",
+                                             "voucher": "Y"}) == "Hi {unsubscribe}, {voucher}"
 
 
 def test_f4_a_send_time_past_year_9999_in_utc_is_a_clear_error(as_role, app, settings):
