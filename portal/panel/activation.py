@@ -159,15 +159,14 @@ def till():
     typed = request.form.get("code", "")
     guesses = runtime().limiter.bucket(TILL_BUCKET, TILL_GUESSES, TILL_WINDOW, max_keys=1000)
     if guesses.blocked(current_user.actor):
-        AuditLog.record(current_user.actor, "till_throttled", None, request.remote_addr)
         return render_template("panel/activation/till.html", outcome=None, error="throttled", used_at=None,
                                code=""), 429
     try:
         amount = vouchers.parse_amount(request.form.get("amount", ""))
         done = vouchers.redeem(typed, amount, current_user.actor)
     except vouchers.VoucherError as exc:
-        if exc.code == "unknown":
-            guesses.allow(current_user.actor)
+        if exc.code == "unknown" and guesses.allow(current_user.actor) and guesses.blocked(current_user.actor):
+            AuditLog.record(current_user.actor, "till_throttled", None, request.remote_addr)  # once, as it blocks
         return render_template("panel/activation/till.html", outcome=None, error=exc.code, used_at=exc.used_at,
                                code=vouchers.normalize(typed)[:8]), 400 if exc.code == "amount" else 409 if exc.code == "used" else 404
     return render_template("panel/activation/till.html", outcome=done, error=None, code=vouchers.display(done.code))
