@@ -150,22 +150,37 @@ def _pseudonym(randomized: bool, start: datetime.datetime, end: datetime.datetim
 
 
 def read_signins(gap: datetime.timedelta, now: datetime.datetime, local_lan: bool, count: _Counter) -> None:
-    """Every authorization since the last one read opens or extends its device's run."""
+    """Every authorization since the last one read opens or extends its device's run.
+
+    The mark is the last id read and the latest start read: SQLite numbers a new row max(id) + 1,
+    so once the newest authorizations go (an erasure, retention's just-connect sweep) the next
+    sign-ins take their ids again. Those are the table's top ids, started after the mark (the
+    floored clock never goes back): read from the top down to the first row read before."""
     row = StoreSetting.get_or_none(StoreSetting.key == MARK_KEY)
     if row is None:
         mark = database.execute_sql('SELECT coalesce(max(id), 0) FROM "authorization" WHERE started_at < ?',
                                     ((now - BACKFILL).isoformat(" "),)).fetchone()[0]
+        mark_at = None
     else:
-        mark = int(row.value)
+        mark, _, mark_at = row.value.partition(" ")  # "id start", or "id" as kept before the start was
+        mark, mark_at = int(mark), mark_at or None
+    if mark_at is None:
+        mark_at = database.execute_sql('SELECT coalesce(max(started_at), \'\') FROM "authorization" WHERE id <= ?',
+                                       (mark,)).fetchone()[0]
+    rows = database.execute_sql('SELECT id, device_id, started_at FROM "authorization" WHERE id > ?', (mark,)).fetchall()
+    for found in database.execute_sql('SELECT id, device_id, started_at FROM "authorization" WHERE id <= ? '
+                                      "ORDER BY id DESC", (mark,)):
+        if found[2] <= mark_at:
+            break
+        rows.append(found)  # an id taken again
     parse = SigninRun.start.python_value
-    rows = database.execute_sql('SELECT id, device_id, started_at FROM "authorization" WHERE id > ? ORDER BY id',
-                                (mark,)).fetchall()
-    for auth_id, device_id, started in rows:
+    for auth_id, device_id, started in sorted(rows, key=lambda r: (r[2], r[0])):
         _see(device_id, parse(started), gap, True, local_lan, count)
         count.add("signins")
-        mark = auth_id
-    StoreSetting.insert(key=MARK_KEY, value=str(mark)).on_conflict(
-        conflict_target=[StoreSetting.key], update={StoreSetting.value: str(mark)}).execute()
+        mark, mark_at = max(mark, auth_id), max(mark_at, started)
+    value = f"{mark} {mark_at}" if mark_at else str(mark)
+    StoreSetting.insert(key=MARK_KEY, value=value).on_conflict(
+        conflict_target=[StoreSetting.key], update={StoreSetting.value: value}).execute()
 
 
 def apply_activity(by_device: Mapping[int, datetime.datetime], gap: datetime.timedelta, now: datetime.datetime,

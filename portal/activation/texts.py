@@ -28,7 +28,12 @@ _URL = re.compile(r"^https?://[^\s<>\"'\x00-\x1f]{3,300}\Z")
 _TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 _PARAM = re.compile(r"^([A-Za-z][A-Za-z0-9_]{0,29})=(.{0,200})\Z")
 _SEND_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}\Z")
+# A header's value: one line. The panel's forms let line breaks through for the texts, and
+# Python's email package refuses CR or LF in a header only when the message is built, so a
+# subject with one saved fine and then failed every send of its automation.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LIMITS = {"subject": 150, "email": 4000, "sms": 480}
+SEND_YEARS = (2000, 2199)  # a campaign's time: any year a store could mean
 # Added to every SMS: how to stop (the link withdraws the consent, like the email's).
 STOP = {"vi": "Ngừng nhận: {unsubscribe}", "en": "Stop: {unsubscribe}"}
 FOOTER = {"vi": "Không muốn nhận thêm? Hủy đăng ký: {unsubscribe}", "en": "No more of these? Unsubscribe: {unsubscribe}"}
@@ -67,11 +72,11 @@ def _placeholders_ok(text: str, field: str, options: dict) -> None:
         raise FormError(field)
 
 
-def _clean_text(form, key: str, limit: int, options: dict, required: bool = True) -> str:
+def _clean_text(form, key: str, limit: int, options: dict, required: bool = True, one_line: bool = False) -> str:
     value = (form.get(key) or "").replace("\r\n", "\n").strip()
     if not value and required:
         raise FormError(key)
-    if len(value) > limit or "\x00" in value:
+    if len(value) > limit or "\x00" in value or (one_line and _CONTROL.search(value)):
         raise FormError(key)
     _placeholders_ok(value, key, options)
     return value
@@ -110,9 +115,13 @@ def clean(form, tz: datetime.tzinfo) -> Cleaned:
                 raise FormError("send_at")
             try:
                 local = datetime.datetime.fromisoformat(send_at).replace(tzinfo=tz)
-            except ValueError:
+                # Year 1 east of UTC, or 9999 west of it, is outside the calendar in UTC; and a
+                # time near either edge would overflow on the edit page once the zone changes.
+                if not SEND_YEARS[0] <= local.year <= SEND_YEARS[1]:
+                    raise ValueError("year")
+                options["send_at"] = local.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
+            except (ValueError, OverflowError):
                 raise FormError("send_at") from None
-            options["send_at"] = local.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
         else:
             options["send_at"] = None
     texts: dict = {}
@@ -120,7 +129,8 @@ def clean(form, tz: datetime.tzinfo) -> Cleaned:
         texts[channel] = {}
         for lang in LANGUAGES:
             if channel == "email":
-                texts[channel][lang] = {"subject": _clean_text(form, f"email_subject_{lang}", LIMITS["subject"], options),
+                texts[channel][lang] = {"subject": _clean_text(form, f"email_subject_{lang}", LIMITS["subject"], options,
+                                                                   one_line=True),
                                         "text": _clean_text(form, f"email_text_{lang}", LIMITS["email"], options)}
             elif channel == "sms":
                 texts[channel][lang] = {"text": _clean_text(form, f"sms_text_{lang}", LIMITS["sms"], options)}

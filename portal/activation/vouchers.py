@@ -59,12 +59,20 @@ def issue(lead: Lead, automation: Automation | None, days: int) -> Voucher:
     raise RuntimeError("no free voucher code after 10 tries")  # 25^8 codes: never in practice
 
 
+# Whole đồng, with thousands separators of either habit ("125.000", "125,000", "1 250 000"): a
+# separator stands before a group of three digits only, so "125000.00" is refused, not read as
+# a hundred times the receipt.
+_AMOUNT = re.compile(r"^[0-9]{1,3}(?:([.,\x20])[0-9]{3}(?:\1[0-9]{3})*)?\Z|^[0-9]+\Z")
+
+
 def parse_amount(raw: str) -> int | None:
-    raw = (raw or "").strip().replace(".", "").replace(",", "").replace(" ", "")
+    raw = (raw or "").strip()
     if not raw:
         return None
+    if not _AMOUNT.match(raw):
+        raise VoucherError("amount")
     try:
-        return parse_int(raw, 0, MAX_AMOUNT)
+        return parse_int(raw.replace(".", "").replace(",", "").replace(" ", ""), 0, MAX_AMOUNT)
     except NumberError:
         raise VoucherError("amount") from None
 

@@ -57,10 +57,19 @@ class SplashLook:
     picture: str | None  # its URL, versioned so a new picture is never served from a cache
 
 
+def _version(stat) -> str:
+    """The picture's version in its URL: its inode, size and mtime. Every upload is a new file
+    renamed over the old (portal/store_settings.save_picture), so its inode differs from the
+    current one's even when the file system's timestamps are too coarse to tell two uploads
+    apart (one second on ext4 with small inodes, two on FAT): the mtime alone let a browser keep
+    the old picture for max-age after a change. Digits only."""
+    return f"{stat.st_ino}{stat.st_size:07d}{stat.st_mtime_ns // 1000:017d}"
+
+
 def splash_look(settings, lang: str) -> SplashLook:
     picture = store_settings.picture_path(settings.data_dir)
     try:
-        version = picture.stat().st_mtime_ns // 1000 if picture else None
+        version = _version(picture.stat()) if picture else None
     except FileNotFoundError:  # removed in the panel just now
         version = None
     default_subtitle = ("lead_in_just_connect" if settings.just_connect else "lead_in") + (

@@ -1,6 +1,6 @@
 """Activation in the panel: automations and campaigns (owners and managers edit, analysts see
-results only), the preview, the send log (recipients masked), the till's "redeem a code" page and
-the best customers by spend (RFM)."""
+results only), the preview, the send log (recipients masked), the till's "redeem a code" page (unknown
+codes throttled per account) and the best customers by spend (RFM)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,10 @@ from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 
 EDITORS = ("owner", "manager")
 LOG_PAGE = 100
+# Guessing at the till: unknown codes per account (not per address: two tills share a NAT) within
+# the window; then every code is refused until the window passes. A cashier mistypes a few; a
+# walk through the code space, to burn or cash other people's vouchers, stops here.
+TILL_BUCKET, TILL_GUESSES, TILL_WINDOW = "till-guesses", 20, 15 * 60
 
 
 def _automation_or_404(uid: str) -> Automation:
@@ -153,10 +157,16 @@ def till():
     if request.method == "GET":
         return render_template("panel/activation/till.html", outcome=None, error=None)
     typed = request.form.get("code", "")
+    guesses = runtime().limiter.bucket(TILL_BUCKET, TILL_GUESSES, TILL_WINDOW, max_keys=1000)
+    if guesses.blocked(current_user.actor):
+        return render_template("panel/activation/till.html", outcome=None, error="throttled", used_at=None,
+                               code=""), 429
     try:
         amount = vouchers.parse_amount(request.form.get("amount", ""))
         done = vouchers.redeem(typed, amount, current_user.actor)
     except vouchers.VoucherError as exc:
+        if exc.code == "unknown" and guesses.allow(current_user.actor) and guesses.blocked(current_user.actor):
+            AuditLog.record(current_user.actor, "till_throttled", None, request.remote_addr)  # once, as it blocks
         return render_template("panel/activation/till.html", outcome=None, error=exc.code, used_at=exc.used_at,
                                code=vouchers.normalize(typed)[:8]), 400 if exc.code == "amount" else 409 if exc.code == "used" else 404
     return render_template("panel/activation/till.html", outcome=done, error=None, code=vouchers.display(done.code))
