@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import zlib
 
 from portal.core.events import Event, EventError, validate
 
 MAX_EVENTS = 20_000
+# A seq is microseconds on the store's floored clock (portal.clock.seq_now): one further ahead of
+# the central's clock than this was numbered by a clock gone wrong, a bug or a forger. Taken, it
+# would move the store's high-water mark past every event the store will honestly send (each then
+# dropped as a duplicate); refused, the store's push fails loudly (its health view says so).
+SEQ_AHEAD_SECONDS = 86_400
 MAX_INFLATED = 64 * 1024 * 1024
 # Every JSON value but the first in a container follows a "," and every container opens with
 # "[" or "{": their count bounds the objects a text can build. The largest legitimate event
@@ -96,6 +102,7 @@ def parse_events(raw: bytes) -> list[Event]:
     values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
     if values > MAX_VALUES:
         raise Refused(413, f"batch holds more than {MAX_VALUES} JSON values; send smaller batches")
+    ceiling = (time.time_ns() // 1000) + SEQ_AHEAD_SECONDS * 1_000_000
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -109,6 +116,8 @@ def parse_events(raw: bytes) -> list[Event]:
                 event = validate(item)
             except EventError as exc:
                 raise Refused(400, f"event {len(events)}: invalid {exc.args[0] if exc.args else 'value'}") from None
+            if event.seq is not None and event.seq > ceiling:
+                raise Refused(400, f"event {len(events)}: seq is ahead of the central store's clock by more than a day")
             last = events[-1].seq if events else None
             # The store's high-water mark (central/ingest.py) holds only for a batch in outbox order.
             if last is not None and (event.seq is None or event.seq <= last):

@@ -145,7 +145,7 @@ def numbered(events, start):
 def test_a_stores_high_water_mark_applies_each_seq_once(central_app, stores):
     """Events with a seq are applied when above the store's mark, without a row per event id."""
     client = central_app.test_client()
-    batch = numbered(store_events(), 1_800_000_000_000_000)
+    batch = numbered(store_events(), 1_700_000_000_000_000)
     first = post_batch(client, "hcm-01", stores["hcm-01"], batch)
     assert first.status_code == 200 and first.json["applied"] == 7, first.json
     after_first = counts()
@@ -166,7 +166,7 @@ def test_a_stores_high_water_mark_applies_each_seq_once(central_app, stores):
 
 def test_events_of_a_store_not_yet_upgraded_come_first_and_are_claimed_by_uid(central_app, stores):
     client = central_app.test_client()
-    old, new = store_events()[:4], numbered(store_events()[4:], 1_800_000_000_000_000)
+    old, new = store_events()[:4], numbered(store_events()[4:], 1_700_000_000_000_000)
     answer = post_batch(client, "hcm-01", stores["hcm-01"], old + new).json
     assert answer["applied"] == 7 and counts()["applied_event"] == 4
     assert post_batch(client, "hcm-01", stores["hcm-01"], old + new).json["duplicates"] == 7

@@ -588,9 +588,6 @@ def _mark(store_id: str):
         return central_db.execute_sql("SELECT seq_applied FROM store WHERE id = %s", (store_id,)).fetchone()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="finding in central/ingest.py (not changed on this branch): a seq far beyond "
-                   "any clock moves the store's high-water mark there, and every later event of that store is then "
-                   "dropped as a duplicate, silently, forever")
 def test_fc1_a_seq_far_beyond_the_clock_cannot_silence_the_store(central_app, stores):
     """Finding (medium, central): any seq up to 2^63-1 is taken. A store whose clock once ran far
     ahead (a bad RTC at boot; seq is never below the clock in microseconds), or a bug, or a leaked
@@ -605,6 +602,12 @@ def test_fc1_a_seq_far_beyond_the_clock_cannot_silence_the_store(central_app, st
     poisoned = post_batch(client, "hcm-01", stores["hcm-01"], _visits(SEQ_MAX, 1))
     assert poisoned.status_code == 400 and "seq" in poisoned.json["error"]
     assert _mark("hcm-01") is None
+    # Fixed in central/batch.py (SEQ_AHEAD_SECONDS): a day ahead of the central's clock is the bound.
+    now_us = int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1_000_000)
+    ahead = post_batch(client, "hcm-01", stores["hcm-01"], _visits(now_us + 2 * 86_400 * 1_000_000, 1))
+    assert ahead.status_code == 400 and _mark("hcm-01") is None
+    honest = post_batch(client, "hcm-01", stores["hcm-01"], _visits(now_us + 3_600 * 1_000_000, 1))  # a clock an hour fast
+    assert honest.status_code == 200 and _mark("hcm-01") == now_us + 3_600 * 1_000_000
 
 
 def test_duplicate_decreasing_and_replayed_seqs_apply_nothing_twice(central_app, stores):
