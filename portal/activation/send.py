@@ -13,6 +13,7 @@ from typing import Callable
 from portal.activation import guards, plan as planner, texts, unsubscribe, vouchers
 from portal.activation.models import ActivationSend, Automation, SendAttempt
 from portal.db import database
+from portal.i18n import format_clock
 from portal.identity import Vault, mask_email, mask_phone
 from portal.messages import Driver, Message, MessageError
 from portal.models import Lead, new_uid, utcnow
@@ -207,7 +208,8 @@ def _values(ctx: Context, lead: Lead, auto: Automation, row: ActivationSend, vou
         from portal.activation.models import Voucher
         v = voucher or Voucher.get_or_none(Voucher.code == code)
         if v is not None:
-            expires = v.expires_at.replace(tzinfo=datetime.timezone.utc).astimezone(ctx.tz).strftime("%d/%m/%Y")
+            local = v.expires_at.replace(tzinfo=datetime.timezone.utc).astimezone(ctx.tz)
+            expires = format_clock(local, lead.language or s.default_language)[1]  # Babel, in the message's language
     return {"name": ctx.vault.decrypt(lead.name_enc, "lead.name") or "", "store": s.store_name,
             "voucher": vouchers.display(code) if code else "", "voucher_expires": expires,
             "review_link": auto.opts.get("review_link", ""),
