@@ -10,7 +10,7 @@ import pytest
 
 from portal import create_app
 from portal.config import load_settings
-from portal.db import database
+from portal.db import database, init_db
 from portal.gateway.null import NullGateway
 
 PORTAL_HOST = "portal.test:8080"
@@ -79,6 +79,17 @@ def migrated_template(tmp_path_factory):
     init_db(path)
     database.close()
     return path
+
+
+@pytest.fixture
+def domain_db(migrated_template, tmp_path):
+    """A migrated SQLite file of the test's own, open, with no app: for domain functions."""
+    target = tmp_path / "footfall.db"
+    shutil.copyfile(migrated_template, target)
+    init_db(target, migrate=False)
+    with database.connection_context():
+        yield target
+    database.close()
 
 
 @pytest.fixture

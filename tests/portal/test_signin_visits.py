@@ -2,12 +2,11 @@
 never counted twice, per person only for people whose visits may be followed. Time is simulated:
 every step of the job is given its `now`."""
 import datetime
-import shutil
 
 import pytest
 
 from portal import consent, metrics, segments, signin_visits
-from portal.db import database, init_db
+from portal.db import database
 from portal.gateway.nftables import parse_neighbours
 from portal.gateway.opennds import parse_ndsctl_clients
 from portal.models import Authorization, Device, Lead, OpenRun, OutboxEvent, SigninRun, Visit
@@ -17,23 +16,10 @@ MIN = datetime.timedelta(minutes=1)
 GAP = 15
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    """One migrated SQLite file per module, copied for each test (migrating costs most)."""
-    path = tmp_path_factory.mktemp("signin") / "template.db"
-    init_db(path)
-    database.close()
-    return path
-
-
 @pytest.fixture
-def db(migrated, tmp_path):
+def db(domain_db):
     """A real SQLite file of its own (no app: these are domain functions)."""
-    shutil.copy(migrated, tmp_path / "footfall.db")
-    init_db(tmp_path / "footfall.db", migrate=False)
-    with database.connection_context():
-        yield database
-    database.close()
+    return database
 
 
 def person(followed: bool = True) -> Lead:

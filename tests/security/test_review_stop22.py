@@ -15,7 +15,6 @@ import datetime
 import io
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 from portal import consent, signin_visits, store_settings
 from portal.activation import vouchers
 from portal.activation.models import Automation, Voucher
-from portal.db import database, init_db
+from portal.db import database
 from portal.models import Authorization, AuditEntry, Device, Lead, OutboxEvent, Visit
 from tests.activation.conftest import person as activation_person
 from tests.conftest import PortalClient
@@ -160,22 +159,10 @@ MIN = datetime.timedelta(minutes=1)
 GAP = 15
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stop22") / "template.db"
-    init_db(path)
-    database.close()
-    return path
-
-
 @pytest.fixture
-def db(migrated, tmp_path):
+def db(domain_db):
     """A real SQLite file of its own (no app: these are domain functions)."""
-    shutil.copy(migrated, tmp_path / "footfall.db")
-    init_db(tmp_path / "footfall.db", migrate=False)
-    with database.connection_context():
-        yield tmp_path / "footfall.db"
-    database.close()
+    return domain_db
 
 
 def lead(followed: bool = True) -> Lead:
