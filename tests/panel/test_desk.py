@@ -1,6 +1,7 @@
 """The panel's pages doing their jobs, through HTTP."""
 import datetime
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -206,7 +207,10 @@ def test_jobs_run_from_the_cli(app, settings, people):
     assert json.loads(result.output) == {"leads": 5, "visits": 0, "outbox_delivered": 10, "claims_and_codes": 0,
                                          "webhooks_delivered": 0, "anonymous_visits": 0, "anonymous_devices": 0,
                                          "activation": {"sends": 0, "attempts_past_retention": 0},
-                                         "exports_logged": 0}
+                                         "exports_logged": 0, "erasure_ledger_lines": 0}
+    # Each person purged is in the erasure ledger, so a restore from an older backup purges them again.
+    ledger = (Path(settings.data_dir) / "erasures.jsonl").read_text().splitlines()
+    assert sum('"kind":"erase"' in line for line in ledger) == 5
     result = CliRunner().invoke(main, ["jobs", "run", "segments"], env=env)
     assert result.exit_code == 0 and "loyal" in result.output
     assert CliRunner().invoke(main, ["jobs", "run", "nope"], env=env).exit_code != 0
