@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -20,6 +21,8 @@ SWEEP_EVERY = 60.0  # seconds of capture time between closing idle runs
 FAST_PATH_ENTRIES = 1 << 18
 KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
+# feed_many's record header: the frame's timestamp as a double (a fraction of 0), its length.
+_LIVE_RECORD = struct.Struct("<dIII")
 
 
 def _randomized(mac: str) -> bool:
@@ -156,56 +159,79 @@ class Pipeline:
             self.sweep(ts)
 
     def feed_many(self, frames: Iterable[tuple[float, bytes]], linktype: int = LINKTYPE_ETHERNET) -> None:
-        """The hot path: frames as (timestamp, bytes), with the same results as feed() on each.
-
-        Most frames come from devices already seen, saying what they said before: the same ARP
-        announcement, the same mDNS source, the same DHCP options. The parse of such a frame is
-        remembered under the bytes the parser reads from it (the key says which bytes, per kind
-        of frame, once the checks before it have passed), so a known frame costs one slice and a
-        dict lookup, and no object is built for it. Anything else (802.1Q tags, IPv6, IPv4
-        options, short frames, other ethertypes) goes through parse() as in feed(). The parser
-        is pure, so a remembered result never goes stale; counters are added up once per call.
-        """
+        """Frames as (timestamp, bytes), with the same results as feed() on each: laid end to end
+        as records (_LIVE_RECORD: the timestamp as a double) and read in place by feed_records."""
         if linktype != LINKTYPE_ETHERNET:
             for ts, frame in frames:
                 self.feed(ts, frame, linktype)
             return
+        pack = _LIVE_RECORD.pack
+        records = []
+        for ts, frame in frames:
+            records.append(pack(ts, 0, len(frame), 0))
+            records.append(frame)
+        data = b"".join(records)
+        self.feed_records(data, 0, len(records) // 2, _LIVE_RECORD, 1.0)
+
+    def feed_records(self, data, off: int, count: int, record: struct.Struct, unit: float) -> int:
+        """The hot path: up to `count` Ethernet frames read in place from `data` (a pcap file's
+        mmap, or feed_many's buffer) from offset `off`, each behind a header `record` gives as
+        (seconds, fraction in `unit`s, captured length, -); returns the offset after the last
+        frame read (a record cut short by the end of `data` is left there, unread).
+
+        Most frames come from devices already seen, saying what they said before: the same ARP
+        announcement, the same mDNS source, the same DHCP options. The parse of such a frame is
+        remembered under the bytes the parser reads from it (the key says which bytes, per kind
+        of frame, once the checks before it have passed), so a known frame costs one slice of
+        the buffer and a dict lookup: no frame, sighting or tuple is built for it. Anything else
+        (802.1Q tags, IPv6, IPv4 options, short frames, other ethertypes) is sliced out and goes
+        through parse() as in feed(). The parser is pure, so a remembered result never goes
+        stale; counters are added up once per call.
+        """
         arp, mdns, dhcp, limit = self._arp, self._mdns, self._dhcp, self.fast_path_entries
         ignore, devices, closed, followed = self.ignore, self.devices, self.closed, self.pseudonyms.followed
         sessions = self.sessions
-        lan, gap, record = sessions.runs[LAN], sessions.gap, sessions._record
+        lan, gap, record_of = sessions.runs[LAN], sessions.gap, sessions._record
+        unpack, head, end = record.unpack_from, record.size, len(data)
         next_sweep = self._next_sweep
         counts = [0, 0, 0]
         n = ignored = malformed = 0
         ts = None
         try:
-            for ts, frame in frames:
+            while n < count:
+                base = off + head
+                if base > end:
+                    break
+                sec, frac, size, _ = unpack(data, off)
+                if base + size > end:
+                    break
+                off = base + size
                 n += 1
-                size = len(frame)
-                table = key = None
-                if size >= 42 and frame[12] == 0x08:
-                    ether = frame[13]
+                ts = sec + frac * unit
+                table = None
+                if size >= 42 and data[base + 12] == 0x08:
+                    ether = data[base + 13]
                     if ether == 0x06:  # ARP: everything _arp reads lies in bytes 6..31
-                        table, key = arp, frame[6:32]
-                    elif ether == 0x00 and frame[14] == 0x45:  # IPv4 without options
-                        if frame[23] != 17:
+                        table, key = arp, data[base + 6:base + 32]
+                    elif ether == 0x00 and data[base + 14] == 0x45:  # IPv4 without options
+                        if data[base + 23] != 17:
                             ignored += 1  # not UDP
                             continue
-                        port = (frame[36] << 8) | frame[37]
+                        port = (data[base + 36] << 8) | data[base + 37]
                         if port == 5353:  # the source MAC (multicast bit included) and address
-                            table, key = mdns, frame[6:12] + frame[26:30]
+                            table, key = mdns, data[base + 6:base + 12] + data[base + 26:base + 30]
                         elif port == 67:
-                            if size >= 282 and not frame[6] & 0x01 and frame[42:45] == b"\x01\x01\x06":
+                            if size >= 282 and not data[base + 6] & 0x01 and data[base + 42:base + 45] == b"\x01\x01\x06":
                                 # A BOOTREQUEST: ciaddr, chaddr, the cookie and the options (their
                                 # length fixes the frame's) are all _dhcp reads.
-                                table, key = dhcp, frame[54:58] + frame[70:76] + frame[278:]
+                                table, key = dhcp, data[base + 54:base + 58] + data[base + 70:base + 76] + data[base + 278:off]
                         else:
                             ignored += 1  # other UDP
                             continue
                 entry = table.get(key) if table is not None else None
                 if entry is None:
                     try:
-                        s = parse_ethernet(frame, ts)
+                        s = parse_ethernet(data[base:off], ts)
                     except Malformed:
                         malformed += 1
                         continue
@@ -233,7 +259,7 @@ class Pipeline:
                 if run is None:
                     lan[mac] = Run(ts, ts)
                 elif ts - run.last > gap:
-                    closed.append(record(mac, LAN, run))
+                    closed.append(record_of(mac, LAN, run))
                     lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
                 else:
                     run.dirty = True
@@ -242,7 +268,7 @@ class Pipeline:
                     elif ts < run.start:
                         run.start = ts
                     run.count += 1
-                if mac in followed:  # what a device says is kept for a followed one only
+                if followed and mac in followed:  # what a device says is kept for a followed one only
                     device = devices.get(mac)
                     if device is None:
                         device = devices[mac] = DeviceState(ts)
@@ -269,9 +295,10 @@ class Pipeline:
             stats.ignored += ignored
             stats.malformed += malformed
             stats.sightings += sum(counts)
-            for name, count in zip(KINDS, counts):
-                if count:
-                    stats.by_kind[name] = stats.by_kind.get(name, 0) + count
+            for name, seen in zip(KINDS, counts):
+                if seen:
+                    stats.by_kind[name] = stats.by_kind.get(name, 0) + seen
+        return off
 
     def sweep(self, now: float) -> None:
         closed = self.sessions.sweep(now)
