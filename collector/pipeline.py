@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from collector.parse import LINKTYPE_ETHERNET, Malformed, parse, parse_ethernet
+from collector.parse import LINKTYPE_ETHERNET, Malformed, ethernet_fields, parse
 from collector.pseudonyms import Pseudonyms, is_pseudonym
 from collector.sessions import AIR, LAN, Run, Sessionizer, VisitRecord
 from collector.store import Batch, DeviceUpdate, RunUpdate, Writer
@@ -58,7 +58,7 @@ class Pipeline:
 
     def __init__(self, writer: Writer, gap: float, min_dwell: float, ignore_macs: frozenset[str] = frozenset(),
                  flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES,
-                 pseudonyms: Pseudonyms | None = None) -> None:
+                 pseudonyms: Pseudonyms | None = None, sweep_seconds: float = SWEEP_EVERY) -> None:
         self.writer = writer
         self.pseudonyms = pseudonyms if pseudonyms is not None else Pseudonyms()
         self._clock: float | None = None  # the latest time seen (frames, or the live loop's clock)
@@ -71,6 +71,7 @@ class Pipeline:
         self.devices: dict[str, DeviceState] = {}
         self.closed: list = []
         self.stats = Stats()
+        self.sweep_seconds = sweep_seconds
         self._next_sweep = None
         self._next_flush = time.monotonic() + flush_seconds
         # Fast path: the parse of a frame, keyed by the bytes it depends on (see feed_many).
@@ -154,7 +155,7 @@ class Pipeline:
                 device.prl = s.prl or device.prl
                 device.vendor_class = s.vendor_class or device.vendor_class
         if self._next_sweep is None:
-            self._next_sweep = ts + SWEEP_EVERY
+            self._next_sweep = ts + self.sweep_seconds
         elif ts >= self._next_sweep:
             self.sweep(ts)
 
@@ -194,11 +195,13 @@ class Pipeline:
         lan, gap, record_of = sessions.runs[LAN], sessions.gap, sessions._record
         unpack, head, end = record.unpack_from, record.size, len(data)
         next_sweep = self._next_sweep
+        if next_sweep is None:
+            next_sweep = float("-inf")  # the first sighting sets it
         counts = [0, 0, 0]
         n = ignored = malformed = 0
         ts = None
         try:
-            while n < count:
+            for n in range(count):  # n: the frames read before this one
                 base = off + head
                 if base > end:
                     break
@@ -206,7 +209,6 @@ class Pipeline:
                 if base + size > end:
                     break
                 off = base + size
-                n += 1
                 ts = sec + frac * unit
                 table = None
                 if size >= 42 and data[base + 12] == 0x08:
@@ -231,19 +233,19 @@ class Pipeline:
                 entry = table.get(key) if table is not None else None
                 if entry is None:
                     try:
-                        s = parse_ethernet(data[base:off], ts)
+                        fields = ethernet_fields(data[base:off])
                     except Malformed:
                         malformed += 1
                         continue
-                    if s is None:
+                    if fields is None:
                         ignored += 1
                         continue
-                    if s.mac in ignore:
+                    if fields[0] in ignore:
                         entry = _IGNORED
-                    elif s.kind == "dhcp":
-                        entry = (s.mac, s.ip, 2, s.hostname, s.prl, s.vendor_class)
+                    elif fields[1] == "dhcp":  # (mac, ip, 2, hostname, prl, vendor_class)
+                        entry = (fields[0], fields[2], 2, *fields[3:6])
                     else:
-                        entry = (s.mac, s.ip, 0 if s.kind == "arp" else 1)
+                        entry = (fields[0], fields[2], 0 if fields[1] == "arp" else 1)
                     if table is not None and len(table) < limit:
                         table[key] = entry
                 kind = entry[2]
@@ -282,11 +284,14 @@ class Pipeline:
                         device.hostname = entry[3] or device.hostname
                         device.prl = entry[4] or device.prl
                         device.vendor_class = entry[5] or device.vendor_class
-                if next_sweep is None:
-                    next_sweep = self._next_sweep = ts + SWEEP_EVERY
-                elif ts >= next_sweep:
-                    self.sweep(ts)
+                if ts >= next_sweep:
+                    if self._next_sweep is None:
+                        self._next_sweep = ts + self.sweep_seconds
+                    else:
+                        self.sweep(ts)
                     next_sweep = self._next_sweep
+            else:
+                n = count
         finally:
             if ts is not None and (self._clock is None or ts > self._clock):
                 self._clock = ts  # frames come in time order, give or take a few seconds
@@ -304,7 +309,7 @@ class Pipeline:
         closed = self.sessions.sweep(now)
         self._forget_orphans(closed)
         self.closed.extend(closed)
-        self._next_sweep = now + SWEEP_EVERY
+        self._next_sweep = now + self.sweep_seconds
 
     def shift(self, step: float) -> None:
         """The wall clock stepped: runs in progress and the next sweep move with it."""

@@ -16,7 +16,7 @@ from collector.capture import (DLT_IEEE802_11_RADIO, LAN_FILTER, MDNS_FILTER, PR
 from collector.oui import OuiTable
 from collector.parse import LINKTYPE_ETHERNET
 from collector.pcap import PcapReader
-from collector.pipeline import FAST_PATH_ENTRIES, Pipeline
+from collector.pipeline import FAST_PATH_ENTRIES, SWEEP_EVERY, Pipeline
 from collector.pseudonyms import Pseudonyms, followed_macs, key_path
 from collector.steady import SteadyClock
 from collector.store import Store, Writer
@@ -40,7 +40,8 @@ def _ignored(settings, *interfaces: str) -> frozenset[str]:
     return frozenset(macs)
 
 
-def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PATH_ENTRIES) -> tuple[Pipeline, Writer]:
+def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PATH_ENTRIES,
+              sweep_seconds: float = SWEEP_EVERY) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
     ensure_sound(database_path(settings), backups_dir(settings))
@@ -54,7 +55,7 @@ def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PA
     writer = Writer(Store(OuiTable(settings.oui_file), pseudonyms))
     writer.start()
     pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,
-                        float(settings.flush_seconds), fast_path_entries, pseudonyms)
+                        float(settings.flush_seconds), fast_path_entries, pseudonyms, sweep_seconds)
     return pipeline, writer
 
 
@@ -69,7 +70,11 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None, fast
     stop = stop or threading.Event()
     started = time.perf_counter()
     with PcapReader(path) as reader:
-        pipeline, writer = _pipeline(settings, _ignored(settings))
+        # Idle runs are closed once a gap of capture time rather than every minute: a visit's
+        # record is the same whenever its run is closed (its last sighting ends it), only no
+        # one watches a replay's runs in progress, and the sweep looks at every run.
+        pipeline, writer = _pipeline(settings, _ignored(settings),
+                                     sweep_seconds=max(SWEEP_EVERY, settings.visit_gap_minutes * 60.0))
         tick, stats = pipeline.tick, pipeline.stats
         if fast and reader.linktype == LINKTYPE_ETHERNET:  # frames read in place from the file's mmap
             feed_records, data, record, unit = pipeline.feed_records, reader.data, reader.record, reader.unit
