@@ -260,16 +260,18 @@ class Pipeline:
                     run = self._adopt(mac, lan)
                 if run is None:
                     lan[mac] = Run(ts, ts)
-                elif ts - run.last > gap:
-                    closed.append(record_of(mac, LAN, run))
-                    lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
                 else:
-                    run.dirty = True
-                    if ts > run.last:
-                        run.last = ts
-                    elif ts < run.start:
-                        run.start = ts
-                    run.count += 1
+                    last = run.last
+                    if ts - last > gap:
+                        closed.append(record_of(mac, LAN, run))
+                        lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
+                    else:
+                        run.dirty = True
+                        if ts > last:
+                            run.last = ts
+                        elif ts < run.start:
+                            run.start = ts
+                        run.count += 1
                 if followed and mac in followed:  # what a device says is kept for a followed one only
                     device = devices.get(mac)
                     if device is None:
