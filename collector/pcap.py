@@ -41,8 +41,9 @@ class PcapReader:
         endian, self.unit = MAGICS[head[:4]]
         self.linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
         # Records may also be read in place (Pipeline.feed_records, then finish): `data` from
-        # `offset` on, each behind a header `record` gives as (seconds, fraction in `unit`s, length, -).
-        self.record = struct.Struct(endian + "IIII")
+        # `offset` on, each behind a header `record` gives as (seconds, fraction in `unit`s, length);
+        # the original length, last, is skipped.
+        self.record = struct.Struct(endian + "III4x")
         self.offset = 24
         self.truncated = 0
 
@@ -55,7 +56,7 @@ class PcapReader:
         end = len(data)
         off = self.offset
         while off + size <= end:
-            sec, frac, incl, _orig = unpack(data, off)
+            sec, frac, incl = unpack(data, off)
             off += size
             if off + incl > end:
                 self.truncated += 1  # a capture cut short: the last record is incomplete

@@ -22,7 +22,7 @@ FAST_PATH_ENTRIES = 1 << 18
 KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
 # feed_many's record header: the frame's timestamp as a double (a fraction of 0), its length.
-_LIVE_RECORD = struct.Struct("<dIII")
+_LIVE_RECORD = struct.Struct("<dII")
 
 
 def _randomized(mac: str) -> bool:
@@ -169,15 +169,15 @@ class Pipeline:
         pack = _LIVE_RECORD.pack
         records = []
         for ts, frame in frames:
-            records.append(pack(ts, 0, len(frame), 0))
+            records.append(pack(ts, 0, len(frame)))
             records.append(frame)
         data = b"".join(records)
         self.feed_records(data, 0, len(records) // 2, _LIVE_RECORD, 1.0)
 
     def feed_records(self, data, off: int, count: int, record: struct.Struct, unit: float) -> int:
         """The hot path: up to `count` Ethernet frames read in place from `data` (a pcap file's
-        mmap, or feed_many's buffer) from offset `off`, each behind a header `record` gives as
-        (seconds, fraction in `unit`s, captured length, -); returns the offset after the last
+        mmap, or feed_many's buffer) from offset `off`, each behind a header `record` unpacks as
+        (seconds, fraction in `unit`s, captured length); returns the offset after the last
         frame read (a record cut short by the end of `data` is left there, unread).
 
         Most frames come from devices already seen, saying what they said before: the same ARP
@@ -205,7 +205,7 @@ class Pipeline:
                 base = off + head
                 if base > end:
                     break
-                sec, frac, size, _ = unpack(data, off)
+                sec, frac, size = unpack(data, off)
                 if base + size > end:
                     break
                 off = base + size
