@@ -307,6 +307,11 @@ class Pipeline:
                     stats.by_kind[name] = stats.by_kind.get(name, 0) + seen
         return off
 
+    @property
+    def clock(self) -> float | None:
+        """The latest time seen (frames, or the live loop's clock)."""
+        return self._clock
+
     def sweep(self, now: float) -> None:
         closed = self.sessions.sweep(now)
         self._forget_orphans(closed)

@@ -70,9 +70,10 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None, fast
     stop = stop or threading.Event()
     started = time.perf_counter()
     with PcapReader(path) as reader:
-        # Idle runs are closed once a gap of capture time rather than every minute: a visit's
-        # record is the same whenever its run is closed (its last sighting ends it), only no
-        # one watches a replay's runs in progress, and the sweep looks at every run.
+        # Idle runs are closed once a gap of capture time rather than every minute, and before
+        # each batch (so that none is written in progress only to be deleted): a visit's record
+        # is the same whenever its run is closed (its last sighting ends it), only no one
+        # watches a replay's runs in progress, and the sweep looks at every run.
         pipeline, writer = _pipeline(settings, _ignored(settings),
                                      sweep_seconds=max(SWEEP_EVERY, settings.visit_gap_minutes * 60.0))
         tick, stats = pipeline.tick, pipeline.stats
@@ -106,6 +107,8 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None, fast
                 if stats.frames >= next_flush:
                     # A batch every so many frames as well as every flush_seconds: the writer
                     # thread commits one while the loop goes on (SQLite works without the GIL).
+                    if pipeline.clock is not None:
+                        pipeline.sweep(pipeline.clock)
                     pipeline.flush()
                     next_flush = stats.frames + REPLAY_FLUSH_FRAMES
                 else:
