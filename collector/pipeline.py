@@ -210,11 +210,12 @@ class Pipeline:
                     break
                 off = base + size
                 ts = sec + frac * unit
-                table = None
+                table = entry = None
                 if size >= 42 and data[base + 12] == 0x08:
                     ether = data[base + 13]
                     if ether == 0x06:  # ARP: everything _arp reads lies in bytes 6..31
                         table, key = arp, data[base + 6:base + 32]
+                        entry = arp.get(key)
                     elif ether == 0x00 and data[base + 14] == 0x45:  # IPv4 without options
                         if data[base + 23] != 17:
                             ignored += 1  # not UDP
@@ -222,15 +223,16 @@ class Pipeline:
                         port = (data[base + 36] << 8) | data[base + 37]
                         if port == 5353:  # the source MAC (multicast bit included) and address
                             table, key = mdns, data[base + 6:base + 12] + data[base + 26:base + 30]
+                            entry = mdns.get(key)
                         elif port == 67:
                             if size >= 282 and not data[base + 6] & 0x01 and data[base + 42:base + 45] == b"\x01\x01\x06":
                                 # A BOOTREQUEST: ciaddr, chaddr, the cookie and the options (their
                                 # length fixes the frame's) are all _dhcp reads.
                                 table, key = dhcp, data[base + 54:base + 58] + data[base + 70:base + 76] + data[base + 278:off]
+                                entry = dhcp.get(key)
                         else:
                             ignored += 1  # other UDP
                             continue
-                entry = table.get(key) if table is not None else None
                 if entry is None:
                     try:
                         fields = ethernet_fields(data[base:off])
