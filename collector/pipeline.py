@@ -186,8 +186,8 @@ class Pipeline:
         of frame, once the checks before it have passed), so a known frame costs one slice of
         the buffer and a dict lookup: no frame, sighting or tuple is built for it. Anything else
         (802.1Q tags, IPv6, IPv4 options, short frames, other ethertypes) is sliced out and goes
-        through parse() as in feed(). The parser is pure, so a remembered result never goes
-        stale; counters are added up once per call.
+        through the parser (ethernet_fields, what parse() reads as in feed()). The parser is
+        pure, so a remembered result never goes stale; counters are added up once per call.
         """
         arp, mdns, dhcp, limit = self._arp, self._mdns, self._dhcp, self.fast_path_entries
         ignore, devices, closed, followed = self.ignore, self.devices, self.closed, self.pseudonyms.followed
@@ -199,7 +199,8 @@ class Pipeline:
             next_sweep = float("-inf")  # the first sighting sets it
         counts = [0, 0, 0]
         n = ignored = malformed = 0
-        ts = None
+        # The latest sighting's time, as feed() keeps it (what a replay sweeps by before a batch).
+        latest = self._clock if self._clock is not None else float("-inf")
         try:
             for n in range(count):  # n: the frames read before this one
                 base = off + head
@@ -255,6 +256,8 @@ class Pipeline:
                     ignored += 1
                     continue
                 counts[kind] += 1
+                if ts > latest:
+                    latest = ts
                 mac = entry[0]
                 # Sessionizer.observe, inline.
                 run = lan.get(mac)
@@ -297,8 +300,8 @@ class Pipeline:
             else:
                 n = count
         finally:
-            if ts is not None and (self._clock is None or ts > self._clock):
-                self._clock = ts  # frames come in time order, give or take a few seconds
+            if latest > float("-inf"):
+                self._clock = latest
             stats = self.stats
             stats.frames += n
             stats.ignored += ignored
