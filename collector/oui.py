@@ -2,6 +2,8 @@
 
 Prefixes are held in a sorted array (4 bytes each) with the offset of their line in the file;
 a name is read from the file only when a new device needs it, so 30,000+ vendors cost ~250 KB.
+The prefixes themselves are read at the first lookup (a tenth of a second): a collector that
+only ever sees anonymous devices never asks for a vendor, and starts without it.
 """
 from __future__ import annotations
 
@@ -25,12 +27,16 @@ class OuiTable:
         self._prefixes = array("I")
         self._offsets = array("I")
         self._names: dict[int, str | None] = {}  # prefixes already read (a store sees few makers)
+        self._loaded = False
+
+    def _load(self) -> None:
+        self._loaded = True
         try:
-            self._load()
+            self._read_prefixes()
         except OSError as exc:
             logger.warning("no vendor names: cannot read %s (%s); install Debian's ieee-data", self.path, exc.strerror)
 
-    def _load(self) -> None:
+    def _read_prefixes(self) -> None:
         pairs = []
         with open(self.path, "rb") as fh:
             fh.readline()  # header
@@ -48,6 +54,8 @@ class OuiTable:
         self._offsets = array("I", (o for _, o in pairs))
 
     def __len__(self) -> int:
+        if not self._loaded:
+            self._load()
         return len(self._prefixes)
 
     def vendor(self, mac: str) -> str | None:
@@ -62,6 +70,8 @@ class OuiTable:
             return self._names[prefix]
         except KeyError:
             pass
+        if not self._loaded:
+            self._load()
         if len(self._names) >= NAMES_KEPT:
             self._names.clear()
         name = self._names[prefix] = self._read(prefix)

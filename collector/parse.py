@@ -67,6 +67,18 @@ def _text(raw: bytes, limit: int = 64) -> str | None:
 
 
 def parse_ethernet(frame: bytes, ts: float) -> Sighting | None:
+    fields = ethernet_fields(frame)
+    if fields is None:
+        return None
+    if fields[1] == "dhcp":
+        return DhcpSighting(fields[0], ts, *fields[1:])
+    return Sighting(fields[0], ts, *fields[1:])
+
+
+def ethernet_fields(frame: bytes) -> tuple | None:
+    """What parse_ethernet says of a frame, as a plain tuple: (mac, kind, ip), or for DHCP
+    (mac, "dhcp", ip, hostname, prl, vendor_class, client_id). The collector's fast path reads
+    the parse of a frame it has not seen before without building a sighting."""
     n = len(frame)
     if n < 14:
         raise Malformed("shorter than an Ethernet header")
@@ -80,15 +92,15 @@ def parse_ethernet(frame: bytes, ts: float) -> Sighting | None:
         ethertype = (frame[16] << 8) | frame[17]
         off = 18
     if ethertype == 0x0806:
-        return _arp(frame, off, ts)
+        return _arp(frame, off)
     if ethertype == 0x0800:
-        return _ipv4(frame, off, ts)
+        return _ipv4(frame, off)
     if ethertype == 0x86DD:
-        return _ipv6(frame, off, ts)
+        return _ipv6(frame, off)
     return None
 
 
-def _arp(frame: bytes, off: int, ts: float) -> Sighting | None:
+def _arp(frame: bytes, off: int) -> tuple | None:
     if len(frame) < off + 28:
         raise Malformed("truncated ARP")
     if frame[off:off + 6] != b"\x00\x01\x08\x00\x06\x04":
@@ -97,10 +109,10 @@ def _arp(frame: bytes, off: int, ts: float) -> Sighting | None:
     if sha[0] & 0x01 or sha == b"\x00\x00\x00\x00\x00\x00":
         return None
     spa = frame[off + 14:off + 18]
-    return Sighting(sha.hex(":"), ts, "arp", None if spa == b"\x00\x00\x00\x00" else _inet_ntoa(spa))
+    return sha.hex(":"), "arp", None if spa == b"\x00\x00\x00\x00" else _inet_ntoa(spa)
 
 
-def _ipv4(frame: bytes, off: int, ts: float) -> Sighting | None:
+def _ipv4(frame: bytes, off: int) -> tuple | None:
     n = len(frame)
     if n < off + 20:
         raise Malformed("truncated IPv4 header")
@@ -114,14 +126,14 @@ def _ipv4(frame: bytes, off: int, ts: float) -> Sighting | None:
         raise Malformed("truncated UDP header")
     dport = (frame[udp + 2] << 8) | frame[udp + 3]
     if dport == 67:
-        return _dhcp(frame, udp + 8, ts)
+        return _dhcp(frame, udp + 8)
     if dport == 5353:
         src = frame[off + 12:off + 16]
-        return Sighting(frame[6:12].hex(":"), ts, "mdns", None if src == b"\x00\x00\x00\x00" else _inet_ntoa(src))
+        return frame[6:12].hex(":"), "mdns", None if src == b"\x00\x00\x00\x00" else _inet_ntoa(src)
     return None
 
 
-def _ipv6(frame: bytes, off: int, ts: float) -> Sighting | None:
+def _ipv6(frame: bytes, off: int) -> tuple | None:
     if len(frame) < off + 48:
         if len(frame) < off + 40:
             raise Malformed("truncated IPv6 header")
@@ -131,10 +143,13 @@ def _ipv6(frame: bytes, off: int, ts: float) -> Sighting | None:
     udp = off + 40
     if ((frame[udp + 2] << 8) | frame[udp + 3]) != 5353:
         return None
-    return Sighting(frame[6:12].hex(":"), ts, "mdns", _inet_ntop(_AF_INET6, frame[off + 8:off + 24]))
+    return frame[6:12].hex(":"), "mdns", _inet_ntop(_AF_INET6, frame[off + 8:off + 24])
 
 
-def _dhcp(frame: bytes, off: int, ts: float) -> Sighting | None:
+_DECIMAL = tuple(str(i) for i in range(256))  # a byte as option 55 lists it
+
+
+def _dhcp(frame: bytes, off: int) -> tuple | None:
     n = len(frame)
     if n < off + 240:
         raise Malformed("truncated BOOTP message")
@@ -167,14 +182,14 @@ def _dhcp(frame: bytes, off: int, ts: float) -> Sighting | None:
         if code == 12:
             hostname = _text(frame[start:i])
         elif code == 55:
-            prl = ",".join(map(str, frame[start:i]))
+            prl = ",".join([_DECIMAL[b] for b in frame[start:i]])
         elif code == 60:
             vendor = _text(frame[start:i])
         elif code == 61:
             client_id = frame[start:i].hex()
         elif code == 50 and length == 4 and ip is None:
             ip = _inet_ntoa(frame[start:i])
-    return DhcpSighting(chaddr.hex(":"), ts, "dhcp", ip, hostname, prl, vendor, client_id)
+    return chaddr.hex(":"), "dhcp", ip, hostname, prl, vendor, client_id
 
 
 # Radiotap fields before the antenna signal (bit 5): (alignment, size) per present bit.

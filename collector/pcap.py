@@ -38,23 +38,38 @@ class PcapReader:
         if len(head) < 24 or head[:4] not in MAGICS:
             self.close()
             raise PcapError(f"{path} is not a pcap file")
-        self._endian, self._unit = MAGICS[head[:4]]
-        self.linktype = struct.unpack(self._endian + "I", head[20:24])[0] & 0x0FFFFFFF
+        endian, self.unit = MAGICS[head[:4]]
+        self.linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
+        # Records may also be read in place (Pipeline.feed_records, then finish): `data` from
+        # `offset` on, each behind a header `record` gives as (seconds, fraction in `unit`s, length);
+        # the original length, last, is skipped.
+        self.record = struct.Struct(endian + "III4x")
+        self.offset = 24
         self.truncated = 0
 
+    @property
+    def data(self) -> mmap.mmap:
+        return self._map
+
     def __iter__(self) -> Iterator[tuple[float, bytes]]:
-        record = struct.Struct(self._endian + "IIII")
-        unpack, size, data, unit = record.unpack_from, record.size, self._map, self._unit
+        unpack, size, data, unit = self.record.unpack_from, self.record.size, self._map, self.unit
         end = len(data)
-        off = 24
+        off = self.offset
         while off + size <= end:
-            sec, frac, incl, _orig = unpack(data, off)
+            sec, frac, incl = unpack(data, off)
             off += size
             if off + incl > end:
                 self.truncated += 1  # a capture cut short: the last record is incomplete
                 return
             yield sec + frac * unit, data[off:off + incl]
             off += incl
+
+    def finish(self, offset: int) -> None:
+        """Records were read in place up to `offset`, where reading stopped short of a whole
+        record: one cut short by the end of the file is counted in `truncated`, as above."""
+        self.offset = offset
+        if offset + self.record.size <= len(self._map):
+            self.truncated += 1
 
     def close(self) -> None:
         if getattr(self, "_map", None) is not None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from collector.parse import LINKTYPE_ETHERNET, Malformed, parse, parse_ethernet
+from collector.parse import LINKTYPE_ETHERNET, Malformed, ethernet_fields, parse
 from collector.pseudonyms import Pseudonyms, is_pseudonym
 from collector.sessions import AIR, LAN, Run, Sessionizer, VisitRecord
 from collector.store import Batch, DeviceUpdate, RunUpdate, Writer
@@ -20,6 +21,8 @@ SWEEP_EVERY = 60.0  # seconds of capture time between closing idle runs
 FAST_PATH_ENTRIES = 1 << 18
 KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
+# feed_many's record header: the frame's timestamp as a double (a fraction of 0), its length.
+_LIVE_RECORD = struct.Struct("<dII")
 
 
 def _randomized(mac: str) -> bool:
@@ -55,7 +58,7 @@ class Pipeline:
 
     def __init__(self, writer: Writer, gap: float, min_dwell: float, ignore_macs: frozenset[str] = frozenset(),
                  flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES,
-                 pseudonyms: Pseudonyms | None = None) -> None:
+                 pseudonyms: Pseudonyms | None = None, sweep_seconds: float = SWEEP_EVERY) -> None:
         self.writer = writer
         self.pseudonyms = pseudonyms if pseudonyms is not None else Pseudonyms()
         self._clock: float | None = None  # the latest time seen (frames, or the live loop's clock)
@@ -68,6 +71,7 @@ class Pipeline:
         self.devices: dict[str, DeviceState] = {}
         self.closed: list = []
         self.stats = Stats()
+        self.sweep_seconds = sweep_seconds
         self._next_sweep = None
         self._next_flush = time.monotonic() + flush_seconds
         # Fast path: the parse of a frame, keyed by the bytes it depends on (see feed_many).
@@ -151,73 +155,100 @@ class Pipeline:
                 device.prl = s.prl or device.prl
                 device.vendor_class = s.vendor_class or device.vendor_class
         if self._next_sweep is None:
-            self._next_sweep = ts + SWEEP_EVERY
+            self._next_sweep = ts + self.sweep_seconds
         elif ts >= self._next_sweep:
             self.sweep(ts)
 
     def feed_many(self, frames: Iterable[tuple[float, bytes]], linktype: int = LINKTYPE_ETHERNET) -> None:
-        """The hot path: frames as (timestamp, bytes), with the same results as feed() on each.
-
-        Most frames come from devices already seen, saying what they said before: the same ARP
-        announcement, the same mDNS source, the same DHCP options. The parse of such a frame is
-        remembered under the bytes the parser reads from it (the key says which bytes, per kind
-        of frame, once the checks before it have passed), so a known frame costs one slice and a
-        dict lookup, and no object is built for it. Anything else (802.1Q tags, IPv6, IPv4
-        options, short frames, other ethertypes) goes through parse() as in feed(). The parser
-        is pure, so a remembered result never goes stale; counters are added up once per call.
-        """
+        """Frames as (timestamp, bytes), with the same results as feed() on each: laid end to end
+        as records (_LIVE_RECORD: the timestamp as a double) and read in place by feed_records."""
         if linktype != LINKTYPE_ETHERNET:
             for ts, frame in frames:
                 self.feed(ts, frame, linktype)
             return
+        pack = _LIVE_RECORD.pack
+        records = []
+        for ts, frame in frames:
+            records.append(pack(ts, 0, len(frame)))
+            records.append(frame)
+        data = b"".join(records)
+        self.feed_records(data, 0, len(records) // 2, _LIVE_RECORD, 1.0)
+
+    def feed_records(self, data, off: int, count: int, record: struct.Struct, unit: float) -> int:
+        """The hot path: up to `count` Ethernet frames read in place from `data` (a pcap file's
+        mmap, or feed_many's buffer) from offset `off`, each behind a header `record` unpacks as
+        (seconds, fraction in `unit`s, captured length); returns the offset after the last
+        frame read (a record cut short by the end of `data` is left there, unread).
+
+        Most frames come from devices already seen, saying what they said before: the same ARP
+        announcement, the same mDNS source, the same DHCP options. The parse of such a frame is
+        remembered under the bytes the parser reads from it (the key says which bytes, per kind
+        of frame, once the checks before it have passed), so a known frame costs one slice of
+        the buffer and a dict lookup: no frame, sighting or tuple is built for it. Anything else
+        (802.1Q tags, IPv6, IPv4 options, short frames, other ethertypes) is sliced out and goes
+        through the parser (ethernet_fields, what parse() reads as in feed()). The parser is
+        pure, so a remembered result never goes stale; counters are added up once per call.
+        """
         arp, mdns, dhcp, limit = self._arp, self._mdns, self._dhcp, self.fast_path_entries
         ignore, devices, closed, followed = self.ignore, self.devices, self.closed, self.pseudonyms.followed
         sessions = self.sessions
-        lan, gap, record = sessions.runs[LAN], sessions.gap, sessions._record
+        lan, gap, record_of = sessions.runs[LAN], sessions.gap, sessions._record
+        unpack, head, end = record.unpack_from, record.size, len(data)
         next_sweep = self._next_sweep
+        if next_sweep is None:
+            next_sweep = float("-inf")  # the first sighting sets it
         counts = [0, 0, 0]
         n = ignored = malformed = 0
-        ts = None
+        # The latest sighting's time, as feed() keeps it (what a replay sweeps by before a batch).
+        latest = self._clock if self._clock is not None else float("-inf")
         try:
-            for ts, frame in frames:
-                n += 1
-                size = len(frame)
-                table = key = None
-                if size >= 42 and frame[12] == 0x08:
-                    ether = frame[13]
+            for n in range(count):  # n: the frames read before this one
+                base = off + head
+                if base > end:
+                    break
+                sec, frac, size = unpack(data, off)
+                if base + size > end:
+                    break
+                off = base + size
+                ts = sec + frac * unit
+                table = entry = None
+                if size >= 42 and data[base + 12] == 0x08:
+                    ether = data[base + 13]
                     if ether == 0x06:  # ARP: everything _arp reads lies in bytes 6..31
-                        table, key = arp, frame[6:32]
-                    elif ether == 0x00 and frame[14] == 0x45:  # IPv4 without options
-                        if frame[23] != 17:
+                        table, key = arp, data[base + 6:base + 32]
+                        entry = arp.get(key)
+                    elif ether == 0x00 and data[base + 14] == 0x45:  # IPv4 without options
+                        if data[base + 23] != 17:
                             ignored += 1  # not UDP
                             continue
-                        port = (frame[36] << 8) | frame[37]
+                        port = (data[base + 36] << 8) | data[base + 37]
                         if port == 5353:  # the source MAC (multicast bit included) and address
-                            table, key = mdns, frame[6:12] + frame[26:30]
+                            table, key = mdns, data[base + 6:base + 12] + data[base + 26:base + 30]
+                            entry = mdns.get(key)
                         elif port == 67:
-                            if size >= 282 and not frame[6] & 0x01 and frame[42:45] == b"\x01\x01\x06":
+                            if size >= 282 and not data[base + 6] & 0x01 and data[base + 42:base + 45] == b"\x01\x01\x06":
                                 # A BOOTREQUEST: ciaddr, chaddr, the cookie and the options (their
                                 # length fixes the frame's) are all _dhcp reads.
-                                table, key = dhcp, frame[54:58] + frame[70:76] + frame[278:]
+                                table, key = dhcp, data[base + 54:base + 58] + data[base + 70:base + 76] + data[base + 278:off]
+                                entry = dhcp.get(key)
                         else:
                             ignored += 1  # other UDP
                             continue
-                entry = table.get(key) if table is not None else None
                 if entry is None:
                     try:
-                        s = parse_ethernet(frame, ts)
+                        fields = ethernet_fields(data[base:off])
                     except Malformed:
                         malformed += 1
                         continue
-                    if s is None:
+                    if fields is None:
                         ignored += 1
                         continue
-                    if s.mac in ignore:
+                    if fields[0] in ignore:
                         entry = _IGNORED
-                    elif s.kind == "dhcp":
-                        entry = (s.mac, s.ip, 2, s.hostname, s.prl, s.vendor_class)
+                    elif fields[1] == "dhcp":  # (mac, ip, 2, hostname, prl, vendor_class)
+                        entry = (fields[0], fields[2], 2, *fields[3:6])
                     else:
-                        entry = (s.mac, s.ip, 0 if s.kind == "arp" else 1)
+                        entry = (fields[0], fields[2], 0 if fields[1] == "arp" else 1)
                     if table is not None and len(table) < limit:
                         table[key] = entry
                 kind = entry[2]
@@ -225,6 +256,8 @@ class Pipeline:
                     ignored += 1
                     continue
                 counts[kind] += 1
+                if ts > latest:
+                    latest = ts
                 mac = entry[0]
                 # Sessionizer.observe, inline.
                 run = lan.get(mac)
@@ -232,17 +265,19 @@ class Pipeline:
                     run = self._adopt(mac, lan)
                 if run is None:
                     lan[mac] = Run(ts, ts)
-                elif ts - run.last > gap:
-                    closed.append(record(mac, LAN, run))
-                    lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
                 else:
-                    run.dirty = True
-                    if ts > run.last:
-                        run.last = ts
-                    elif ts < run.start:
-                        run.start = ts
-                    run.count += 1
-                if mac in followed:  # what a device says is kept for a followed one only
+                    last = run.last
+                    if ts - last > gap:
+                        closed.append(record_of(mac, LAN, run))
+                        lan[mac] = Run(ts, ts, saved=run.saved, row=run.row)
+                    else:
+                        run.dirty = True
+                        if ts > last:
+                            run.last = ts
+                        elif ts < run.start:
+                            run.start = ts
+                        run.count += 1
+                if followed and mac in followed:  # what a device says is kept for a followed one only
                     device = devices.get(mac)
                     if device is None:
                         device = devices[mac] = DeviceState(ts)
@@ -256,28 +291,37 @@ class Pipeline:
                         device.hostname = entry[3] or device.hostname
                         device.prl = entry[4] or device.prl
                         device.vendor_class = entry[5] or device.vendor_class
-                if next_sweep is None:
-                    next_sweep = self._next_sweep = ts + SWEEP_EVERY
-                elif ts >= next_sweep:
-                    self.sweep(ts)
+                if ts >= next_sweep:
+                    if self._next_sweep is None:
+                        self._next_sweep = ts + self.sweep_seconds
+                    else:
+                        self.sweep(ts)
                     next_sweep = self._next_sweep
+            else:
+                n = count
         finally:
-            if ts is not None and (self._clock is None or ts > self._clock):
-                self._clock = ts  # frames come in time order, give or take a few seconds
+            if latest > float("-inf"):
+                self._clock = latest
             stats = self.stats
             stats.frames += n
             stats.ignored += ignored
             stats.malformed += malformed
             stats.sightings += sum(counts)
-            for name, count in zip(KINDS, counts):
-                if count:
-                    stats.by_kind[name] = stats.by_kind.get(name, 0) + count
+            for name, seen in zip(KINDS, counts):
+                if seen:
+                    stats.by_kind[name] = stats.by_kind.get(name, 0) + seen
+        return off
+
+    @property
+    def clock(self) -> float | None:
+        """The latest time seen (frames, or the live loop's clock)."""
+        return self._clock
 
     def sweep(self, now: float) -> None:
         closed = self.sessions.sweep(now)
         self._forget_orphans(closed)
         self.closed.extend(closed)
-        self._next_sweep = now + SWEEP_EVERY
+        self._next_sweep = now + self.sweep_seconds
 
     def shift(self, step: float) -> None:
         """The wall clock stepped: runs in progress and the next sweep move with it."""

@@ -33,6 +33,7 @@ PREFIX = PSEUDONYM_PREFIX  # never a MAC, so a pseudonym cannot meet a signed-in
 KEY_FILE = "pseudonym.key"
 _SLOT = 8 + 32  # the period (signed 64-bit) and its key
 _SLOTS = 2  # the current period's key, and the next one's when a run starts just after a rotation
+TEXTS_KEPT = 16384  # pseudonyms remembered per period (about 2 MB), see Pseudonyms.text
 
 # The rule, in one place: a device linked to a person whose visits may be followed.
 FOLLOWED_SQL = f"SELECT d.mac FROM device d WHERE d.lead_id IN ({FOLLOWED_PEOPLE_SQL})"
@@ -82,6 +83,7 @@ class Pseudonyms:
         self._keys: dict[int, bytearray] = {}
         self._bucket = self._bucket_period = None
         self._interned: dict[int, int] = {}
+        self._texts: dict[int, dict[str, str]] = {}  # period -> MAC -> pseudonym, see text()
         self._load()
 
     # -- periods ---------------------------------------------------------------------------------
@@ -108,15 +110,27 @@ class Pseudonyms:
         return period
 
     def text(self, mac: str, name: str | int) -> str:
-        """A name as the database holds it: a MAC, or the pseudonym under the period's key."""
+        """A name as the database holds it: a MAC, or the pseudonym under the period's key.
+
+        A device is named at every flush while it is around: its pseudonyms are remembered
+        (TEXTS_KEPT at most, in memory only, forgotten with their period's key)."""
         if name.__class__ is str:
             return name
+        texts = self._texts.get(name)
+        if texts is not None:
+            text = texts.get(mac)
+            if text is not None:
+                return text
         key = self._keys.get(name)
         if key is None:
             if self.floor is not None and name < self.floor:
                 raise ValueError(f"period {name}: its key was destroyed")
             key = self._new_key(name)
-        return PREFIX + hmac.digest(key, mac.encode(), "sha256")[:16].hex()
+        text = PREFIX + hmac.digest(key, mac.encode(), "sha256")[:16].hex()
+        if texts is None or len(texts) >= TEXTS_KEPT:
+            texts = self._texts[name] = {}
+        texts[mac] = text
+        return text
 
     def aggregate(self, ts: float) -> str:
         """The name every run heard over the air shares on the local day of `ts`: no device's own."""
@@ -138,6 +152,7 @@ class Pseudonyms:
         """Destroy the keys of the periods before `period`; returns how many went."""
         self.floor = period
         self._interned = {p: p for p in self._interned if p >= period}
+        self._texts = {p: texts for p, texts in self._texts.items() if p >= period}
         gone = [p for p in self._keys if p < period]
         for p in gone:
             key = self._keys.pop(p)

@@ -14,8 +14,9 @@ from pathlib import Path
 from collector.capture import (DLT_IEEE802_11_RADIO, LAN_FILTER, MDNS_FILTER, PROBE_FILTER, ArpProber, LiveSource,
                                compile_filter, interface_mac)
 from collector.oui import OuiTable
+from collector.parse import LINKTYPE_ETHERNET
 from collector.pcap import PcapReader
-from collector.pipeline import FAST_PATH_ENTRIES, Pipeline
+from collector.pipeline import FAST_PATH_ENTRIES, SWEEP_EVERY, Pipeline
 from collector.pseudonyms import Pseudonyms, followed_macs, key_path
 from collector.steady import SteadyClock
 from collector.store import Store, Writer
@@ -39,7 +40,8 @@ def _ignored(settings, *interfaces: str) -> frozenset[str]:
     return frozenset(macs)
 
 
-def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PATH_ENTRIES) -> tuple[Pipeline, Writer]:
+def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PATH_ENTRIES,
+              sweep_seconds: float = SWEEP_EVERY) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
     ensure_sound(database_path(settings), backups_dir(settings))
@@ -53,7 +55,7 @@ def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PA
     writer = Writer(Store(OuiTable(settings.oui_file), pseudonyms))
     writer.start()
     pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,
-                        float(settings.flush_seconds), fast_path_entries, pseudonyms)
+                        float(settings.flush_seconds), fast_path_entries, pseudonyms, sweep_seconds)
     return pipeline, writer
 
 
@@ -68,31 +70,45 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None, fast
     stop = stop or threading.Event()
     started = time.perf_counter()
     with PcapReader(path) as reader:
-        pipeline, writer = _pipeline(settings, _ignored(settings))
-        feed_many, tick, linktype, stats = pipeline.feed_many, pipeline.tick, reader.linktype, pipeline.stats
-        if not fast:
-            feed = pipeline.feed
+        # Idle runs are closed once a gap of capture time rather than every minute, and before
+        # each batch (so that none is written in progress only to be deleted): a visit's record
+        # is the same whenever its run is closed (its last sighting ends it), only no one
+        # watches a replay's runs in progress, and the sweep looks at every run.
+        pipeline, writer = _pipeline(settings, _ignored(settings),
+                                     sweep_seconds=max(SWEEP_EVERY, settings.visit_gap_minutes * 60.0))
+        tick, stats = pipeline.tick, pipeline.stats
+        if fast and reader.linktype == LINKTYPE_ETHERNET:  # frames read in place from the file's mmap
+            feed_records, data, record, unit = pipeline.feed_records, reader.data, reader.record, reader.unit
 
-            def feed_many(frames, linktype):
-                for ts, frame in frames:
-                    feed(ts, frame, linktype)
+            def feed(count):
+                before = stats.frames
+                reader.offset = feed_records(data, reader.offset, count, record, unit)
+                if stats.frames - before < count:
+                    reader.finish(reader.offset)
+                    return False
+                return True
+        else:  # the reference, and radiotap captures: frame by frame through the plain parse
+            frames, plain, linktype = iter(reader), pipeline.feed, reader.linktype
+
+            def feed(count):
+                before = stats.frames
+                for ts, frame in itertools.islice(frames, count):
+                    plain(ts, frame, linktype)
+                return stats.frames - before == count
         next_flush = REPLAY_FLUSH_FRAMES
-        frames = iter(reader)
         chunk = 1  # the first look at the clock and at `stop` comes after the first frame
         # The loop makes no reference cycles, while tens of thousands of runs and devices pile up
         # in memory: the cyclic collector's passes over them took a tenth of a replay's time.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            while True:
-                before = stats.frames
-                feed_many(itertools.islice(frames, chunk), linktype)
-                if stats.frames - before < chunk:
-                    break  # the end of the file
+            while feed(chunk):
                 chunk = REPLAY_CHUNK
                 if stats.frames >= next_flush:
                     # A batch every so many frames as well as every flush_seconds: the writer
                     # thread commits one while the loop goes on (SQLite works without the GIL).
+                    if pipeline.clock is not None:
+                        pipeline.sweep(pipeline.clock)
                     pipeline.flush()
                     next_flush = stats.frames + REPLAY_FLUSH_FRAMES
                 else:

@@ -66,6 +66,7 @@ INSERT INTO outbox_event (uid, topic, payload, created_at, attempts, seq)
 SELECT value ->> 0, 'visit.closed', value ->> 1, ?, 0, max(coalesce((SELECT max(seq) FROM outbox_event), 0) + 1, ?) + key
 FROM json_each(?) ORDER BY key
 """
+# (A row may carry more than the five values read: the randomized bit of its device, see _write.)
 _UPSERT_RUNS = """
 INSERT INTO open_run (device_id, source, start, last, sightings)
 SELECT d.id, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3
@@ -78,10 +79,12 @@ DELETE FROM open_run WHERE (device_id, source) IN (
 """
 # A pseudonym whose run gave its row up without a visit (its device's person agreed meanwhile, or
 # the run was renamed) is left with nothing to count: it goes (secure_delete zeroes it).
+# (Each name found by its index: CROSS JOIN keeps SQLite from scanning every anonymous device.)
 _DELETE_EMPTY_PSEUDONYMS = """
-DELETE FROM device WHERE mac IN (SELECT value FROM json_each(?)) AND anonymous = 1
-  AND NOT EXISTS (SELECT 1 FROM visit v WHERE v.device_id = device.id)
-  AND NOT EXISTS (SELECT 1 FROM open_run r WHERE r.device_id = device.id)
+DELETE FROM device WHERE id IN (
+  SELECT d.id FROM json_each(?) AS j CROSS JOIN device AS d ON d.mac = j.value WHERE d.anonymous = 1
+    AND NOT EXISTS (SELECT 1 FROM visit v WHERE v.device_id = d.id)
+    AND NOT EXISTS (SELECT 1 FROM open_run r WHERE r.device_id = d.id))
 """
 
 
@@ -178,16 +181,10 @@ class Store:
                 execute(_UPSERT_DEVICES, ([
                     (d.mac, stamp(d.first_seen), stamp(d.last_seen), d.ip, d.randomized, d.prl, d.vendor_class,
                      d.hostname, None if d.randomized else (vendor(d.mac) or "")) for d in batch.devices],))
-            # Runs in progress (50,000 after a restart) as rows, made twice rather than held at once.
-            def live():
-                return ((r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac) for r in batch.runs
-                        if r.start is not None)
             rows = [(stamp(v.start), stamp(v.end), v.source, v.passerby, v.mac) for v in batch.visits]
-            # One row a pseudonym's run or visit (their stamps shared): the upsert widens first and last seen.
-            execute(_UPSERT_ANONYMOUS, (itertools.chain(
-                ((r.mac, stamp(r.start), stamp(r.last), r.randomized) for r in batch.runs
-                 if r.start is not None and is_pseudonym(r.mac)),
-                ((row[4], row[0], row[1], anonymous[row[4]]) for row in rows if row[4] in anonymous)),))
+            # One row a pseudonym's visit (the stamps shared): the upsert widens first and last seen.
+            execute(_UPSERT_ANONYMOUS, (((row[4], row[0], row[1], anonymous[row[4]]) for row in rows
+                                         if row[4] in anonymous),))
             macs = {v.mac for v in batch.visits if v.mac not in anonymous} | {
                 r.mac for r in batch.runs if not is_pseudonym(r.mac)}
             missing = macs - {d.mac for d in batch.devices}
@@ -212,8 +209,16 @@ class Store:
                     (uid, visit_payload(mac, start, end, passerby, source))
                     for uid, (start, end, source, passerby, mac) in zip(uuid4_hexes(len(lan)), lan)]))
                 self.written_visits += len(batch.visits)
-            execute(_UPSERT_RUNS, (live(),))
-            given_up = [mac for source, mac in ended if is_pseudonym(mac)]
+            # Runs in progress (50,000 after a restart) as rows, stamped once, a chunk at a time (never
+            # all at once): a pseudonym's device row as for its visits, then the run's own row.
+            live = ((r.source, stamp(r.start), stamp(r.last), r.sightings, r.mac, r.randomized) for r in batch.runs
+                    if r.start is not None)
+            while chunk := list(itertools.islice(live, JSON_ROWS)):
+                execute(_UPSERT_ANONYMOUS, ([(mac, start, last, bit) for _, start, last, _, mac, bit in chunk
+                                             if is_pseudonym(mac)],))
+                execute(_UPSERT_RUNS, (chunk,))
+            # (A pseudonym with a visit in this batch keeps it: not even looked at.)
+            given_up = [mac for source, mac in ended if is_pseudonym(mac) and mac not in anonymous]
             if given_up:  # last: this batch's visits and runs are in by now
                 execute(_DELETE_EMPTY_PSEUDONYMS, (given_up,))
 

@@ -6,6 +6,7 @@ import sqlite3
 import time
 import uuid
 
+import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
@@ -13,6 +14,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.utils import wrpcap
 
+from collector import pseudonyms
+from collector.parse import Malformed, ethernet_fields, parse_ethernet
 from collector.pipeline import Pipeline
 from collector.pseudonyms import Pseudonyms
 from collector.service import replay
@@ -192,6 +195,7 @@ def test_changed_bytes_never_fool_the_fast_path(edits, chunks):
     fast, ref = run(frames, True, chunks), run(frames, False, chunks)
     assert fast[0] == ref[0]
     assert fast[1] == ref[1]
+    assert fast[2].clock == ref[2].clock  # the latest sighting: what a replay sweeps by before a batch
 
 
 def test_a_small_table_limit_changes_nothing_but_memory():
@@ -270,3 +274,90 @@ def test_a_stored_device_row_is_as_before(tmp_path):
         assert db.execute('SELECT start, "end", source, passerby FROM visit').fetchall() == [
             ("2025-11-23 08:00:00", "2025-11-23 08:03:00", "lan", 1)]
         assert json.loads(db.execute("SELECT payload FROM outbox_event").fetchone()[0])["passerby"] is True
+
+
+def test_a_capture_cut_short_stores_the_same_records_both_ways(tmp_path):
+    """Frames read in place from the file: a last record cut short is counted as truncated and
+    the rest stored as the reference path stores them; a few stray bytes after the last record
+    (less than a record header) are no record at all."""
+    pcap = tmp_path / "cut.pcap"
+    write_mixed(pcap, frames_per_device=10, devices=12)
+    whole = pcap.read_bytes()
+    pcap.write_bytes(whole + (20).to_bytes(4, "little") * 2 + (60).to_bytes(4, "little") * 2 + arp_frame(MAC, 3)[:25])
+    (fast_stats, fast_rows), (ref_stats, ref_rows) = both_ways(tmp_path / "cut", pcap)
+    assert fast_stats == ref_stats and fast_stats["truncated_records"] == 1 and fast_stats["frames"] == 120
+    assert fast_rows == ref_rows
+    pcap.write_bytes(whole + b"\x00" * 15)
+    (fast_stats, fast_rows), (ref_stats, ref_rows) = both_ways(tmp_path / "stray", pcap)
+    assert fast_stats == ref_stats and fast_stats["truncated_records"] == 0 and fast_stats["frames"] == 120
+    assert fast_rows == ref_rows
+
+
+def test_frames_of_every_size_around_the_checks_both_ways():
+    """Each seed cut at every length: the fast path's checks before its keys (42, 282 bytes)
+    and the parser's own must agree on each."""
+    frames, t = [], T0
+    for seed in SEEDS + odd_frames():
+        for cut in range(len(seed) + 1):
+            t += 7.0
+            frames.append((t, seed[:cut]))
+            frames.append((t + 1, seed))
+    fast, ref = run(frames, True, [50] * 30), run(frames, False, [50] * 30)
+    assert fast[0] == ref[0] and fast[0].malformed > 0
+    assert fast[1] == ref[1] and fast[2].clock == ref[2].clock
+
+
+def test_ethernet_fields_say_what_parse_says():
+    for frame in SEEDS + odd_frames():
+        try:
+            sighting = parse_ethernet(frame, T0)
+        except Malformed:
+            with pytest.raises(Malformed):
+                ethernet_fields(frame)
+            continue
+        fields = ethernet_fields(frame)
+        if sighting is None:
+            assert fields is None
+        else:
+            assert (sighting.mac, sighting.kind, sighting.ip) == fields[:3]
+            assert fields[3:] == ((sighting.hostname, sighting.prl, sighting.vendor_class, sighting.client_id)
+                                  if sighting.kind == "dhcp" else ())
+
+
+def test_sweeping_once_a_gap_closes_the_same_visits_as_every_minute():
+    """A replay sweeps idle runs once a gap of capture time: the visits are the same records as
+    with a sweep every minute (a run's last sighting ends it, whenever it is closed)."""
+    rng = random.Random(5)
+    frames, t = [], T0
+    for i in range(4000):
+        t += rng.choice((1.0, 5.0, 30.0, 400.0))
+        mac = bytes([0x3C, 0x22, 0xFB, 0, 0, rng.randrange(30)])
+        frames.append((t, rng.choice((arp_frame, mdns_frame))(mac, 1)))
+
+    def visits(sweep_seconds):
+        writer = Collect()
+        pipeline = Pipeline(writer, 900, 300, pseudonyms=Pseudonyms(random=random.Random(15).randbytes),
+                            sweep_seconds=sweep_seconds)
+        for i in range(0, len(frames), 500):
+            pipeline.feed_many(frames[i:i + 500])
+            pipeline.flush()
+        pipeline.flush(final=True)
+        closed = [v for batch in writer.batches for v in batch.visits]
+        return sorted(closed, key=lambda v: (v.start, v.mac)), pipeline.stats
+
+    minute, gap = visits(60.0), visits(900.0)
+    assert minute == gap and len(minute[0]) > 30
+
+
+def test_remembered_pseudonyms_go_with_their_key(monkeypatch):
+    monkeypatch.setattr(pseudonyms, "TEXTS_KEPT", 3)
+    names = Pseudonyms(random=random.Random(4).randbytes)
+    day = names.period(T0)
+    texts = [names.ident(f"3c:22:fb:00:00:{i:02x}", T0) for i in range(5)]
+    assert [names.ident(f"3c:22:fb:00:00:{i:02x}", T0) for i in range(5)] == texts  # the same, remembered or not
+    assert sum(len(t) for t in names._texts.values()) <= 3
+    names.ident("3c:22:fb:00:00:01", T0 + 86400)
+    names.rotate(day + 1)
+    assert day not in names._texts and list(names._texts) == [day + 1]
+    with pytest.raises(ValueError):
+        names.text("3c:22:fb:00:00:01", day)  # yesterday's name cannot be given any more

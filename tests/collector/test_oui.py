@@ -38,3 +38,13 @@ def test_the_maintained_registry():
 def test_randomized_bit():
     assert randomized("da:a1:19:00:00:01") and randomized("02:00:00:00:00:00")
     assert not randomized("3c:22:fb:01:02:03")
+
+
+def test_prefixes_are_read_at_the_first_lookup(tmp_path):
+    """A collector that only sees anonymous devices never needs vendors: the file is read when
+    the first vendor is asked for, not when the table is made."""
+    path = tmp_path / "oui.csv"
+    table = OuiTable(path)
+    path.write_text(SAMPLE)
+    assert table.vendor("3e:22:fb:01:02:03") is None  # randomized: no read
+    assert table.vendor("3c:22:fb:01:02:03") == "Apple, Inc." and len(table) == 2
