@@ -20,7 +20,7 @@ from collector.pipeline import FAST_PATH_ENTRIES, SWEEP_EVERY, Pipeline
 from collector.pseudonyms import Pseudonyms, followed_macs, key_path
 from collector.steady import SteadyClock
 from collector.store import Store, Writer
-from portal import clock, store_settings
+from portal import clock, erasure_ledger, store_settings
 from portal.config import backups_dir, database_path
 from portal.db import database, init_db
 from portal.health import Heartbeat
@@ -47,6 +47,9 @@ def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PA
     ensure_sound(database_path(settings), backups_dir(settings))
     clock.load_floor(settings.data_dir)
     init_db(database_path(settings), synchronous="normal", cache_size=-2000, busy_timeout=settings.db_lock_wait_ms)
+    # A database restored from a backup: the erasures and withdrawals since, redone before any
+    # device is named (who is followed depends on them). Nothing to read otherwise.
+    erasure_ledger.replay()
     # Anonymous by default: the key of the day in a file beside the database (never in it).
     pseudonyms = Pseudonyms(settings.pseudonym_rotation_hours, key_path(settings))
     with database.connection_context():
