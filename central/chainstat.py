@@ -174,25 +174,30 @@ def predicate(key: str, rule: dict, now: datetime.datetime) -> tuple[str, list]:
 
 def summary(cur, purposes, now: datetime.datetime) -> dict[str, dict]:
     """Per built-in segment: members, and per purpose those whose consent counts and those left out
-    for lack of a verified channel. One pass over the rows."""
-    sql, params, names = [], [], []
+    for lack of a verified channel. One pass over the rows (in parallel where PostgreSQL may), each
+    rule evaluated once per row: the rows are counted by their tuple of flags (a few dozen tuples
+    at most), summed here."""
+    flags, params = [], []
     for key, (_, rule) in BUILTIN.items():
         where, args = predicate(key, rule, now)
-        sql.append(f"count(*) FILTER (WHERE {where})")
+        flags.append(f"({where})")
         params += args
-        names.append((key, "members", None))
-        for purpose in purposes:
-            for column, label in (("consents", "consented"), ("waiting", "left_out_unverified")):
-                sql.append(f"count(*) FILTER (WHERE %s = ANY(s.{column}) AND {where})")
-                params += [purpose, *args]
-                names.append((key, label, purpose))
-    cur.execute(f"SELECT {', '.join(sql)} FROM chain_stat s", params)
-    out: dict[str, dict] = {key: {"members": 0, "consented": {}, "left_out_unverified": {}} for key in BUILTIN}
-    for (key, label, purpose), value in zip(names, cur.fetchone()):
-        if purpose is None:
-            out[key][label] = value
-        else:
-            out[key][label][purpose] = value
+    for purpose in purposes:
+        flags += ["%s = ANY(s.consents)", "%s = ANY(s.waiting)"]
+        params += [purpose, purpose]
+    cur.execute(f"SELECT {', '.join(flags)}, count(*) FROM chain_stat s "
+                f"GROUP BY {', '.join(str(n + 1) for n in range(len(flags)))}", params)
+    out = {key: {"members": 0, "consented": dict.fromkeys(purposes, 0), "left_out_unverified": dict.fromkeys(purposes, 0)}
+           for key in BUILTIN}
+    for *flag, count in cur.fetchall():
+        joined, per_purpose = flag[:len(BUILTIN)], flag[len(BUILTIN):]
+        for key, member_of in zip(BUILTIN, joined):
+            if not member_of:
+                continue
+            out[key]["members"] += count
+            for n, purpose in enumerate(purposes):
+                out[key]["consented"][purpose] += count * per_purpose[2 * n]
+                out[key]["left_out_unverified"][purpose] += count * per_purpose[2 * n + 1]
     return out
 
 
