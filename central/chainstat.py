@@ -134,7 +134,8 @@ def predicate(key: str, rule: dict, now: datetime.datetime) -> tuple[str, list]:
         if n > RECENT:
             raise ValueError(f"a rule counts {n} visits; rows keep {RECENT} starts (rebuild with a larger RECENT)")
         params.append(window_start(now, days))
-        return f"COALESCE(s.recent[{n}] >= %s, FALSE)"
+        # The latest start is a column of its own, indexed: new and returning read as a range of it.
+        return "s.last_start >= %s" if n == 1 else f"COALESCE(s.recent[{n}] >= %s, FALSE)"
 
     if key in (NEW, RETURNING):
         parts.append(at_least(1, window))
