@@ -17,6 +17,7 @@ from portal.core.segment_rules import BUILTIN
 from tests.central.fixtures import event, post_batch
 from tests.central.test_api import auth, tokens  # noqa: F401  (the fixture)
 from tests.central.test_ingest import IDX
+from tests.central.test_sync_e2e import central_server  # noqa: F401  (the fixture)
 
 START = datetime.datetime(2026, 6, 1, 9, 0)
 EMAILS = [f"p{i}@example.com" for i in range(12)]
@@ -190,3 +191,37 @@ def test_the_migration_fills_the_rows_from_the_visits_already_kept(central_app, 
 def test_a_rule_field_without_sql_is_refused_loudly():
     with pytest.raises(ValueError, match="no SQL for the rule field"):
         chainstat.predicate("lost", {"recency_min_days": 90, "favourite_colour": "red"}, START)
+
+
+def test_two_stores_pushing_one_persons_visits_at_once_keep_the_row_right(central_app, stores, central_server):
+    """Two stores' batches touch the same person in parallel (two server workers): each computes the
+    row after the other's commit (the per-person lock), so the kept row counts every visit."""
+    import threading
+    from tests.central.test_concurrency import post
+    from tests.central.test_verified_identity import ALICE, consent, upsert
+    client = central_app.test_client()
+    for store, uid in (("hcm-01", "A1"), ("hn-02", "B1")):
+        assert post_batch(client, store, stores[store], [
+            upsert(uid, ALICE, email_verified=True), consent(uid, "visit_analytics"),
+            event("device.linked", device="3c:22:fb:00:00:0a", lead=uid)]).status_code == 200
+    statuses = []
+
+    def push(store):
+        for n in range(10):
+            day = datetime.datetime(2026, 11, 1) + datetime.timedelta(hours=n)
+            statuses.append(post(central_server, store, stores[store], [
+                event("visit.closed", device="3c:22:fb:00:00:0a", start=str(day + datetime.timedelta(minutes=m)),
+                      end=str(day + datetime.timedelta(minutes=m + 1)), passerby=False) for m in range(20)]))
+
+    threads = [threading.Thread(target=push, args=(store,)) for store in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 20
+    with database.connection_context():
+        cur = database.cursor()
+        cur.execute("SELECT visits FROM chain_stat")
+        assert cur.fetchall() == [(400,)]
+        cur.execute(f"SELECT {', '.join(chainstat.COLUMNS)} FROM chain_stat ORDER BY person_id")
+        assert cur.fetchall() == sorted(chainstat._scan(cur, "TRUE", []))
