@@ -1,13 +1,11 @@
 """The marketing team's read API: tokens with scopes; the OpenAPI document at /openapi.json."""
 from __future__ import annotations
 
-import datetime
 import functools
-from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, jsonify, request, stream_with_context
 
-from central import ctx, token_scopes
+from central import chainstat, ctx, token_scopes
 from central.db import database
 from central.models import Person, Store, utcnow
 from central.people import CHANNELS, FOLLOWED, UNRESTRICTED, counted, erase_person, is_restricted
@@ -15,7 +13,7 @@ from portal.core import audience
 from portal.config import transfers_assessed
 from portal.core.purposes import MARKETING_PURPOSES
 from portal.core.numbers import NumberError, parse_int
-from portal.core.segment_rules import BUILTIN, LeadStat, member
+from portal.core.segment_rules import BUILTIN
 
 bp = Blueprint("api", __name__)
 PAGE_MAX = 500
@@ -148,63 +146,12 @@ def erase(person_id: int):
     return jsonify(erased=person_id, stores_told=sorted(set(told)))
 
 
-@dataclass(frozen=True)
-class Reach:
-    """Per purpose: members whose consent counts, and those left out for lack of a verified channel."""
-    counted: dict[str, int]
-    unverified: dict[str, int]
-
-
-def chain_segments(now: datetime.datetime | None = None) -> tuple[dict[str, list[int]], dict[int, tuple[dict, list]]]:
-    """The built-in segments over every store's visits: one person, all their stores; only people
-    whose latest visit_analytics choice is a grant, and none a store restricted (issue 15). Also each
-    member's consents as they count (double opt-in) and the purposes awaiting verification."""
-    now = now or utcnow()
-    windows = sorted({rule.get("window_days", 90) for _, rule in BUILTIN.values()})
-    sums = ", ".join(f"count(*) FILTER (WHERE v.start >= %s)" for _ in windows)
-    stats: dict[int, LeadStat] = {}
-    channels: dict[int, frozenset[str]] = {}
-    rows = database.execute_sql(
-        f'WITH eligible AS MATERIALIZED (SELECT p.id FROM person p WHERE p.erased_at IS NULL AND {FOLLOWED} AND {UNRESTRICTED}) '
-        f'SELECT d.person_id, p.language, p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL, '
-        f'p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL, min(v.start), max(v."end"), '
-        f'avg(extract(epoch FROM v."end" - v.start)) / 60, count(*), {sums} FROM visit v JOIN device d ON d.id = v.device_id '
-        "JOIN eligible e ON e.id = d.person_id JOIN person p ON p.id = d.person_id WHERE NOT v.passerby "
-        "GROUP BY d.person_id, p.language, p.email_verified_at, p.email_enc, p.phone_verified_at, p.phone_enc",
-        [now - datetime.timedelta(days=w) for w in windows])
-    for person_id, language, email_ok, phone_ok, first, last, dwell, visits, *counts in rows:
-        stats[person_id] = LeadStat(person_id, language, dict(zip(windows, counts)), first, last, float(dwell or 0),
-                                    visits=visits)
-        channels[person_id] = frozenset(k for k, ok in (("email", email_ok), ("phone", phone_ok)) if ok)
-    consents: dict[int, tuple[dict, list]] = {}
-    for person_id, recorded in _consents(list(stats)).items():
-        consents[person_id] = counted(recorded, channels[person_id])
-        stats[person_id].consents = frozenset(p for p, granted in consents[person_id][0].items() if granted)
-    members = {key: sorted(pid for pid, s in stats.items() if member(key, rule, s, now)) for key, (_, rule) in BUILTIN.items()}
-    return members, consents
-
-
-def reach(ids: list[int], consents: dict[int, tuple[dict, list]]) -> Reach:
-    count = {purpose: 0 for purpose in CHANNELS}
-    waiting = {purpose: 0 for purpose in CHANNELS}
-    for pid in ids:
-        counts, unverified = consents.get(pid, ({}, []))
-        for purpose in CHANNELS:
-            count[purpose] += counts.get(purpose) is True
-            waiting[purpose] += purpose in unverified
-    return Reach(count, waiting)
-
-
 @bp.get("/v1/segments")
 @scope("people:read")
 def segments():
-    members, consents = chain_segments()
-    out = []
-    for key, ids in members.items():
-        r = reach(ids, consents)
-        out.append({"key": key, "name": BUILTIN[key][0], "members": len(ids), "consented": r.counted,
-                    "left_out_unverified": r.unverified})
-    return jsonify(segments=out)
+    """From the rows kept as events arrive (central/chainstat.py), the rules applied relative to now."""
+    found = chainstat.summary(database.cursor(), list(CHANNELS), utcnow())
+    return jsonify(segments=[{"key": key, "name": BUILTIN[key][0], **found[key]} for key in BUILTIN])
 
 
 # The consents each export serves: what it counts and what it leaves out for lack of verification.
@@ -220,9 +167,7 @@ def export(key: str, kind: str):
     # Ad platforms are transfers abroad: refused until the chain names its assessment (as the panel does).
     if kind in EXPORT_PLATFORMS and kind not in transfers_assessed(ctx()["settings"]):
         abort(409, description=f"no transfer impact assessment for {kind}: set central_transfers_assessed")
-    members, consents = chain_segments()
-    ids = members[key]
-    left_out = sum(any(p in consents.get(pid, ({}, []))[1] for p in EXPORT_PURPOSES[kind]) for pid in ids)
+    ids, left_out = chainstat.members(database.cursor(), key, utcnow(), EXPORT_PURPOSES[kind])
     return Response(stream_with_context(audience.to_csv(_export_rows(ids, kind))), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="chain-{key}-{kind}.csv"',
                              LEFT_OUT_HEADER: str(left_out)})

@@ -13,7 +13,7 @@ import logging
 
 from psycopg2.extras import execute_values
 
-from central import webhooks
+from central import chainstat, webhooks
 from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
@@ -62,14 +62,14 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         fresh = _fresh(cur, store.id, events)
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
-        people: dict[str, int] = {}  # this store's lead uid > person, kept true by central.people
+        people = Touched()  # this store's lead uid > person, kept true by central.people
         leads = [e for e in fresh if e.topic == "lead.upserted" and not e.data.get("gone")]
         lock_indexes(cur, [e.data for e in leads])
         for e in leads:
             upsert_lead(cur, store.id, e.data, e.at, vault, people)
         _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
         _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
-        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"])
+        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"], people.ever)
         for e in fresh:  # after what they fold, so a batch holding the records and their merge works
             if e.topic == "lead.merged":
                 merge(cur, store.id, e.data["lead"], e.data["into"], people)
@@ -82,13 +82,16 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
                 restrict_lead(cur, store.id, e.data["lead"], e.data["restricted"], e.at, people)
         for e in fresh:
             if e.topic == "devices.erased":
-                cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s)", (store.id, e.data["devices"]))
+                cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s) RETURNING person_id",
+                            (store.id, e.data["devices"]))
+                people.ever.update(row[0] for row in cur.fetchall())
             elif e.topic == "lead.erased":
                 erase_lead(cur, store.id, e.data["lead"], e.data.get("verified") is True, people)
             elif e.topic == "erase.ack":
                 cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
                             (utcnow(), store.id, e.data["lead"]))
         webhooks.enqueue(cur, store.id, fresh, people, before)  # the chain's CRM endpoints, if any
+        chainstat.refresh(cur, people.ever)  # last: the chain segments' rows of everyone the batch touched
         cur.execute("UPDATE store SET events_applied = events_applied + %s, last_seen_at = %s WHERE id = %s",
                     (len(fresh), utcnow(), store.id))
         cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
@@ -98,6 +101,20 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
         logger.info("store %s sent %d visits of devices linked to no one: ignored", store.id, anonymous)
     return {"applied": len(fresh), "duplicates": len(events) - len(fresh), "commands": commands,
             "ignored_anonymous": anonymous}
+
+
+class Touched(dict):
+    """The batch's lead uid > person cache, remembering every person it ever named (`ever`): the
+    people whose chain segment rows the batch may have changed (their leads, consents, devices,
+    visits, merges, splits, erasures), besides the owners of the devices it touched."""
+
+    def __init__(self):
+        super().__init__()
+        self.ever: set[int] = set()
+
+    def __setitem__(self, uid: str, person: int) -> None:
+        self.ever.add(person)
+        super().__setitem__(uid, person)
 
 
 def _fresh(cur, store_id: str, events: list[Event]) -> list[Event]:
@@ -147,7 +164,7 @@ def _device_ids(cur, store_id: str, macs: set[str]) -> dict[str, int]:
     return ids
 
 
-def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
+def _apply_links(cur, store: Store, events: list[Event], people: Touched) -> None:
     """A device becomes known here only as a live person's: a link to a lead unknown here, or to a
     person erased, records nothing (no MAC of anyone unknown is kept)."""
     links = []
@@ -161,6 +178,8 @@ def _apply_links(cur, store: Store, events: list[Event], people: dict[str, int])
     live = {row[0] for row in cur.fetchall()}
     links = [(mac, person) for mac, person in links if person in live]
     ids = _device_ids(cur, store.id, {mac for mac, _ in links})
+    cur.execute("SELECT person_id FROM device WHERE id = ANY(%s) AND person_id IS NOT NULL", (sorted(ids.values()),))
+    people.ever.update(row[0] for row in cur.fetchall())  # a device linked anew takes its visits from its former owner
     for mac, person in links:
         cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[mac]))
 
@@ -177,15 +196,18 @@ def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, in
                        "VALUES %s", rows, page_size=2000)
 
 
-def _apply_visits(cur, store: Store, events: list[Event]) -> int:
+def _apply_visits(cur, store: Store, events: list[Event], touched: set[int]) -> int:
     """Visits of the store's devices linked to a person; the others are ignored and counted
     (returned). Anonymous data is never received: a store sends no visit of a device linked to
     no one (issue 15), and one that does (an older appliance) leaves no trace of it here."""
     if not events:
         return 0
-    cur.execute("SELECT mac, id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL",
+    cur.execute("SELECT mac, id, person_id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL",
                 (store.id, sorted({e.data["device"] for e in events})))
-    ids = dict(cur.fetchall())
+    ids = {}
+    for mac, device, person in cur.fetchall():
+        ids[mac] = device
+        touched.add(person)
     kept = [e for e in events if e.data["device"] in ids]
     if kept:
         # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).

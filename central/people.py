@@ -295,6 +295,7 @@ def erase_person(cur, person: int, origin: str | None) -> list[str]:
                 "WHERE id = %s", (utcnow(), utcnow(), person))
     cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
     cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
+    _leave_chain_segments(cur, person)
     cur.execute("SELECT store_id, lead_uid FROM store_lead WHERE person_id = %s", (person,))
     told = []
     for store_id, lead_uid in cur.fetchall():
@@ -303,6 +304,13 @@ def erase_person(cur, person: int, origin: str | None) -> list[str]:
                         (store_id, lead_uid, utcnow()))
             told.append(store_id)
     return told
+
+
+def _leave_chain_segments(cur, person: int) -> None:
+    """An erased or purged person's chain segment row goes in the same transaction (under the row's
+    lock, so a batch of another store refreshing them at once cannot put it back)."""
+    from central import chainstat  # it builds on this module
+    chainstat.refresh(cur, [person])
 
 
 def counted(consents: dict[str, bool], channels: set[str] | frozenset[str]) -> tuple[dict[str, bool], list[str]]:
@@ -347,3 +355,4 @@ def purge_person(cur, person: int, now: datetime.datetime) -> None:
                 "updated_at = %s WHERE id = %s AND erased_at IS NULL", (now, now, now, person))
     cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
     cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
+    _leave_chain_segments(cur, person)
