@@ -369,8 +369,10 @@ def render(settings: Settings, texts: Texts | None = None, endpoints: list[Endpo
         "acceptance's audit line are deleted within 10 minutes of the session's end (the `forget` job), the "
         "device row too unless a visit holds it."
         + ("" if settings.just_connect else " (`just_connect` is off: there are none.)"),
-        "- A restore from a backup (a damaged database) brings back what was erased or withdrawn after that "
-        "backup was made (the register of requests too): the owner must apply those requests again.",
+        "- A restore from a backup (by hand, or automatically for a damaged database) redoes the erasures and "
+        "withdrawals made after that backup from the erasure ledger (`erasures.jsonl` beside the database: record "
+        "ids only) before anything reads the restored file; the register of requests and the audit log of that "
+        "period are not restored.",
         "- Backups: the last 7 daily copies of the whole database (`<data_dir>/backups`, mode 0600); "
         "an erasure reaches them only as they are replaced (7 days).",
         (f"- The central store: a person not seen at any store for {settings.central_retention_days} days "
