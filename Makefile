@@ -35,10 +35,12 @@ deb-bench:
 	fi
 
 # Two workers, a file at a time on one worker (its module fixtures and namespaces stay together);
-# the longest files start first (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+# the longest files start first, in the order tests/conftest.py gives them (xdist would otherwise
+# send the files with the most tests first, and the one-test field day last). TEST_WORKERS=0 runs
+# in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed deb-test
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(VENV)/.installed deb-bench
 	$(VENV)/bin/python tests/perf/bench_portal.py

@@ -82,6 +82,24 @@ def migrated_template(tmp_path_factory):
 
 
 @pytest.fixture
+def machine_zone():
+    """Set the machine's time zone for this test: TZ, libc's (tzset) and tzlocal's cached zone (which
+    APScheduler's cron triggers read), all put back after. Without tzlocal's, a zone set here stayed
+    cached for every later test of the process (an order-dependent failure under `make test`'s workers)."""
+    import time
+
+    import tzlocal
+    with pytest.MonkeyPatch.context() as patch:
+        def set_zone(name: str) -> None:
+            patch.setenv("TZ", name)
+            time.tzset()
+            tzlocal.reload_localzone()
+        yield set_zone
+    time.tzset()
+    tzlocal.reload_localzone()
+
+
+@pytest.fixture
 def domain_db(migrated_template, tmp_path):
     """A migrated SQLite file of the test's own, open, with no app: for domain functions."""
     target = tmp_path / "footfall.db"

@@ -77,13 +77,9 @@ def settings(settings, smtp_server):
 
 
 @pytest.fixture
-def hanoi(monkeypatch):
+def hanoi(machine_zone):
     """The machine's zone is Hanoi's (the desk counts days on the local calendar)."""
-    monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    machine_zone("Asia/Ho_Chi_Minh")
 
 
 @pytest.fixture

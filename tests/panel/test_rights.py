@@ -120,27 +120,21 @@ def test_only_the_owner_edits_settings(as_role):
     assert not StoreSetting.select().where(StoreSetting.key == "min_age").exists()
 
 
-def test_times_are_entered_and_shown_on_the_stores_clock_whatever_the_machines(as_role, app, monkeypatch):
+def test_times_are_entered_and_shown_on_the_stores_clock_whatever_the_machines(as_role, app, machine_zone):
     """The store is in Hanoi (`store_time_zone`), the machine's zone is New York: a breach detected at 08:00
     in the store is stored as 01:00 UTC and shown as 08:00; the calendar's edge renders, never a 500."""
-    import time
     from portal.captive.look import store_zone
     from portal.i18n import format_datetime
     from portal.models import Breach
     rt = app.extensions["footfall"]
     app.extensions["footfall"] = dataclasses.replace(rt, settings=dataclasses.replace(rt.settings, store_time_zone="Asia/Ho_Chi_Minh"))
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
-        owner = as_role("owner")
-        owner.form("/panel/compliance/breaches", {"detected_at": "2026-03-02T08:00", "description": "Lost tablet"},
-                   token_page="/panel/compliance")
-        breach = Breach.get()
-        assert breach.detected_at == datetime.datetime(2026, 3, 2, 1, 0)
-        row = owner.get("/panel/compliance").get_data(as_text=True).split(f'id="breach-{breach.id}"')[1].split("</td>")[0]
-        assert "2 Mar 2026, 08:00" in row  # the panel's English, by Babel
-        zone = store_zone(app.extensions["footfall"].settings)
-        assert format_datetime(datetime.datetime(9999, 12, 31, 23, 0), "en", zone) == "9999-12-31 23:00 UTC"
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    machine_zone("America/New_York")
+    owner = as_role("owner")
+    owner.form("/panel/compliance/breaches", {"detected_at": "2026-03-02T08:00", "description": "Lost tablet"},
+               token_page="/panel/compliance")
+    breach = Breach.get()
+    assert breach.detected_at == datetime.datetime(2026, 3, 2, 1, 0)
+    row = owner.get("/panel/compliance").get_data(as_text=True).split(f'id="breach-{breach.id}"')[1].split("</td>")[0]
+    assert "2 Mar 2026, 08:00" in row  # the panel's English, by Babel
+    zone = store_zone(app.extensions["footfall"].settings)
+    assert format_datetime(datetime.datetime(9999, 12, 31, 23, 0), "en", zone) == "9999-12-31 23:00 UTC"

@@ -4,7 +4,6 @@ its session ends, breach descriptions encrypted at rest."""
 import dataclasses
 import datetime
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -59,12 +58,8 @@ def test_an_upheld_objection_on_the_desk_tells_the_central(visitors, settings):
 # -- the store's time zone ---------------------------------------------------------------------------
 
 @pytest.fixture
-def machine_in_new_york(monkeypatch):
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def machine_in_new_york(machine_zone):
+    machine_zone("America/New_York")
 
 
 def test_the_desk_counts_days_in_the_stores_zone_not_the_machines(settings, machine_in_new_york):
