@@ -82,6 +82,22 @@ def note(kind: str, store_id: str, **fields) -> int:
     return seq
 
 
+SEQ_MAX = 2 ** 63 - 1  # SQLite's largest integer: a mark above it could never be stored
+
+
+def _valid(entry) -> bool:
+    """A line this module could have written: anything else (a hand edit, another program's file)
+    is skipped with an error in the log, never stops a start (every service replays at start)."""
+    if not isinstance(entry, dict):
+        return False
+    seq, devices = entry.get("seq"), entry.get("devices", [])
+    if type(seq) is not int or not 0 < seq <= SEQ_MAX:
+        return False
+    if entry.get("kind") == "erase":
+        return isinstance(devices, list) and all(type(i) is int for i in devices)
+    return entry.get("kind") == "withdraw" and isinstance(entry.get("purpose"), str)
+
+
 def pending() -> list[dict]:
     """The ledger's lines above the database's mark (what a restore lost), oldest first."""
     try:
@@ -93,11 +109,21 @@ def pending() -> list[dict]:
     for raw in text.splitlines():
         try:
             entry = json.loads(raw)
-            if int(entry["seq"]) > mark:
-                out.append(entry)
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            entry = None
+        if not _valid(entry):
             logger.error("the erasure ledger has an unreadable line (a write cut short?): skipped")
-    return sorted(out, key=lambda e: int(e["seq"]))
+        elif entry["seq"] > mark:
+            out.append(entry)
+    return sorted(out, key=lambda e: e["seq"])
+
+
+def _written_at(entry: dict) -> datetime.datetime:
+    """When the line was written, on the floored clock the database's own times use."""
+    return clock._EPOCH + datetime.timedelta(microseconds=min(entry["seq"], _MAX_MICROSECONDS))
+
+
+_MAX_MICROSECONDS = (datetime.datetime.max - clock._EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def replay(gateway=None) -> dict:
@@ -109,25 +135,38 @@ def replay(gateway=None) -> dict:
             return done
         from portal import consent, privacy  # only when a restore left something to redo
         from portal.gateway.null import NullGateway
-        from portal.models import Device, Lead
+        from portal.models import Consent, Device, Lead
         gateway = gateway or NullGateway()
         for entry in entries:
+            # A line above the mark is a restore's loss, or the line of a transaction that rolled
+            # back (the append is not undone with it). What the database holds newer than the line
+            # is not from before a backup: a grant given, a device seen, after it was written.
+            # Left alone, a person who came back, or a device row id given again, keeps its data.
+            at = _written_at(entry)
             with database.atomic():
                 store = str(entry.get("store") or "")
+                lead_uid = entry.get("lead") if isinstance(entry.get("lead"), str) else None
+                lead = Lead.get_or_none((Lead.uid == lead_uid) & Lead.erased_at.is_null()) if lead_uid else None
+                if lead is not None:
+                    newer = Consent.select().where((Consent.lead == lead) & (Consent.created_at > at))
+                    if entry["kind"] == "withdraw":
+                        newer = newer.where(Consent.purpose == entry["purpose"])
+                    else:
+                        newer = newer.where(Consent.granted == True)  # noqa: E712 (SQL)
+                    if newer.exists():
+                        lead = None
                 if entry["kind"] == "erase":
-                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null()) if entry.get("lead") else None
-                    devices = list(Device.select().where(Device.id.in_([int(i) for i in entry.get("devices", [])])))
+                    devices = list(Device.select().where(Device.id.in_(entry.get("devices", [])) & (Device.last_seen <= at)))
                     if lead is not None or devices:
                         privacy.erase_person(lead, devices, gateway, store, "restore", ledger=False)
                         done["erased"] += lead is not None
                         done["devices"] += len(devices)
                 elif entry["kind"] == "withdraw":
-                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null())
-                    if lead is not None and entry.get("purpose") in consent.granted_purposes(lead):
+                    if lead is not None and entry["purpose"] in consent.granted_purposes(lead):
                         consent.record(lead, entry["purpose"], False, consent.Where(store, None, None, "restore"),
                                        ledger=False)
                         done["withdrawn"] += 1
-                _set_mark(max(int(entry["seq"]), _mark()))
+                _set_mark(max(entry["seq"], _mark()))
     logger.warning("after a restore from backup, redone from the erasure ledger: %s", done)
     return done
 

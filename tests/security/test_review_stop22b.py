@@ -1,0 +1,149 @@
+"""Review of stop 22 (second pass): the erasure ledger attacked as a careless operator and a bad
+start, the panel's refused page as a stranger, the reset cap. Real SQLite files, the app's own views."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from portal import consent, erasure_ledger, privacy
+from portal.db import database
+from portal.models import Consent, Device, Lead, LedgerMark
+
+
+class RolledBack(Exception):
+    pass
+
+
+def signed_in_lead(make_client, ip, email, **kwargs):
+    make_client(ip).sign_in(email=email, **kwargs)
+    with database.connection_context():
+        return Lead.select().order_by(Lead.id.desc()).get()
+
+
+def append_line(entry):
+    with open(erasure_ledger.path(), "a", encoding="utf-8") as ledger:
+        ledger.write((entry if isinstance(entry, str) else json.dumps(entry)) + "\n")
+
+
+# -- 1. the ledger: a database that was NOT restored loses nothing to a replay -------------------
+
+def test_a_withdrawal_rolled_back_then_granted_again_is_not_withdrawn_at_the_next_start(app, make_client):
+    """The ledger line is written inside the transaction, the file append is not rolled back with
+    it: the database's mark stays below the line. The person then grants the purpose (again, or
+    for the first time since the failure); the next start must not withdraw that grant."""
+    lead = signed_in_lead(make_client, "10.0.0.31", "an@example.com", marketing=["marketing_email"])
+    where = consent.Where("store-1", None, None, "my_data")
+    with database.connection_context():
+        with pytest.raises(RolledBack):
+            with database.atomic():
+                consent.record(lead, "marketing_email", False, where)
+                raise RolledBack  # e.g. the outbox write or a later step failed
+        assert "marketing_email" in consent.granted_purposes(lead)  # the withdrawal never happened
+        consent.record(lead, "marketing_email", True, where)
+    erasure_ledger.replay()
+    with database.connection_context():
+        assert "marketing_email" in consent.granted_purposes(Lead.get_by_id(lead.id))
+
+
+def test_an_erasure_rolled_back_then_a_new_sign_in_is_not_erased_at_the_next_start(app, make_client, gateway):
+    lead = signed_in_lead(make_client, "10.0.0.32", "binh@example.com", marketing=["marketing_email"])
+    with database.connection_context():
+        devices = list(Device.select().where(Device.lead == lead))
+        with pytest.raises(RolledBack):
+            with database.atomic():
+                privacy.erase_person(lead, devices, gateway, "store-1", "guest")
+                raise RolledBack
+        assert Lead.get_by_id(lead.id).erased_at is None
+        # They come back: a grant, their phone seen again.
+        consent.record(lead, "marketing_email", True, consent.Where("store-1", devices[0].mac, "10.0.0.32", "portal"))
+        from portal.models import utcnow
+        Device.update(last_seen=utcnow()).where(Device.id == devices[0].id).execute()
+    erasure_ledger.replay()
+    with database.connection_context():
+        assert Lead.get_by_id(lead.id).erased_at is None
+        assert Device.select().where(Device.id.in_([d.id for d in devices])).count() == len(devices)
+
+
+def test_a_device_row_id_given_again_after_an_erasure_is_not_erased_by_a_stale_line(app, make_client):
+    """A line above the mark (rolled back, or any stale line) names device row ids; SQLite gives a
+    deleted last row id to the next device. A device seen after the line was written is not the
+    one the line meant."""
+    lead = signed_in_lead(make_client, "10.0.0.33", "chi@example.com")
+    with database.connection_context():
+        [device] = Device.select().where(Device.lead == lead)
+        mark = LedgerMark.select(LedgerMark.seq).scalar() or 0
+    append_line({"seq": mark + 1, "kind": "erase", "store": "store-1", "lead": None, "devices": [device.id]})
+    with database.connection_context():
+        from portal.models import utcnow
+        Device.update(last_seen=utcnow()).where(Device.id == device.id).execute()
+    erasure_ledger.replay()
+    with database.connection_context():
+        assert Device.select().where(Device.id == device.id).exists()
+
+
+# -- a bad line never stops the appliance from starting --------------------------------------------
+
+@pytest.mark.parametrize("line", [
+    {"seq": 10 ** 30, "kind": "withdraw", "store": "s", "lead": "x", "purpose": "marketing_email"},  # past SQLite's integers
+    {"seq": 2 ** 62},  # no kind
+    {"seq": 2 ** 62, "kind": "erase", "devices": None},
+    {"seq": 2 ** 62, "kind": "erase", "devices": ["not-a-number"]},
+    {"seq": 2 ** 62, "kind": "erase", "devices": 7},
+    [1, 2, 3],
+    "nul\u0000",
+])
+def test_a_bad_ledger_line_is_skipped_and_the_start_goes_on(app, make_client, line):
+    lead = signed_in_lead(make_client, "10.0.0.34", "dung@example.com", marketing=["marketing_email"])
+    append_line(line)
+    erasure_ledger.replay()  # no exception: the portal, the collector and the scheduler all call it at start
+    with database.connection_context():
+        assert Lead.get_by_id(lead.id).erased_at is None
+        assert "marketing_email" in consent.granted_purposes(Lead.get_by_id(lead.id))
+        assert (LedgerMark.select(LedgerMark.seq).scalar() or 0) < 2 ** 63
+
+
+def test_a_negative_seq_line_is_never_applied(app, make_client):
+    lead = signed_in_lead(make_client, "10.0.0.35", "em@example.com")
+    append_line({"seq": -5, "kind": "erase", "store": "s", "lead": lead.uid, "devices": []})
+    erasure_ledger.replay()
+    with database.connection_context():
+        assert Lead.get_by_id(lead.id).erased_at is None
+
+
+@pytest.mark.xfail(strict=True, reason="design: a ledger line does not name its database; a ledger copied "
+                   "from another appliance (or two databases in one directory) erases this database's "
+                   "device rows by their small integer ids. Needs a database identity in each line (report).")
+def test_a_ledger_from_another_database_erases_nothing_here(app, make_client):
+    lead = signed_in_lead(make_client, "10.0.0.36", "giang@example.com")
+    with database.connection_context():
+        [device] = Device.select().where(Device.lead == lead)
+        mark = LedgerMark.select(LedgerMark.seq).scalar() or 0
+    # A line as another appliance writes it: its own lead uid, row ids that mean other devices there.
+    from portal import clock
+    append_line({"seq": max(mark + 1, clock.seq_now()), "kind": "erase", "store": "another-store", "lead": "someone-else",
+                 "devices": [device.id]})
+    # Written "before" this device was last seen here would not help: an old line of another box.
+    with database.connection_context():
+        Device.update(last_seen=Device.first_seen).where(Device.id == device.id).execute()
+    erasure_ledger.replay()
+    with database.connection_context():
+        assert Device.select().where(Device.id == device.id).exists()
+
+
+def test_the_ledger_stays_private_after_a_trim(app, make_client, gateway):
+    make_client("10.0.0.37").sign_in(email="ha@example.com", marketing=["marketing_email"])
+    with database.connection_context():
+        lead = Lead.select().order_by(Lead.id.desc()).get()
+        privacy.erase_person(lead, [], gateway, "store-1", "guest")
+        mark = LedgerMark.select(LedgerMark.seq).scalar()
+    old_umask = os.umask(0o022)
+    try:
+        append_line({"seq": 1, "kind": "erase", "store": "s", "lead": None, "devices": []})
+        assert erasure_ledger.trim(mark) == 1
+    finally:
+        os.umask(old_umask)
+    assert oct(erasure_ledger.path().stat().st_mode & 0o777) == "0o600"
+    text = erasure_ledger.path().read_text()
+    assert "ha@example.com" not in text and lead.uid in text
