@@ -52,7 +52,7 @@ def _locked():
     """The ledger open for appending, under an exclusive lock; reopened if `trim` replaced the
     file while this process waited (an append to the old file would be lost)."""
     while True:
-        fd = os.open(path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path(), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -74,6 +74,9 @@ def note(kind: str, store_id: str, **fields) -> int:
     line = json.dumps({"seq": seq, "kind": kind, "store": store_id, **fields}, separators=(",", ":")) + "\n"
     try:
         with _locked() as fd:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut short (a power cut): not glued to it
+                line = "\n" + line
             os.write(fd, line.encode())
             os.fsync(fd)
     except OSError:
@@ -192,8 +195,13 @@ def _trim_locked(target: Path, before_seq: int) -> int:
     if len(keep) == len(lines):
         return 0
     tmp = target.with_name(FILE + ".tmp")
-    tmp.write_text("".join(keep), encoding="utf-8")
-    os.chmod(tmp, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, even briefly
+    try:
+        os.fchmod(fd, 0o600)  # a tmp left by a cut-short trim keeps its mode: set it again
+        os.write(fd, "".join(keep).encode("utf-8"))
+        os.fsync(fd)  # on the card before it replaces the ledger: a power cut leaves one or the other
+    finally:
+        os.close(fd)
     os.replace(tmp, target)
     return len(lines) - len(keep)
 

@@ -147,3 +147,39 @@ def test_the_ledger_stays_private_after_a_trim(app, make_client, gateway):
     assert oct(erasure_ledger.path().stat().st_mode & 0o777) == "0o600"
     text = erasure_ledger.path().read_text()
     assert "ha@example.com" not in text and lead.uid in text
+
+
+def test_a_line_cut_short_by_a_power_cut_does_not_swallow_the_next_erasure(app, make_client, gateway):
+    """A power cut mid-append leaves a line without its newline; the next append must not be glued
+    to it (one unreadable line, and the erasure it carried lost to every later restore)."""
+    lead = signed_in_lead(make_client, "10.0.0.38", "khanh@example.com")
+    with open(erasure_ledger.path(), "a", encoding="utf-8") as ledger:
+        ledger.write('{"seq":12,"kind":"era')  # no newline: the write was cut short
+    with database.connection_context():
+        privacy.erase_person(lead, [], gateway, "store-1", "guest")
+        LedgerMark.update(seq=0).execute()  # the database as a backup from before the erasure
+    assert [entry["lead"] for entry in erasure_ledger.pending()] == [lead.uid]
+
+
+def test_trim_under_appends_from_many_threads_loses_no_line(app):
+    """Appenders blocked on the lock while `trim` replaces the file reopen the new one."""
+    import threading
+    with database.connection_context():
+        old = erasure_ledger.note("withdraw", "s", lead="old", purpose="marketing_email")
+    kept = []
+
+    def append(n):
+        for _ in range(n):
+            with database.connection_context():
+                with database.atomic():
+                    kept.append(erasure_ledger.note("withdraw", "s", lead="x", purpose="marketing_email"))
+
+    threads = [threading.Thread(target=append, args=(25,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    dropped = sum(erasure_ledger.trim(old + 1) for _ in range(20))
+    for thread in threads:
+        thread.join()
+    assert dropped == 1
+    seqs = [json.loads(line)["seq"] for line in erasure_ledger.path().read_text().splitlines()]
+    assert sorted(seqs) == sorted(kept) and len(set(seqs)) == 75
