@@ -12,6 +12,13 @@ from portal.db import database
 from portal.models import Consent, Device, Lead, LedgerMark
 
 
+@pytest.fixture
+def settings(settings):
+    """Two-factor optional, as tests/panel has it (the panel's pages without the enrolment step)."""
+    import dataclasses
+    return dataclasses.replace(settings, panel_require_2fa=False)
+
+
 class RolledBack(Exception):
     pass
 
@@ -183,3 +190,51 @@ def test_trim_under_appends_from_many_threads_loses_no_line(app):
     assert dropped == 1
     seqs = [json.loads(line)["seq"] for line in erasure_ledger.path().read_text().splitlines()]
     assert sorted(seqs) == sorted(kept) and len(set(seqs)) == 75
+
+
+# -- 2. the panel's page for refused requests ------------------------------------------------------
+
+@pytest.fixture
+def panel_as(app, monkeypatch):
+    """Accounts of each role (cheap hashing, as tests/panel does), and a client signed in as one."""
+    from argon2 import PasswordHasher
+
+    from portal import accounts, passwords
+    from tests.panel.conftest import PASSWORD, PanelClient
+    monkeypatch.setattr(passwords, "HASHER", passwords.BoundedHasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)))
+    for role in accounts.ROLES:
+        accounts.create_manager(f"{role}1", PASSWORD, role)
+
+    def make(role=None):
+        client = PanelClient(app.test_client())
+        if role:
+            assert client.login(f"{role}1").status_code == 302
+        return client
+    return make
+
+
+def test_the_refused_page_reflects_nothing_of_the_request(panel_as):
+    manager = panel_as("manager")
+    probe = "<script>alert(7)</script>"
+    for answer in (manager.get(f"/panel/leads/{probe}?next={probe}"),
+                   manager.post("/panel/settings", data={"csrf_token": probe, "x": probe})):
+        body = answer.get_data(as_text=True)
+        assert answer.status_code in (400, 403, 404) and "alert(7)" not in body and "<script>alert" not in body
+
+
+def test_signed_out_a_refused_panel_request_shows_no_panel_nor_names(panel_as):
+    stranger = panel_as()
+    for answer in (stranger.post("/panel/login", data={"csrf_token": "forged", "username": "owner1", "password": "x"}),
+                   stranger.get("/panel/no-such-page")):
+        body = answer.get_data(as_text=True)
+        assert answer.status_code in (400, 404)
+        assert 'id="refused"' not in body and "<nav>" not in body
+        assert "owner1" not in body and "manager1" not in body
+
+
+def test_an_analyst_cannot_tell_a_real_person_from_a_made_up_one_by_the_refusal(panel_as, make_client):
+    lead = signed_in_lead(make_client, "10.0.0.40", "lam@example.com")
+    analyst = panel_as("analyst")
+    real, made_up = analyst.get(f"/panel/leads/{lead.uid}"), analyst.get("/panel/leads/0123456789abcdef0123456789abcdef")
+    assert real.status_code == made_up.status_code == 403
+    assert real.get_data(as_text=True) == made_up.get_data(as_text=True).replace("0123456789abcdef0123456789abcdef", lead.uid)
