@@ -160,8 +160,10 @@ class Resets:
             from portal import manager_sessions
             ended = manager_sessions.end_all(manager.id)
             # Every other code still out for this account dies with this one: a code seen earlier
-            # (a shared mailbox, a forwarded message) cannot reset the new password again.
-            VerificationCode.update(used_at=utcnow()).where(
+            # (a shared mailbox, a forwarded message) cannot reset the new password again. Each
+            # takes one try more: the daily cap takes one right try off every used code, and the
+            # wrong tries a guesser spent on these must not come back with this reset.
+            VerificationCode.update(used_at=utcnow(), tries=VerificationCode.tries + 1).where(
                 (VerificationCode.claim_uid == f"{CODE_PREFIX}{manager.id}") & VerificationCode.used_at.is_null()).execute()
             AuditLog.record(f"manager:{manager.username}", "password_reset_by_email", manager.username, ip,
                             sessions_ended=ended)

@@ -238,3 +238,76 @@ def test_an_analyst_cannot_tell_a_real_person_from_a_made_up_one_by_the_refusal(
     real, made_up = analyst.get(f"/panel/leads/{lead.uid}"), analyst.get("/panel/leads/0123456789abcdef0123456789abcdef")
     assert real.status_code == made_up.status_code == 403
     assert real.get_data(as_text=True) == made_up.get_data(as_text=True).replace("0123456789abcdef0123456789abcdef", lead.uid)
+
+
+# -- 3. the password reset cap ---------------------------------------------------------------------
+
+def _account_with_email(app, vault):
+    """manager1 (made by panel_as), with an address for resets."""
+    from portal import password_reset
+    from portal.models import Manager
+    from tests.panel.conftest import PASSWORD
+    password_reset.set_email(Manager.get(Manager.username == "manager1"), vault, "m1@example.org", PASSWORD, None)
+    return Manager.get(Manager.username == "manager1")
+
+
+def test_the_owners_reset_gives_a_guesser_no_tries_back(app, panel_as):
+    """A reset kills every other code still out (marked used); the cap subtracts one right try per
+    used code. Codes killed with wrong tries on them must not hand those tries back."""
+    from portal import password_reset
+    from portal.models import VerificationCode
+    from portal.panel import runtime
+    with app.app_context():
+        vault = runtime().vault
+    manager = _account_with_email(app, vault)
+    resets = password_reset.Resets(vault, None, "Store")
+    claim = f"{password_reset.CODE_PREFIX}{manager.id}"
+    issued = resets.codes.issue("email", manager.email_index, None, None, claim_uid=claim)  # the owner's
+    for tries in (5, 4):  # a guesser's codes: the mail went to the owner, the guesses were wrong
+        VerificationCode.create(channel="email", destination_index=manager.email_index, code_hash="x" * 64,
+                                expires_at=datetime_in(600), tries=tries, claim_uid=claim)
+    assert resets._wrong_tries_today(manager) == 9
+    resets.reset(issued.uid, issued.code, "a brand new passphrase 42", None)
+    assert resets._wrong_tries_today(manager) == 9  # was 7: two more guesses today
+
+
+def test_a_right_code_with_a_refused_password_costs_a_try(app, panel_as):
+    """The right code kept good for another try (a password the rules refuse) counts as a try:
+    otherwise the right-code path would be a free oracle."""
+    from portal import accounts, password_reset
+    from portal.panel import runtime
+    with app.app_context():
+        vault = runtime().vault
+    manager = _account_with_email(app, vault)
+    resets = password_reset.Resets(vault, None, "Store")
+    issued = resets.codes.issue("email", manager.email_index, None, None, claim_uid=f"{password_reset.CODE_PREFIX}{manager.id}")
+    with pytest.raises(accounts.AccountError):
+        resets.reset(issued.uid, issued.code, "manager1manager1manager1", None)  # the rules refuse it
+    assert resets._wrong_tries_today(manager) == 1
+
+
+def test_the_cap_answers_a_made_up_ticket_and_a_capped_account_alike(app, panel_as):
+    from portal import accounts, password_reset
+    from portal.models import VerificationCode
+    from portal.panel import runtime
+    with app.app_context():
+        vault = runtime().vault
+    manager = _account_with_email(app, vault)
+    resets = password_reset.Resets(vault, None, "Store")
+    claim = f"{password_reset.CODE_PREFIX}{manager.id}"
+    issued = resets.codes.issue("email", manager.email_index, None, None, claim_uid=claim)
+    for _ in range(2):
+        VerificationCode.create(channel="email", destination_index=manager.email_index, code_hash="x" * 64,
+                                expires_at=datetime_in(600), tries=5, claim_uid=claim)
+    answers = []
+    for ticket, code in ((issued.uid, issued.code), ("made-up-ticket", "123456")):
+        with pytest.raises(accounts.AccountError) as refused:
+            resets.reset(ticket, code, "a brand new passphrase 42", None)
+        answers.append((refused.value.code, str(refused.value)))
+    assert answers[0] == answers[1]
+
+
+def datetime_in(seconds):
+    import datetime
+    from portal.models import utcnow
+    return utcnow() + datetime.timedelta(seconds=seconds)
