@@ -138,14 +138,19 @@ class Resets:
             manager = Manager.get_or_none(Manager.id == int(row.claim_uid[len(CODE_PREFIX):]))
         if manager is None or manager.disabled or manager.email_index != row.destination_index:
             raise accounts.AccountError("code_invalid")  # no such ticket, or the address changed since
-        if self._wrong_tries_today(manager) >= WRONG_TRIES_PER_DAY:
-            AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason="daily_tries")
-            raise accounts.AccountError("code_invalid")  # the same answer as a wrong code
-        try:
-            self.codes.check(ticket, code)
-        except VerificationError as exc:
-            AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason=exc.code)
-            raise accounts.AccountError("code_invalid") from None
+        # The cap read and the try counted in one transaction (it takes the write lock first): guesses
+        # sent at once queue, and none reads the count before the one ahead of it has added its try.
+        with database.atomic():
+            refused = "daily_tries" if self._wrong_tries_today(manager) >= WRONG_TRIES_PER_DAY else None
+            if refused is None:
+                try:
+                    self.codes.check(ticket, code)
+                except VerificationError as exc:  # caught inside: the wrong try stays counted
+                    refused = exc.code
+            if refused is not None:
+                AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason=refused)
+        if refused is not None:
+            raise accounts.AccountError("code_invalid")  # a wrong code and the cap answer alike
         try:
             accounts.check_password_rules(manager.username, password)
         except accounts.AccountError:

@@ -311,3 +311,55 @@ def datetime_in(seconds):
     import datetime
     from portal.models import utcnow
     return utcnow() + datetime.timedelta(seconds=seconds)
+
+
+def test_parallel_guesses_at_the_cap_get_no_try_past_it(app, panel_as, monkeypatch):
+    """One try left today, two guesses at once on two tickets: the cap is read, then the try is
+    counted. Both reading 9 before either counts would give an eleventh try. Guess A is held just
+    after its cap check until guess B has read the cap too (or a second has passed: B is waiting on
+    A's transaction, which is the fix)."""
+    import threading
+
+    from portal import accounts, password_reset, verification
+    from portal.models import VerificationCode
+    from portal.panel import runtime
+    with app.app_context():
+        vault = runtime().vault
+    manager = _account_with_email(app, vault)
+    resets = password_reset.Resets(vault, None, "Store")
+    claim = f"{password_reset.CODE_PREFIX}{manager.id}"
+    first = resets.codes.issue("email", manager.email_index, None, None, claim_uid=claim)
+    second = VerificationCode.create(channel="email", destination_index=manager.email_index, code_hash="x" * 64,
+                                     expires_at=datetime_in(600), tries=0, claim_uid=claim)
+    VerificationCode.create(channel="email", destination_index=manager.email_index, code_hash="x" * 64,
+                            expires_at=datetime_in(600), tries=password_reset.WRONG_TRIES_PER_DAY - 1, claim_uid=claim)
+    b_read_the_cap = threading.Event()
+    real_tries, real_check = password_reset.Resets._wrong_tries_today, verification.Codes.check
+
+    def tries(manager):
+        count = real_tries(manager)
+        if threading.current_thread().name == "B":
+            b_read_the_cap.set()
+        return count
+
+    def check(self, uid, code, *args, **kwargs):
+        if threading.current_thread().name == "A":
+            b_read_the_cap.wait(1)
+        return real_check(self, uid, code, *args, **kwargs)
+
+    monkeypatch.setattr(password_reset.Resets, "_wrong_tries_today", staticmethod(tries))
+    monkeypatch.setattr(verification.Codes, "check", check)
+    wrong = "000000" if first.code != "000000" else "111111"
+
+    def guess(ticket):
+        with database.connection_context():
+            with pytest.raises(accounts.AccountError):
+                resets.reset(ticket, wrong, "a brand new passphrase 42", None)
+
+    a = threading.Thread(target=guess, args=(first.uid,), name="A")
+    a.start()
+    b = threading.Thread(target=guess, args=(second.uid,), name="B")
+    b.start()
+    a.join()
+    b.join()
+    assert real_tries(manager) == password_reset.WRONG_TRIES_PER_DAY
