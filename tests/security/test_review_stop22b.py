@@ -363,3 +363,24 @@ def test_parallel_guesses_at_the_cap_get_no_try_past_it(app, panel_as, monkeypat
     a.join()
     b.join()
     assert real_tries(manager) == password_reset.WRONG_TRIES_PER_DAY
+
+
+# -- 4. the central's seq ceiling (held: kept as a regression test) -------------------------------
+
+def test_the_seq_ceiling_is_exact_and_no_event_without_seq_opens_it(monkeypatch):
+    from central import batch
+    from tests.central.fixtures import event
+    now_ns = 1_790_000_000_123_456_789
+    monkeypatch.setattr(batch.time, "time_ns", lambda: now_ns)
+    ceiling = now_ns // 1000 + batch.SEQ_AHEAD_SECONDS * 1_000_000
+
+    def body(*seqs):
+        events = [event("visit.closed", device="3c:22:fb:00:00:01", start="2026-11-20 09:00:00",
+                        end="2026-11-20 09:40:00", passerby=False) for _ in seqs]
+        return json.dumps({"events": [{**e, **({"seq": s} if s is not None else {})} for e, s in zip(events, seqs)]}).encode()
+
+    assert [e.seq for e in batch.parse_events(body(ceiling - 1, ceiling))] == [ceiling - 1, ceiling]
+    for seqs in ((ceiling + 1,), (None, ceiling + 1), (5, ceiling + 1)):
+        with pytest.raises(batch.Refused) as refused:
+            batch.parse_events(body(*seqs))
+        assert refused.value.status == 400 and "seq" in refused.value.message
