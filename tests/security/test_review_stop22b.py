@@ -384,3 +384,35 @@ def test_the_seq_ceiling_is_exact_and_no_event_without_seq_opens_it(monkeypatch)
         with pytest.raises(batch.Refused) as refused:
             batch.parse_events(body(*seqs))
         assert refused.value.status == 400 and "seq" in refused.value.message
+
+
+def test_two_services_starting_at_once_redo_each_line_once(app, settings, make_client, gateway):
+    """The portal and the collector start together on a restored database: both replay. Each line
+    is applied once (every transaction takes the write lock first, and each re-reads the record)."""
+    import threading
+
+    from portal.config import database_path
+    from portal.db import init_db
+    from tests.faults.test_erasure_ledger import backup, put_back
+    a = signed_in_lead(make_client, "10.0.0.41", "nga@example.com", marketing=["marketing_email"])
+    b = signed_in_lead(make_client, "10.0.0.42", "oanh@example.com")
+    copy = backup(settings)
+    with database.connection_context():
+        consent.record(a, "marketing_email", False, consent.Where("store-1", None, None, "my_data"))
+        privacy.erase_person(b, [], gateway, "store-1", "guest")
+    put_back(settings, copy)
+    init_db(database_path(settings))
+    done = []
+
+    def start():
+        done.append(erasure_ledger.replay())
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(d["withdrawn"] for d in done) == 1 and sum(d["erased"] for d in done) == 1
+    with database.connection_context():
+        assert Consent.select().where((Consent.lead == a.id) & (Consent.method == "restore")).count() == 1
+        assert Lead.get_by_id(b.id).erased_at is not None
