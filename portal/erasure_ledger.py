@@ -10,7 +10,10 @@ init-db`), every line above the database's mark is applied again: a restored dat
 and withdrawn again before any page, capture or job uses it; a database that is not restored has
 nothing above its mark.
 
-A line names the record by its random uid and device row ids, never an email, phone or MAC; numbers
+A line names the record by its random uid and device row ids, never an email, phone or MAC, and
+names its database (`_identity`: row ids mean other devices in another database). A line above
+the mark may also be one whose transaction rolled back: what the database holds newer than the
+line (a grant, a device seen) is left alone, so a replay never undoes what came after. Numbers
 only grow (microseconds on the floored clock, and above the mark), so a clock set back cannot
 hide a line. Lines older than the oldest backup are of no more use and are dropped by the purge
 (`trim`). Copy the ledger with the backups when you keep them off the appliance (docs/operations.md).
@@ -23,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from portal import clock
@@ -45,6 +49,27 @@ def _mark() -> int:
 def _set_mark(seq: int) -> None:
     LedgerMark.insert(id=1, seq=seq).on_conflict(conflict_target=[LedgerMark.id],
                                                  update={LedgerMark.seq: seq}).execute()
+
+
+def _identity() -> int:
+    """This database's lineage: a number in its file header (PRAGMA application_id), which a
+    backup copies with the pages and nothing else uses. Each line names it, so a ledger copied
+    from another appliance, or another database's in the same directory, erases nothing here by
+    row ids that mean other devices there."""
+    return database.execute_sql("PRAGMA application_id").fetchone()[0]
+
+
+def _adopt_identity(text: str) -> int:
+    """The identity, given at the first start under this ledger if the database has none: the one
+    the ledger's last lines name (a backup taken before its database had one is of that lineage;
+    a new, empty database beside it has nothing a line could name), else a new one."""
+    with database.atomic():  # the write lock first: two services starting at once agree
+        ident = _identity()
+        if ident == 0:
+            named = [e["db"] for e in map(_parse, text.splitlines()) if _valid(e) and type(e.get("db")) is int]
+            ident = named[-1] if named else secrets.randbelow(2 ** 31 - 1) + 1
+            database.execute_sql(f"PRAGMA application_id = {int(ident)}")
+        return ident
 
 
 @contextlib.contextmanager
@@ -71,7 +96,8 @@ def note(kind: str, store_id: str, **fields) -> int:
     erases or withdraws). A ledger that cannot be written (a full card) is logged, never blocks
     the erasure itself: the person's request is carried out either way."""
     seq = max(clock.seq_now(), _mark() + 1)
-    line = json.dumps({"seq": seq, "kind": kind, "store": store_id, **fields}, separators=(",", ":")) + "\n"
+    line = json.dumps({"seq": seq, "kind": kind, "store": store_id, "db": _identity() or None, **fields},
+                      separators=(",", ":")) + "\n"
     try:
         with _locked() as fd:
             size = os.fstat(fd).st_size
@@ -101,22 +127,29 @@ def _valid(entry) -> bool:
     return entry.get("kind") == "withdraw" and isinstance(entry.get("purpose"), str)
 
 
-def pending() -> list[dict]:
-    """The ledger's lines above the database's mark (what a restore lost), oldest first."""
+def _parse(raw: str):
     try:
-        text = path().read_text(encoding="utf-8")
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _text() -> str:
+    try:
+        return path().read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
-    mark = _mark()
+        return ""
+
+
+def pending() -> list[dict]:
+    """The ledger's lines of this database above its mark (what a restore lost), oldest first.
+    A line naming no database is from before lines named one: taken as this database's."""
+    text, ident, mark = _text(), _identity(), _mark()
     out = []
-    for raw in text.splitlines():
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            entry = None
+    for entry in map(_parse, text.splitlines()):
         if not _valid(entry):
             logger.error("the erasure ledger has an unreadable line (a write cut short?): skipped")
-        elif entry["seq"] > mark:
+        elif entry["seq"] > mark and entry.get("db") in (None, ident or entry.get("db")):
             out.append(entry)
     return sorted(out, key=lambda e: e["seq"])
 
@@ -133,6 +166,7 @@ def replay(gateway=None) -> dict:
     """Apply every line above the database's mark again; returns what was redone."""
     done = {"erased": 0, "devices": 0, "withdrawn": 0}
     with database.connection_context():
+        _adopt_identity(_text())
         entries = pending()
         if not entries:
             return done

@@ -119,17 +119,20 @@ def test_a_negative_seq_line_is_never_applied(app, make_client):
         assert Lead.get_by_id(lead.id).erased_at is None
 
 
-@pytest.mark.xfail(strict=True, reason="design: a ledger line does not name its database; a ledger copied "
-                   "from another appliance (or two databases in one directory) erases this database's "
-                   "device rows by their small integer ids. Needs a database identity in each line (report).")
 def test_a_ledger_from_another_database_erases_nothing_here(app, make_client):
+    """A ledger copied from another appliance (or another database's in the same directory) named
+    this database's device rows by their small integer ids; each line now names its database."""
     lead = signed_in_lead(make_client, "10.0.0.36", "giang@example.com")
     with database.connection_context():
         [device] = Device.select().where(Device.lead == lead)
         mark = LedgerMark.select(LedgerMark.seq).scalar() or 0
     # A line as another appliance writes it: its own lead uid, row ids that mean other devices there.
     from portal import clock
+    with database.connection_context():
+        here = database.execute_sql("PRAGMA application_id").fetchone()[0]
+    assert here != 0
     append_line({"seq": max(mark + 1, clock.seq_now()), "kind": "erase", "store": "another-store", "lead": "someone-else",
+                 "db": here + 1,
                  "devices": [device.id]})
     # Written "before" this device was last seen here would not help: an old line of another box.
     with database.connection_context():
@@ -416,3 +419,27 @@ def test_two_services_starting_at_once_redo_each_line_once(app, settings, make_c
     with database.connection_context():
         assert Consent.select().where((Consent.lead == a.id) & (Consent.method == "restore")).count() == 1
         assert Lead.get_by_id(b.id).erased_at is not None
+
+
+def test_a_backup_from_before_its_database_had_an_identity_still_redoes_the_lines(app, settings, make_client, gateway):
+    """A backup taken before this version (its header holds no identity) is of this ledger's
+    lineage: restored, it takes the identity the ledger's lines name and redoes them."""
+    import sqlite3
+
+    from portal.config import database_path
+    from portal.db import init_db
+    from tests.faults.test_erasure_ledger import backup, put_back
+    lead = signed_in_lead(make_client, "10.0.0.43", "phuong@example.com")
+    copy = backup(settings)
+    with sqlite3.connect(copy) as older:
+        older.execute("PRAGMA application_id = 0")
+    with database.connection_context():
+        here = database.execute_sql("PRAGMA application_id").fetchone()[0]
+        privacy.erase_person(lead, [], gateway, "store-1", "guest")
+    assert json.loads(erasure_ledger.path().read_text().splitlines()[-1])["db"] == here
+    put_back(settings, copy)
+    init_db(database_path(settings))
+    assert erasure_ledger.replay()["erased"] == 1
+    with database.connection_context():
+        assert Lead.get_by_id(lead.id).erased_at is not None
+        assert database.execute_sql("PRAGMA application_id").fetchone()[0] == here
