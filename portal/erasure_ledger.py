@@ -63,8 +63,9 @@ def _adopt_identity(text: str) -> int:
     """The identity, given at the first start under this ledger if the database has none: the one
     the ledger's last lines name (a backup taken before its database had one is of that lineage;
     a new, empty database beside it has nothing a line could name), else a new one."""
-    if _identity():
-        return _identity()
+    ident = _identity()
+    if ident:
+        return ident
     with database.atomic():  # the write lock first: two services starting at once agree
         ident = _identity()
         if ident == 0:
