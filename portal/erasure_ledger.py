@@ -10,7 +10,10 @@ init-db`), every line above the database's mark is applied again: a restored dat
 and withdrawn again before any page, capture or job uses it; a database that is not restored has
 nothing above its mark.
 
-A line names the record by its random uid and device row ids, never an email, phone or MAC; numbers
+A line names the record by its random uid and device row ids, never an email, phone or MAC, and
+names its database (`_identity`: row ids mean other devices in another database). A line above
+the mark may also be one whose transaction rolled back: what the database holds newer than the
+line (a grant, a device seen) is left alone, so a replay never undoes what came after. Numbers
 only grow (microseconds on the floored clock, and above the mark), so a clock set back cannot
 hide a line. Lines older than the oldest backup are of no more use and are dropped by the purge
 (`trim`). Copy the ledger with the backups when you keep them off the appliance (docs/operations.md).
@@ -23,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from portal import clock
@@ -47,12 +51,36 @@ def _set_mark(seq: int) -> None:
                                                  update={LedgerMark.seq: seq}).execute()
 
 
+def _identity() -> int:
+    """This database's lineage: a number in its file header (PRAGMA application_id), which a
+    backup copies with the pages and nothing else uses. Each line names it, so a ledger copied
+    from another appliance, or another database's in the same directory, erases nothing here by
+    row ids that mean other devices there."""
+    return database.execute_sql("PRAGMA application_id").fetchone()[0]
+
+
+def _adopt_identity(text: str) -> int:
+    """The identity, given at the first start under this ledger if the database has none: the one
+    the ledger's last lines name (a backup taken before its database had one is of that lineage;
+    a new, empty database beside it has nothing a line could name), else a new one."""
+    ident = _identity()
+    if ident:
+        return ident
+    with database.atomic():  # the write lock first: two services starting at once agree
+        ident = _identity()
+        if ident == 0:
+            named = [e["db"] for e in map(_parse, text.splitlines()) if _valid(e) and type(e.get("db")) is int]
+            ident = named[-1] if named else secrets.randbelow(2 ** 31 - 1) + 1
+            database.execute_sql(f"PRAGMA application_id = {int(ident)}")
+        return ident
+
+
 @contextlib.contextmanager
 def _locked():
     """The ledger open for appending, under an exclusive lock; reopened if `trim` replaced the
     file while this process waited (an append to the old file would be lost)."""
     while True:
-        fd = os.open(path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path(), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -71,9 +99,13 @@ def note(kind: str, store_id: str, **fields) -> int:
     erases or withdraws). A ledger that cannot be written (a full card) is logged, never blocks
     the erasure itself: the person's request is carried out either way."""
     seq = max(clock.seq_now(), _mark() + 1)
-    line = json.dumps({"seq": seq, "kind": kind, "store": store_id, **fields}, separators=(",", ":")) + "\n"
+    line = json.dumps({"seq": seq, "kind": kind, "store": store_id, "db": _identity() or None, **fields},
+                      separators=(",", ":")) + "\n"
     try:
         with _locked() as fd:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut short (a power cut): not glued to it
+                line = "\n" + line
             os.write(fd, line.encode())
             os.fsync(fd)
     except OSError:
@@ -82,52 +114,99 @@ def note(kind: str, store_id: str, **fields) -> int:
     return seq
 
 
-def pending() -> list[dict]:
-    """The ledger's lines above the database's mark (what a restore lost), oldest first."""
+SEQ_MAX = 2 ** 63 - 1  # SQLite's largest integer: a mark above it could never be stored
+
+
+def _valid(entry) -> bool:
+    """A line this module could have written: anything else (a hand edit, another program's file)
+    is skipped with an error in the log, never stops a start (every service replays at start)."""
+    if not isinstance(entry, dict):
+        return False
+    seq, devices = entry.get("seq"), entry.get("devices", [])
+    if type(seq) is not int or not 0 < seq <= SEQ_MAX:
+        return False
+    if entry.get("kind") == "erase":
+        return isinstance(devices, list) and all(type(i) is int for i in devices)
+    return entry.get("kind") == "withdraw" and isinstance(entry.get("purpose"), str)
+
+
+def _parse(raw: str):
     try:
-        text = path().read_text(encoding="utf-8")
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _text() -> str:
+    try:
+        return path().read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
-    mark = _mark()
+        return ""
+
+
+def pending() -> list[dict]:
+    """The ledger's lines of this database above its mark (what a restore lost), oldest first.
+    A line naming no database is from before lines named one: taken as this database's."""
+    text, ident, mark = _text(), _identity(), _mark()
     out = []
-    for raw in text.splitlines():
-        try:
-            entry = json.loads(raw)
-            if int(entry["seq"]) > mark:
-                out.append(entry)
-        except (ValueError, KeyError, TypeError):
+    for entry in map(_parse, text.splitlines()):
+        if not _valid(entry):
             logger.error("the erasure ledger has an unreadable line (a write cut short?): skipped")
-    return sorted(out, key=lambda e: int(e["seq"]))
+        elif entry["seq"] > mark and entry.get("db") in (None, ident or entry.get("db")):
+            out.append(entry)
+    return sorted(out, key=lambda e: e["seq"])
+
+
+def _written_at(entry: dict) -> datetime.datetime:
+    """When the line was written, on the floored clock the database's own times use."""
+    return clock._EPOCH + datetime.timedelta(microseconds=min(entry["seq"], _MAX_MICROSECONDS))
+
+
+_MAX_MICROSECONDS = (datetime.datetime.max - clock._EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def replay(gateway=None) -> dict:
     """Apply every line above the database's mark again; returns what was redone."""
     done = {"erased": 0, "devices": 0, "withdrawn": 0}
     with database.connection_context():
+        _adopt_identity(_text())
         entries = pending()
         if not entries:
             return done
         from portal import consent, privacy  # only when a restore left something to redo
         from portal.gateway.null import NullGateway
-        from portal.models import Device, Lead
+        from portal.models import Consent, Device, Lead
         gateway = gateway or NullGateway()
         for entry in entries:
+            # A line above the mark is a restore's loss, or the line of a transaction that rolled
+            # back (the append is not undone with it). What the database holds newer than the line
+            # is not from before a backup: a grant given, a device seen, after it was written.
+            # Left alone, a person who came back, or a device row id given again, keeps its data.
+            at = _written_at(entry)
             with database.atomic():
                 store = str(entry.get("store") or "")
+                lead_uid = entry.get("lead") if isinstance(entry.get("lead"), str) else None
+                lead = Lead.get_or_none((Lead.uid == lead_uid) & Lead.erased_at.is_null()) if lead_uid else None
+                if lead is not None:
+                    newer = Consent.select().where((Consent.lead == lead) & (Consent.created_at > at))
+                    if entry["kind"] == "withdraw":
+                        newer = newer.where(Consent.purpose == entry["purpose"])
+                    else:
+                        newer = newer.where(Consent.granted == True)  # noqa: E712 (SQL)
+                    if newer.exists():
+                        lead = None
                 if entry["kind"] == "erase":
-                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null()) if entry.get("lead") else None
-                    devices = list(Device.select().where(Device.id.in_([int(i) for i in entry.get("devices", [])])))
+                    devices = list(Device.select().where(Device.id.in_(entry.get("devices", [])) & (Device.last_seen <= at)))
                     if lead is not None or devices:
                         privacy.erase_person(lead, devices, gateway, store, "restore", ledger=False)
                         done["erased"] += lead is not None
                         done["devices"] += len(devices)
                 elif entry["kind"] == "withdraw":
-                    lead = Lead.get_or_none((Lead.uid == entry.get("lead")) & Lead.erased_at.is_null())
-                    if lead is not None and entry.get("purpose") in consent.granted_purposes(lead):
+                    if lead is not None and entry["purpose"] in consent.granted_purposes(lead):
                         consent.record(lead, entry["purpose"], False, consent.Where(store, None, None, "restore"),
                                        ledger=False)
                         done["withdrawn"] += 1
-                _set_mark(max(int(entry["seq"]), _mark()))
+                _set_mark(max(entry["seq"], _mark()))
     logger.warning("after a restore from backup, redone from the erasure ledger: %s", done)
     return done
 
@@ -153,8 +232,13 @@ def _trim_locked(target: Path, before_seq: int) -> int:
     if len(keep) == len(lines):
         return 0
     tmp = target.with_name(FILE + ".tmp")
-    tmp.write_text("".join(keep), encoding="utf-8")
-    os.chmod(tmp, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, even briefly
+    try:
+        os.fchmod(fd, 0o600)  # a tmp left by a cut-short trim keeps its mode: set it again
+        os.write(fd, "".join(keep).encode("utf-8"))
+        os.fsync(fd)  # on the card before it replaces the ledger: a power cut leaves one or the other
+    finally:
+        os.close(fd)
     os.replace(tmp, target)
     return len(lines) - len(keep)
 

@@ -138,14 +138,19 @@ class Resets:
             manager = Manager.get_or_none(Manager.id == int(row.claim_uid[len(CODE_PREFIX):]))
         if manager is None or manager.disabled or manager.email_index != row.destination_index:
             raise accounts.AccountError("code_invalid")  # no such ticket, or the address changed since
-        if self._wrong_tries_today(manager) >= WRONG_TRIES_PER_DAY:
-            AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason="daily_tries")
-            raise accounts.AccountError("code_invalid")  # the same answer as a wrong code
-        try:
-            self.codes.check(ticket, code)
-        except VerificationError as exc:
-            AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason=exc.code)
-            raise accounts.AccountError("code_invalid") from None
+        # The cap read and the try counted in one transaction (it takes the write lock first): guesses
+        # sent at once queue, and none reads the count before the one ahead of it has added its try.
+        with database.atomic():
+            refused = "daily_tries" if self._wrong_tries_today(manager) >= WRONG_TRIES_PER_DAY else None
+            if refused is None:
+                try:
+                    self.codes.check(ticket, code)
+                except VerificationError as exc:  # caught inside: the wrong try stays counted
+                    refused = exc.code
+            if refused is not None:
+                AuditLog.record("anonymous", "password_reset_code_refused", manager.username, ip, reason=refused)
+        if refused is not None:
+            raise accounts.AccountError("code_invalid")  # a wrong code and the cap answer alike
         try:
             accounts.check_password_rules(manager.username, password)
         except accounts.AccountError:
@@ -160,8 +165,10 @@ class Resets:
             from portal import manager_sessions
             ended = manager_sessions.end_all(manager.id)
             # Every other code still out for this account dies with this one: a code seen earlier
-            # (a shared mailbox, a forwarded message) cannot reset the new password again.
-            VerificationCode.update(used_at=utcnow()).where(
+            # (a shared mailbox, a forwarded message) cannot reset the new password again. Each
+            # takes one try more: the daily cap takes one right try off every used code, and the
+            # wrong tries a guesser spent on these must not come back with this reset.
+            VerificationCode.update(used_at=utcnow(), tries=VerificationCode.tries + 1).where(
                 (VerificationCode.claim_uid == f"{CODE_PREFIX}{manager.id}") & VerificationCode.used_at.is_null()).execute()
             AuditLog.record(f"manager:{manager.username}", "password_reset_by_email", manager.username, ip,
                             sessions_ended=ended)
