@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests import pgserver  # noqa: E402
+from tests.perf import pgcopy  # noqa: E402
 from tests.livecheck import footfall_process  # noqa: E402
 
 BLOBS = 4096  # distinct ciphertexts shared by the people
@@ -190,12 +190,8 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     from central import add_store, add_token, chainstat
     from central import create_app as central_app
     from central.db import database as central_db
-    from portal.config import load_settings
-
-    schema = f"ff_read_{uuid.uuid4().hex[:8]}"
-    tmp = Path(tempfile.mkdtemp(prefix="footfall-central-read-"))
-    settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=dsn, central_schema=schema,
-                             log_level="WARNING", central_transfers_assessed="meta:2026-01-01,google:2026-01-01")
+    settings = pgcopy.central_settings(dsn, "read", central_transfers_assessed="meta:2026-01-01,google:2026-01-01")
+    schema = settings.central_schema
     capp = central_app(settings)
     vault = capp.extensions["central"]["vault"]
     result: dict = {"benchmark": "central_read", "people": args.people, "visits": args.visits, "stores": args.stores,
@@ -219,8 +215,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
             result["former_scan_seconds"] = round(time.perf_counter() - started, 1)
             result["members"] = {key: len(ids) for key, ids in found.items()}
         central_db.close_all()
-        env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": dsn, "FOOTFALL_CENTRAL_SCHEMA": schema,
-               "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        env = pgcopy.serve_env(settings)
         os.environ.pop("FOOTFALL_CENTRAL_WORKERS", None)  # the default workers
         smallest = min((k for k, n in result["members"].items() if n), key=result["members"].get)
         with footfall_process(["central", "serve", "--port", "0"], env, timeout=120) as (proc, port):

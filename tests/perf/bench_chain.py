@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -115,12 +114,9 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     from central import add_store
     from central import create_app as central_app
     from central.db import database as central_db
-    from portal.config import load_settings
 
-    schema = f"ff_chain_{uuid.uuid4().hex[:8]}"
-    tmp = Path(tempfile.mkdtemp(prefix="footfall-chain-"))
-    settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=dsn, central_schema=schema,
-                             log_level="WARNING")
+    settings = pgcopy.central_settings(dsn, "chain")
+    schema = settings.central_schema
     capp = central_app(settings)
     ids = [f"store-{i:03d}" for i in range(args.stores)]
     with central_db.connection_context():
@@ -146,8 +142,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     sent["visits"], sent["people"] = len(visits), len(emails)
 
     # The central store as shipped: `footfall central serve` with its default workers (central_workers).
-    env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": dsn, "FOOTFALL_CENTRAL_SCHEMA": schema,
-           "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    env = pgcopy.serve_env(settings)
     os.environ.pop("FOOTFALL_CENTRAL_WORKERS", None)  # footfall_process passes this process's environment on
     latencies: list[float] = []
     answers = {"applied": 0, "duplicates": 0}

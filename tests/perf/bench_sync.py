@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -99,8 +98,6 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, dsn: str) -> int:
-    schema = f"ff_bench_{uuid.uuid4().hex[:8]}"
-    tmp = Path(tempfile.mkdtemp(prefix="footfall-sync-"))
     from central import add_store
     from central import create_app as central_app
     from central.db import database as central_db
@@ -109,8 +106,8 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     from portal.db import database
     from portal.identity import load_or_create_keys
 
-    central_settings = load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=dsn, central_schema=schema,
-                                     log_level="WARNING")
+    central_settings = pgcopy.central_settings(dsn, "sync")
+    schema, tmp = central_settings.central_schema, Path(central_settings.data_dir).parent
     capp = central_app(central_settings)
     with central_db.connection_context():
         store_key = add_store("bench", "Bench store", capp.extensions["central"]["vault"])
@@ -124,8 +121,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         rows = fill_outbox(args.events, rt.vault)
     result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers,
                     "postgres": "FOOTFALL_TEST_DSN" if os.environ.get(pgserver.ENV_DSN) else "throwaway (fsync off)"}
-    env = {"FOOTFALL_DATA_DIR": str(tmp / "central"), "FOOTFALL_CENTRAL_DSN": dsn, "FOOTFALL_CENTRAL_SCHEMA": schema,
-           "FOOTFALL_CENTRAL_WORKERS": str(args.workers), "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    env = {**pgcopy.serve_env(central_settings), "FOOTFALL_CENTRAL_WORKERS": str(args.workers)}
     try:
         with footfall_process(["central", "serve", "--port", "0"], env, timeout=60) as (proc, port):
             target = sync.Target(f"http://127.0.0.1:{port}", "bench", keys.sync_key, allow_http=True)

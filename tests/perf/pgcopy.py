@@ -1,12 +1,33 @@
-"""The bare COPY baseline the central store's benchmarks compare against (bench_sync, bench_chain):
-the same visit rows copied into a table with no index, key or trigger, in the same run."""
+"""What the central store's benchmarks share (bench_sync, bench_chain, bench_central_read): a central
+on a schema of its own, the environment that serves it, and the bare COPY baseline they compare
+against (the same visit rows copied into a table with no index, key or trigger, in the same run)."""
 from __future__ import annotations
 
 import io
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 from tests import pgserver
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def central_settings(dsn: str, name: str, **extra):
+    """Settings of a central store on a new schema `ff_<name>_...`, its data in a new temporary folder."""
+    from portal.config import load_settings
+    tmp = Path(tempfile.mkdtemp(prefix=f"footfall-{name}-"))
+    return load_settings(environ={}, data_dir=str(tmp / "central"), central_dsn=dsn,
+                         central_schema=f"ff_{name}_{uuid.uuid4().hex[:8]}", log_level="WARNING", **extra)
+
+
+def serve_env(settings) -> dict[str, str]:
+    """The environment `footfall central serve` reads those settings from."""
+    return {"FOOTFALL_DATA_DIR": settings.data_dir, "FOOTFALL_CENTRAL_DSN": settings.central_dsn,
+            "FOOTFALL_CENTRAL_SCHEMA": settings.central_schema, "FOOTFALL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
 
 
 def connect(dsn: str, schema: str):
