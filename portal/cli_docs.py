@@ -77,7 +77,8 @@ def commands_command(ctx: click.Context, markdown: bool, config: str | None) -> 
 @config_option
 def privacy_record_command(defaults: bool, config: str | None) -> None:
     """Print the record of processing (markdown) from the settings and the policy texts in force."""
-    from portal.privacy_record import published_endpoints, published_texts, render, settings_in_force
+    from portal.privacy_record import render
+    from portal.privacy_record_sources import published_endpoints, published_texts, settings_in_force
 
     settings = settings_in_force(_settings(config))  # with the owner's panel edits, as the portal runs
     texts = None if defaults else published_texts(settings)

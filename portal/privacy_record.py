@@ -8,23 +8,12 @@ code does not do is said as plainly.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from typing import NamedTuple
 
-from portal.config import Settings, database_path
+from portal.config import Settings
 from portal.core.purposes import LANGUAGES, OPTIONAL_PURPOSES, REQUIRED_PURPOSE
 from portal.messages.zns import DEFAULT_URL as ZNS_URL
-from portal.policy_texts import DEFAULTS, DOCUMENTS, NOTICE, placeholders, render as render_text
-
-Texts = dict[tuple[str, str], str]
-
-
-class Endpoint(NamedTuple):
-    """A webhook endpoint the owner added: a recipient of the record."""
-    url: str
-    types: tuple[str, ...]
-    enabled: bool
-
+from portal.policy_texts import NOTICE
+from portal.privacy_record_sources import Endpoint, Texts, default_texts
 
 PURPOSE_ROWS = {
     REQUIRED_PURPOSE: ("WiFi access", "Let the device online for `session_seconds` after the visitor accepts the "
@@ -49,73 +38,6 @@ PURPOSE_ROWS = {
                       "otherwise each store's record stays apart, and a withdrawal separates it again.",
                       "Optional, unticked by default."),
 }
-
-
-def default_texts(settings: Settings) -> Texts:
-    """The texts a fresh portal publishes, rendered from the settings as portal.consent does."""
-    return {(doc, lang): render_text(DEFAULTS[doc][lang], placeholders(settings, lang)) for doc in DOCUMENTS for lang in LANGUAGES}
-
-
-def _read_only(settings: Settings, sql: str) -> list[tuple] | None:
-    """Rows of `sql` from this appliance's database opened read only, or None without one."""
-    path = database_path(settings)
-    if not path.is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-
-
-def published_texts(settings: Settings) -> Texts | None:
-    """The versions in force in this appliance's database (read only), or None without one."""
-    rows = _read_only(settings, "SELECT document, language, text FROM policy_version ORDER BY id")
-    if rows is None:
-        return None
-    texts = {(doc, lang): text for doc, lang, text in rows}  # ordered by id: the last version wins
-    return texts or None
-
-
-def settings_in_force(settings: Settings) -> Settings:
-    """The settings with the owner's panel edits on top (portal/store_settings.py apply), read only
-    from this appliance's database; the settings as given without one."""
-    import dataclasses
-    import json
-
-    from portal.store_settings import EDITABLE
-
-    path = database_path(settings)
-    if not path.is_file():
-        return settings
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute("SELECT key, value FROM store_setting").fetchall()
-        finally:
-            conn.close()
-        values = {key: json.loads(value) for key, value in rows if key in EDITABLE}
-    except (sqlite3.Error, ValueError):
-        return settings
-    return dataclasses.replace(settings, **values) if values else settings
-
-
-def published_endpoints(settings: Settings) -> list[Endpoint] | None:
-    """The webhook endpoints in this appliance's database (read only), or None without one."""
-    rows = _read_only(settings, "SELECT url, events, enabled FROM webhook_endpoint ORDER BY id")
-    if rows is None:
-        return None
-    return [Endpoint(url, tuple(t for t in (events or "").split(",") if t), bool(enabled)) for url, events, enabled in rows]
-
-
-def endpoints_in_force() -> list[Endpoint]:
-    """The webhook endpoints, read through the portal's own database connection (the panel)."""
-    from portal.webhooks.queue import WebhookEndpoint
-
-    return [Endpoint(e.url, tuple(e.types), bool(e.enabled)) for e in WebhookEndpoint.select().order_by(WebhookEndpoint.id)]
 
 
 def _sha(text: str) -> str:

@@ -14,7 +14,8 @@ from portal.cli import main
 from portal.cli_docs import commands_markdown
 from portal.config import load_settings
 from portal.db import database
-from portal.privacy_record import default_texts, published_texts, render
+from portal.privacy_record import render
+from portal.privacy_record_sources import default_texts, published_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -8,13 +8,14 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from portal import consent, privacy_record
+from portal import consent, privacy_record_sources
 from portal.cli import main
 from portal.config import SETTINGS, load_settings
 from portal.core.purposes import PURPOSES, VISIT_ANALYTICS
 from portal.db import database
 from portal.models import MODELS
-from portal.privacy_record import Endpoint, render
+from portal.privacy_record import render
+from portal.privacy_record_sources import Endpoint
 from portal.visits import FOLLOWED_PEOPLE_SQL
 
 
@@ -163,7 +164,7 @@ def test_the_cli_and_the_pack_name_the_endpoints_in_the_database(app, settings):
                                enabled=True, created_by="owner1")
         WebhookEndpoint.create(url="https://paused.example/in", secret_enc=b"x", events="visit.closed",
                                enabled=False, created_by="owner1")
-        assert "`hooks.getfly.example` (`lead.created`)" in render(settings, None, privacy_record.endpoints_in_force())
+        assert "`hooks.getfly.example` (`lead.created`)" in render(settings, None, privacy_record_sources.endpoints_in_force())
     env = {"FOOTFALL_DATA_DIR": settings.data_dir, "FOOTFALL_STORE_NAME": settings.store_name}
     shown = CliRunner().invoke(main, ["privacy-record"], env=env)
     assert shown.exit_code == 0, shown.output

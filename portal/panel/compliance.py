@@ -7,7 +7,7 @@ import datetime
 from flask import Response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal import compliance, consent, privacy_record
+from portal import compliance, consent, privacy_record, privacy_record_sources
 from portal.core import deadlines
 from portal.core.purposes import LANGUAGES
 from portal.models import utcnow
@@ -28,7 +28,7 @@ def compliance_pack():
     now = utcnow()
     compliance.seal_breaches(rt.vault)  # rows written before migration 0016
     rows = compliance.breaches()
-    return render_template("panel/compliance.html", record=privacy_record.render(settings, texts_in_force(), privacy_record.endpoints_in_force()),
+    return render_template("panel/compliance.html", record=privacy_record.render(settings, texts_in_force(), privacy_record_sources.endpoints_in_force()),
                            transfers=compliance.transfers(), platforms=compliance.PLATFORMS, breaches=rows,
                            clocks={b.id: compliance.breach_state(b, now) for b in rows}, now=now,
                            texts={b.id: compliance.breach_texts(b, rt.vault) for b in rows},
@@ -45,7 +45,7 @@ def _markdown(body: str, name: str) -> Response:
 @bp.get("/compliance/record.md")
 @requires("owner")
 def compliance_record():
-    return _markdown(privacy_record.render(runtime().settings, texts_in_force(), privacy_record.endpoints_in_force()),
+    return _markdown(privacy_record.render(runtime().settings, texts_in_force(), privacy_record_sources.endpoints_in_force()),
                      "record-of-processing")
 
 
