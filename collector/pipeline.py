@@ -23,6 +23,7 @@ KINDS = ("arp", "mdns", "dhcp")
 _IGNORED = ("", None, -1, None, None, None)  # the entry of a MAC in ignore_macs
 # feed_many's record header: the frame's timestamp as a double (a fraction of 0), its length.
 _LIVE_RECORD = struct.Struct("<dII")
+_WIDE: dict[str, struct.Struct] = {}  # a record's header format -> the same, then the ethertype's bytes
 
 
 def _randomized(mac: str) -> bool:
@@ -58,8 +59,13 @@ class Pipeline:
 
     def __init__(self, writer: Writer, gap: float, min_dwell: float, ignore_macs: frozenset[str] = frozenset(),
                  flush_seconds: float = 5.0, fast_path_entries: int = FAST_PATH_ENTRIES,
-                 pseudonyms: Pseudonyms | None = None, sweep_seconds: float = SWEEP_EVERY) -> None:
+                 pseudonyms: Pseudonyms | None = None, sweep_seconds: float = SWEEP_EVERY,
+                 save_runs: bool = True) -> None:
         self.writer = writer
+        # Runs in progress are saved at each flush (open_run) so that a restarted collector goes on
+        # with them; a replay has no "later" to go on in (its file is read again whole), so it
+        # saves none and a flush costs it the closed visits only, not a row per device present.
+        self.save_runs = save_runs
         self.pseudonyms = pseudonyms if pseudonyms is not None else Pseudonyms()
         self._clock: float | None = None  # the latest time seen (frames, or the live loop's clock)
         # How many runs restored under a pseudonym are still keyed by it, waiting for their device's
@@ -194,6 +200,12 @@ class Pipeline:
         sessions = self.sessions
         lan, gap, record_of = sessions.runs[LAN], sessions.gap, sessions._record
         unpack, head, end = record.unpack_from, record.size, len(data)
+        # The header and the frame's ethertype in one unpack (its two bytes as they lie, read
+        # only when the frame holds them); the last record of `data` may be too short for it.
+        wide = _WIDE.get(record.format)
+        if wide is None:
+            wide = _WIDE[record.format] = struct.Struct(record.format + "12xBB")
+        unpack_wide, wide_end = wide.unpack_from, end - wide.size
         next_sweep = self._next_sweep
         if next_sweep is None:
             next_sweep = float("-inf")  # the first sighting sets it
@@ -206,14 +218,17 @@ class Pipeline:
                 base = off + head
                 if base > end:
                     break
-                sec, frac, size = unpack(data, off)
+                if off <= wide_end:
+                    sec, frac, size, ether_high, ether = unpack_wide(data, off)
+                else:
+                    sec, frac, size = unpack(data, off)
+                    ether_high = ether = 0
                 if base + size > end:
                     break
                 off = base + size
                 ts = sec + frac * unit
                 table = entry = None
-                if size >= 42 and data[base + 12] == 0x08:
-                    ether = data[base + 13]
+                if size >= 42 and ether_high == 0x08:
                     if ether == 0x06:  # ARP: everything _arp reads lies in bytes 6..31
                         table, key = arp, data[base + 6:base + 32]
                         entry = arp.get(key)
@@ -356,8 +371,10 @@ class Pipeline:
         anonymous: dict[str, bool] = {}  # the visits' pseudonyms (a run's carries its randomized bit)
         # Rows of runs that ended go first: a run that began since may take the same name again.
         ended = [RunUpdate(text_of(mac, run.row), source, None, None, 0) for source, mac, run in sessions.ended]
+        if not self.save_runs:
+            sessions.ended = []  # (take_dirty, below, takes them otherwise)
         live = []
-        for source, mac, run in sessions.take_dirty():
+        for source, mac, run in (sessions.take_dirty() if self.save_runs else ()):
             if run is None:
                 continue  # in `ended` above
             if source == AIR and run.row is None:

@@ -41,7 +41,7 @@ def _ignored(settings, *interfaces: str) -> frozenset[str]:
 
 
 def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PATH_ENTRIES,
-              sweep_seconds: float = SWEEP_EVERY) -> tuple[Pipeline, Writer]:
+              sweep_seconds: float = SWEEP_EVERY, save_runs: bool = True) -> tuple[Pipeline, Writer]:
     # The collector can lose its last second to a power cut (visits are rebuilt from what is
     # left); the portal's leads and consents keep synchronous=FULL on their own connections.
     ensure_sound(database_path(settings), backups_dir(settings))
@@ -58,7 +58,7 @@ def _pipeline(settings, ignore: frozenset[str], fast_path_entries: int = FAST_PA
     writer = Writer(Store(OuiTable(settings.oui_file), pseudonyms))
     writer.start()
     pipeline = Pipeline(writer, settings.visit_gap_minutes * 60.0, settings.min_dwell_minutes * 60.0, ignore,
-                        float(settings.flush_seconds), fast_path_entries, pseudonyms, sweep_seconds)
+                        float(settings.flush_seconds), fast_path_entries, pseudonyms, sweep_seconds, save_runs)
     return pipeline, writer
 
 
@@ -78,7 +78,8 @@ def replay(settings, path: str | Path, stop: threading.Event | None = None, fast
         # is the same whenever its run is closed (its last sighting ends it), only no one
         # watches a replay's runs in progress, and the sweep looks at every run.
         pipeline, writer = _pipeline(settings, _ignored(settings),
-                                     sweep_seconds=max(SWEEP_EVERY, settings.visit_gap_minutes * 60.0))
+                                     sweep_seconds=max(SWEEP_EVERY, settings.visit_gap_minutes * 60.0),
+                                     save_runs=False)
         tick, stats = pipeline.tick, pipeline.stats
         if fast and reader.linktype == LINKTYPE_ETHERNET:  # frames read in place from the file's mmap
             feed_records, data, record, unit = pipeline.feed_records, reader.data, reader.record, reader.unit

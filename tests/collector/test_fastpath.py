@@ -144,11 +144,12 @@ class Collect:
         self.batches.append(batch)
 
 
-def run(frames, fast, chunks=None, entries=1 << 18):
+def run(frames, fast, chunks=None, entries=1 << 18, save_runs=True):
     writer = Collect()
     # The same key bytes for both paths, so that their batches can be compared name for name.
     names = Pseudonyms(random=random.Random(15).randbytes)
-    pipeline = Pipeline(writer, 900, 300, frozenset({"3c:22:fb:00:00:09"}), fast_path_entries=entries, pseudonyms=names)
+    pipeline = Pipeline(writer, 900, 300, frozenset({"3c:22:fb:00:00:09"}), fast_path_entries=entries, pseudonyms=names,
+                        save_runs=save_runs)
     if fast:
         i = 0
         for size in chunks or [len(frames)]:
@@ -208,6 +209,25 @@ def test_a_small_table_limit_changes_nothing_but_memory():
     ref_stats, ref_batches, _ = run(frames, False, [500] * 5)
     assert (stats, batches) == (ref_stats, ref_batches)
     assert all(len(t) <= 8 for t in (pipeline._arp, pipeline._mdns, pipeline._dhcp))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_a_replay_saves_no_run_in_progress_and_closes_the_same_visits(fast):
+    """A replay (save_runs=False) hands the writer no run in progress at any flush, only what a
+    run that saves them would hand it besides: the same visits, devices and pseudonyms."""
+    rng = random.Random(18)
+    frames = []
+    for i in range(4000):
+        mac = bytes([0x3C if i % 3 else 0xDA, 0x22, 0xFB, 0, 0, rng.randrange(60)])
+        frames.append((T0 + i * 4.0, rng.choice((arp_frame, dhcp_frame, mdns_frame))(mac, rng.randrange(3))))
+    saving = run(frames, fast, [600] * 6)
+    replaying = run(frames, fast, [600] * 6, save_runs=False)
+    assert any(b.runs for b in saving[1])  # the flushes in between did save runs in progress
+    assert not any(b.runs for b in replaying[1])
+    assert replaying[0] == saving[0]
+    strip = lambda batches: [(b.devices, b.visits, b.anonymous) for b in batches if b.devices or b.visits]  # noqa: E731
+    assert strip(replaying[1]) == strip(saving[1])
+    assert sum(len(b.visits) for b in replaying[1]) > 20
 
 
 def test_runs_that_start_and_end_between_flushes_cost_no_delete():
