@@ -118,9 +118,10 @@ def drop_expired(cur, now: datetime.datetime, retention_days: int) -> dict:
     _lock(cur)
     gone, keep = expired(cur, now, retention_days)
     rows = 0
-    for name in gone:
+    for name in gone:  # counted first: the count reads the month, batches go on meanwhile
         cur.execute(f"SELECT count(*) FROM {name}")
         rows += cur.fetchone()[0]
+    for name in gone:
         cur.execute(f"DROP TABLE {name}")
     cur.execute(f"DELETE FROM {DEFAULT} WHERE start < %s", (keep,))
     rows += cur.rowcount
