@@ -161,12 +161,12 @@ def purge_months(db, now: datetime.datetime, retention_days: int, dry_run: bool 
     again (their first visit is older than the oldest month kept)."""
     from central import chainstat  # it builds on central.people, which imports this module
 
-    with db.atomic():
-        created = ensure(db.cursor(), now, retention_days)
-    if dry_run:
+    if dry_run:  # changes nothing, partitions included
         with db.atomic():
             gone, keep = expired(db.cursor(), now, retention_days)
-        return {"partitions_created": created, "partitions_dropped": gone, "oldest_month_kept": keep.isoformat()}
+        return {"partitions_dropped": gone, "oldest_month_kept": keep.isoformat()}
+    with db.atomic():
+        created = ensure(db.cursor(), now, retention_days)
     with db.atomic():
         cur = db.cursor()
         cur.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}s'")
