@@ -48,7 +48,10 @@ def name_of(month: datetime.date) -> str:
 
 
 def cutoff_month(now: datetime.datetime, retention_days: int) -> datetime.date:
-    """The oldest month still kept: every month before it ends before `now - retention_days`."""
+    """The oldest month still kept: every month before it ends before `now - retention_days`
+    (January of year 1 for a retention reaching further back than the calendar)."""
+    if retention_days >= (now - datetime.datetime.min).days:
+        return datetime.date.min
     return month_of(now - datetime.timedelta(days=retention_days))
 
 

@@ -345,3 +345,9 @@ def test_a_busy_visit_table_makes_the_purge_give_up_dropping_with_a_clear_error(
     done = cli(central_settings, "purge")
     assert done.exit_code == 0 and json.loads(done.output)["visits"]["visits_dropped"] == 1
     assert rows("SELECT count(*) FROM visit WHERE start = %s", old) == [(0,)] and stat_equals_scan()
+
+
+@pytest.mark.parametrize("days", [800_000, 10**12])
+def test_a_retention_longer_than_the_calendar_keeps_every_month(days):
+    assert visits.cutoff_month(NOW, days) == datetime.date.min
+    assert visits.cutoff_month(NOW, 31) == visits.month_of(NOW - datetime.timedelta(days=31))
