@@ -43,6 +43,12 @@ def appliance_process() -> None:
         sys.modules.setdefault("psycopg2", None)  # type: ignore[arg-type]
 
 
+def given_config() -> str | None:
+    """The --config given to a group above the running command, if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_CONFIG) if ctx is not None else None
+
+
 def _settings(config: str | None, **overrides):
     if config is None:
         ctx = click.get_current_context(silent=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 from portal import clock
-from portal.db import database
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ class Heartbeat(threading.Thread):
     write the status file. stop() writes a last one and tells systemd the process is stopping."""
 
     def __init__(self, process: str, data_dir: str | os.PathLike, alive: Callable[[], bool],
-                 counters: Callable[[], dict] | None = None, interval: float | None = None) -> None:
+                 counters: Callable[[], dict] | None = None, interval: float | None = None,
+                 database: bool = True) -> None:
         super().__init__(name=f"{process}-heartbeat", daemon=True)
         self.process, self.alive, self.counters = process, alive, counters or (lambda: {})
         self.interval = interval or watchdog_interval()
@@ -61,6 +61,9 @@ class Heartbeat(threading.Thread):
         self.path = self.data_dir / "health" / f"{process}.json"
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
         self.failed_checks = 0
+        # The process's own database counters; False for the scheduler, whose jobs run in children
+        # (portal/scheduler.py) and which keeps peewee out of its memory.
+        self.database = database
         self._stop = threading.Event()
 
     def ready(self) -> None:
@@ -92,7 +95,7 @@ class Heartbeat(threading.Thread):
     def write(self, alive: bool, stopped: bool = False) -> None:
         status = {"process": self.process, "pid": os.getpid(), "started": self.started, "stopped": stopped,
                   "updated": datetime.datetime.now().isoformat(timespec="seconds"), "alive": alive,
-                  "failed_checks": self.failed_checks, "database": database.stats.snapshot(), **self.counters()}
+                  "failed_checks": self.failed_checks, **self._database(), **self.counters()}
         try:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
@@ -100,6 +103,12 @@ class Heartbeat(threading.Thread):
             os.replace(tmp, self.path)
         except OSError as exc:  # a full card must not stop the heartbeat itself
             logger.warning("cannot write %s: %s", self.path, exc.strerror)
+
+    def _database(self) -> dict:
+        if not self.database:
+            return {}
+        from portal.db import database
+        return {"database": database.stats.snapshot()}
 
     def stop(self) -> None:
         sd_notify("STOPPING=1")

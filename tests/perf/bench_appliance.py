@@ -2,6 +2,13 @@
 and the scheduler after its jobs, running together on one database, as on a Raspberry Pi Zero 2 W
 (512 MB for everything).
 
+The scheduler runs as systemd runs it (`footfall scheduler`): its timers in its own process, each
+job in a child (`footfall jobs run NAME`, portal/scheduler.py). Push and webhooks come due every 5
+s here, so it has run children of its own before it is measured ("steady": between children); the
+other jobs' timers are minutes to a week apart, so each of them runs once the way the scheduler
+runs it, as a child, and its peak RSS is read from the kernel's rusage ("job_children"). "peak"
+is the steady total plus the largest child: the scheduler runs one child at a time.
+
 Reports per process VmRSS (what each holds, shared libraries counted in each), VmHWM (its peak)
 and PSS (shared pages divided among the processes sharing them: what they take together), and
 beside them the same run's baseline, three bare Python interpreters. Needs root (the collector
@@ -75,6 +82,31 @@ def seed_devices(data: Path, devices: int) -> None:
                    "SELECT id, 'lan', ?, ?, 1 FROM device", (stamp, stamp))
 
 
+JOBS_RUN_AS_CHILDREN = ("segments", "segments-full", "checkpoint", "signin_visits", "forget", "name_index",
+                        "activation", "purge", "backup", "weekly_summary")
+
+
+def child_peak(argv: list[str], env: dict) -> dict:
+    """Run one job's child to its end: exit status and its peak RSS (the kernel's rusage)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    return {"exit": proc.returncode, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), **({"stderr": err[-500:]} if err else {})}
+
+
+def scheduler_children(pid: int) -> list[int]:
+    """Its children, from every thread's list (the scheduler starts them from a worker thread)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
 def bare_baseline() -> dict:
     procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(3)]
     time.sleep(1.0)
@@ -109,40 +141,72 @@ def main() -> int:
         portal_env = {"FOOTFALL_DATA_DIR": str(data), "FOOTFALL_LISTEN_HOST": "127.0.0.1", "FOOTFALL_LISTEN_PORT": "0",
                       "FOOTFALL_PORTAL_URL": "http://portal.test:8080", "FOOTFALL_PANEL_REQUIRE_2FA": "false",
                       "FOOTFALL_RATE_LIMIT_COUNT": "1000000", "FOOTFALL_LOG_LEVEL": "WARNING"}
+        footfall = Path(sys.executable).with_name("footfall")  # the console script the unit runs
+        command = [str(footfall)] if footfall.exists() else [sys.executable, "-m", "portal"]
+        # Push and webhooks every 5 s (the central is not enrolled: push reads its keys and stops);
+        # a heartbeat a second (WATCHDOG_USEC without NOTIFY_SOCKET) so its status file is fresh.
+        scheduler_env = {**env, "FOOTFALL_SYNC_INTERVAL_SECONDS": "5", "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "5",
+                         "WATCHDOG_USEC": "2000000"}
         with footfall_process(["portal"], portal_env) as (portal, port), Veth() as net:
             result["portal_load"] = load_portal(port, args.sign_ins, env)
             collector = start_collector(net.gw, data, {"FOOTFALL_FLUSH_SECONDS": "2"})
-            scheduler = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env,
+            scheduler = subprocess.Popen([*command, "scheduler"], env=scheduler_env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 assert "scheduler running" in scheduler.stdout.readline()
                 threading.Thread(target=scheduler.stdout.read, daemon=True).start()
                 subprocess.run(["ip", "netns", "exec", net.tx, sys.executable, "-c", SENDER, str(frames), "5000",
                                 str(args.devices / 5000)], check=True, capture_output=True)
-                # The scheduler's jobs, run in its own process the way its timers run them.
-                for job in ("segments", "checkpoint"):
-                    subprocess.run([sys.executable, "-m", "portal", "jobs", "run", job], env=env, check=True,
-                                   capture_output=True)
-                time.sleep(3)
+                # Every other job once, as the scheduler runs it: a child of its own, to its end.
+                result["job_children"] = {job: child_peak([*command, "jobs", "run", job], env)
+                                          for job in JOBS_RUN_AS_CHILDREN}
+                # The scheduler's own children (push, webhooks) until it has run a few, sampling
+                # the three together while one runs; then measured between children.
+                status_file = data / "health" / "scheduler.json"
+                deadline, during, runs = time.monotonic() + 60, [], 0
+                while time.monotonic() < deadline and runs < 6:
+                    for child in scheduler_children(scheduler.pid):
+                        try:
+                            during.append(sum(memory(p)["rss_mb"] for p in (portal.pid, collector.pid, scheduler.pid, child)))
+                        except (OSError, IndexError):
+                            pass  # the child ended meanwhile
+                    try:
+                        runs = json.loads(status_file.read_text())["jobs"]["runs"]
+                    except (OSError, ValueError, KeyError):
+                        pass
+                    time.sleep(0.05)
+                while scheduler_children(scheduler.pid):
+                    time.sleep(0.05)
+                time.sleep(1)
                 figures = {"portal": memory(portal.pid), "collector": memory(collector.pid),
                            "scheduler": memory(scheduler.pid)}
+                scheduler_jobs = json.loads(status_file.read_text())["jobs"]
             finally:
                 scheduler.terminate()
                 scheduler.wait(timeout=30)
                 collector_stats = stop_collector(collector)
     result.update(figures)
+    result["scheduler_own_children"] = {**scheduler_jobs, "together_rss_mb_sampled_while_one_ran":
+                                        round(max(during), 1) if during else None}
     result["collector_sightings"] = collector_stats["sightings"]
     total_rss = round(sum(f["rss_mb"] for f in figures.values()), 1)
     total_pss = round(sum(f["pss_mb"] for f in figures.values()), 1)
+    largest_child = max([c["peak_rss_mb"] for c in result["job_children"].values()]
+                        + [round(scheduler_jobs["child_peak_rss_kb"] / 1024, 1)])
     result.update({"total_rss_mb": total_rss, "total_pss_mb": total_pss,
-                   "total_rss_above_bare_mb": round(total_rss - result["baseline_three_bare_pythons"]["rss_mb"], 1)})
+                   "total_rss_above_bare_mb": round(total_rss - result["baseline_three_bare_pythons"]["rss_mb"], 1),
+                   "peak_rss_mb_with_the_largest_job_child": round(total_rss + largest_child, 1)})
     # The issue's figure is RSS summed over the three, which counts every shared library (the
-    # interpreter, two OpenSSLs, SQLite) three times; PSS is what they take together.
-    result["goals"] = {f"total_rss<={args.budget_mb:g}MB": total_rss <= args.budget_mb,
-                       f"total_pss<={args.budget_mb:g}MB": total_pss <= args.budget_mb,
+    # interpreter, two OpenSSLs, SQLite) three times; PSS is what they take together. The goal
+    # is on the steady state; the peak while a job's child runs is reported beside it.
+    result["goals"] = {f"rss_together<={args.budget_mb:g}MB": total_rss <= args.budget_mb,
+                       f"pss_together<={args.budget_mb:g}MB": total_pss <= args.budget_mb,
                        "portal_load_without_errors": result["portal_load"]["server_errors"] == 0
                        and result["portal_load"]["sign_ins"] == args.sign_ins,
-                       "collector_saw_every_device": collector_stats["sightings"] >= args.devices}
+                       "collector_saw_every_device": collector_stats["sightings"] >= args.devices,
+                       "scheduler_ran_its_own_children_without_failure": scheduler_jobs["runs"] >= 6
+                       and scheduler_jobs["failed"] == 0 and scheduler_jobs["stopped_over_limit"] == 0,
+                       "every_job_child_succeeded": all(c["exit"] == 0 for c in result["job_children"].values())}
     print(json.dumps(result, indent=2))
     return 0
 

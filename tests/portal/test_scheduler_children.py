@@ -1,0 +1,209 @@
+"""The scheduler runs each job in a child process (portal/scheduler.py): real processes throughout.
+
+A driver process runs portal.scheduler.run with a job table of its own whose children are small
+Python programs (fail, hang, sleep), so each rule is seen on a real child: a failure is logged and
+the scheduler goes on, a job never overlaps itself, a hung child is stopped at its limit, and
+SIGTERM stops the children (and what they started). The last tests run the real `footfall
+scheduler` and check what its own process holds."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DRIVER = """
+import json, logging, sys
+from apscheduler.triggers.interval import IntervalTrigger
+from portal import scheduler
+from portal.config import load_settings
+from portal.jobs import Job
+
+logging.basicConfig(level="INFO", stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s", force=True)
+spec = json.loads(sys.argv[1])
+scheduler.GRACE_SECONDS = spec["grace"]
+jobs = {name: Job(name, None, lambda s, every=job["every"]: IntervalTrigger(seconds=every), name, job["limit"])
+        for name, job in spec["jobs"].items()}
+argv = {name: [sys.executable, "-c", job["code"]] for name, job in spec["jobs"].items()}
+argv["prepare"] = [sys.executable, "-c", spec.get("prepare", "print('{}')")]
+sys.exit(scheduler.run(load_settings(None), jobs=jobs, command=argv.__getitem__,
+                       on_ready=lambda: print("ready", flush=True)))
+"""
+
+
+class Driver:
+    def __init__(self, tmp_path: Path, jobs: dict, grace: float = 2.0, prepare: str | None = None) -> None:
+        spec = {"jobs": jobs, "grace": grace, **({"prepare": prepare} if prepare else {})}
+        (tmp_path / "data").mkdir(exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FOOTFALL_DATA_DIR": str(tmp_path / "data"),
+               "WATCHDOG_USEC": "1000000", "PYTHONUNBUFFERED": "1"}
+        env.pop("NOTIFY_SOCKET", None)
+        self.log = tmp_path / "scheduler.log"
+        self.health = tmp_path / "data" / "health" / "scheduler.json"
+        self._out = open(self.log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(spec)], env=env, cwd=tmp_path,
+                                     stdout=self._out, stderr=subprocess.STDOUT)
+
+    def wait_for(self, check, timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"not seen: {what}\n{self.text()}")
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def jobs(self) -> dict:
+        try:
+            return json.loads(self.health.read_text())["jobs"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._out.close()
+
+
+@pytest.fixture
+def driver(tmp_path):
+    started = []
+
+    def start(jobs: dict, **kw) -> Driver:
+        started.append(Driver(tmp_path, jobs, **kw))
+        return started[-1]
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+
+
+def test_a_failing_child_is_logged_and_the_scheduler_goes_on(driver, tmp_path):
+    runs = tmp_path / "runs"
+    d = driver({"fails": {"every": 1, "limit": 30,
+                          "code": f"open({str(runs)!r}, 'a').write('x'); raise SystemExit(3)"}})
+    d.wait_for(lambda: runs.exists() and len(runs.read_text()) >= 3, what="three runs of the failing job")
+    assert d.proc.poll() is None, d.text()
+    assert d.text().count("ERROR portal.scheduler: job fails failed (exit status 3)") >= 2
+    d.wait_for(lambda: d.jobs().get("failed", 0) >= 2, what="failures counted in the status file")
+    assert d.stop() == 0
+
+
+def test_a_job_never_overlaps_itself(driver, tmp_path):
+    trace = tmp_path / "trace"
+    code = (f"import os, time\nf = open({str(trace)!r}, 'a', buffering=1)\nf.write('start\\n')\n"
+            "time.sleep(2.5)\nf.write('end\\n')")
+    d = driver({"slow": {"every": 1, "limit": 30, "code": code}})
+    d.wait_for(lambda: trace.exists() and trace.read_text().count("end") >= 2, what="two runs of the slow job")
+    assert d.stop() == 0
+    lines = trace.read_text().split()
+    # Due every second, each run takes 2.5 s: never a second start before the first ended.
+    assert all(a != b for a, b in zip(lines, lines[1:])), lines
+    assert "maximum number of running instances reached" in d.text()
+
+
+def test_a_hung_child_is_stopped_at_its_limit_even_when_it_ignores_sigterm(driver, tmp_path):
+    pids = tmp_path / "pids"
+    code = (f"import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\ntime.sleep(1000)")
+    d = driver({"hangs": {"every": 1, "limit": 1, "code": code}}, grace=1.0)
+    d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, what="a second run after the hung one")
+    first = int(pids.read_text().split()[0])
+    assert gone(first)
+    assert "ERROR portal.scheduler: job hangs still running after 1 s: stopped" in d.text()
+    d.wait_for(lambda: d.jobs().get("stopped_over_limit", 0) >= 1, what="the stop counted")
+    assert d.stop() == 0
+
+
+def test_sigterm_stops_the_running_child_and_what_it_started(driver, tmp_path):
+    pids = tmp_path / "pids"
+    code = (f"import os, subprocess, time\nkid = subprocess.Popen(['sleep', '1000'])\n"
+            f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{kid.pid}}')\ntime.sleep(1000)")
+    d = driver({"long": {"every": 1, "limit": 3600, "code": code}}, grace=5.0)
+    d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="the long child and its own child")
+    child, grandchild = map(int, pids.read_text().split())
+    assert d.stop() == 0
+    assert gone(child) and gone(grandchild)
+    assert "job long failed" not in d.text()
+    assert "job long stopped (the scheduler is stopping)" in d.text()
+
+
+def test_a_failed_preparation_starts_no_job(driver, tmp_path):
+    runs = tmp_path / "runs"
+    d = driver({"any": {"every": 1, "limit": 30, "code": f"open({str(runs)!r}, 'a').write('x')"}},
+               prepare="raise SystemExit(2)")
+    assert d.proc.wait(timeout=30) == 1
+    d.stop()
+    assert "job prepare failed (exit status 2)" in d.text()
+    assert "no job started" in d.text()
+    assert not runs.exists()
+
+
+def _run(args, env):
+    return subprocess.run([sys.executable, "-m", "portal", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_libraries(tmp_path):
+    env = {**os.environ, "FOOTFALL_DATA_DIR": str(tmp_path), "FOOTFALL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+           "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "1", "WATCHDOG_USEC": "1000000"}
+    env.pop("NOTIFY_SOCKET", None)
+    assert _run(["init-db"], env).returncode == 0
+    log = open(tmp_path / "out.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    status = tmp_path / "health" / "scheduler.json"
+    try:
+        deadline = time.monotonic() + 60
+        jobs = {}
+        while time.monotonic() < deadline and jobs.get("runs", 0) < 3:
+            time.sleep(0.2)
+            try:
+                jobs = json.loads(status.read_text())["jobs"]
+            except (OSError, ValueError, KeyError):
+                pass
+        assert jobs.get("runs", 0) >= 3 and jobs["failed"] == 0, (tmp_path / "out.log").read_text()
+        assert jobs["child_peak_rss_kb"] > 0
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        # The jobs' libraries stay in the children: no cryptography, no SQLite, no Jinja in here.
+        for library in ("cryptography", "_sqlite3", "markupsafe", "_argon2"):
+            assert library not in maps, library
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        log.close()
+    text = (tmp_path / "out.log").read_text()
+    assert "INFO portal.scheduler: job prepare:" in text
+    assert "INFO portal.scheduler: job webhooks: {" in text
+
+
+def test_jobs_prepare_and_jobs_run_report_what_they_did(tmp_path):
+    env = {**os.environ, "FOOTFALL_DATA_DIR": str(tmp_path), "FOOTFALL_LOG_LEVEL": "WARNING"}
+    assert _run(["init-db"], env).returncode == 0
+    prepared = _run(["jobs", "prepare"], env)
+    assert prepared.returncode == 0, prepared.stderr
+    assert json.loads(prepared.stdout) == {"erasures_redone": {"devices": 0, "erased": 0, "withdrawn": 0},
+                                           "recovery": None}
+    unknown = _run(["jobs", "run", "nosuch"], env)
+    assert unknown.returncode == 1 and "unknown job 'nosuch'" in unknown.stderr
