@@ -12,10 +12,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable
 
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
 from portal.config import backups_dir, database_path
+from portal.scheduler import Daily, Every
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +22,7 @@ logger = logging.getLogger(__name__)
 class Job:
     name: str
     run: Callable[[object], dict]
-    trigger: Callable[[object], object]  # settings -> APScheduler trigger
+    trigger: Callable[[object], Every | Daily]  # settings -> when it runs
     help: str
     limit_seconds: int = 900  # a run still going after this is stopped (portal/scheduler.py)
 
@@ -220,23 +218,23 @@ def _checkpoint(settings) -> dict:
 
 
 JOBS = {job.name: job for job in (
-    Job("push", _push, lambda s: IntervalTrigger(seconds=s.sync_interval_seconds), "Push the outbox to the central store."),
-    Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file.",
+    Job("push", _push, lambda s: Every(s.sync_interval_seconds), "Push the outbox to the central store."),
+    Job("backup", _backup, lambda s: Daily(2, 45), "Online backup of the SQLite file.",
         3600),
-    Job("segments", _segments, lambda s: IntervalTrigger(minutes=15),
+    Job("segments", _segments, lambda s: Every(15 * 60),
         "Bring segment members up to date: the people who may have moved since the last run."),
-    Job("segments-full", _segments_full, lambda s: CronTrigger(hour=3, minute=45),
+    Job("segments-full", _segments_full, lambda s: Daily(3, 45),
         "Recompute every segment's members from all the visits (the incremental runs' check).", 3600),
-    Job("checkpoint", _checkpoint, lambda s: IntervalTrigger(minutes=10), "Fold the WAL into the database."),
-    Job("forget", _forget, lambda s: IntervalTrigger(minutes=10), "Forget just-connect devices whose session ended."),
-    Job("name_index", _name_index, lambda s: IntervalTrigger(minutes=10), "Index the words of names not yet searchable."),
-    Job("weekly_summary", _weekly_summary, lambda s: CronTrigger(day_of_week="mon", hour=8, minute=15),
+    Job("checkpoint", _checkpoint, lambda s: Every(10 * 60), "Fold the WAL into the database."),
+    Job("forget", _forget, lambda s: Every(10 * 60), "Forget just-connect devices whose session ended."),
+    Job("name_index", _name_index, lambda s: Every(10 * 60), "Index the words of names not yet searchable."),
+    Job("weekly_summary", _weekly_summary, lambda s: Daily(8, 15, weekday=0),
         "Email the week's summary to the owners (when turned on)."),
-    Job("activation", _activation, lambda s: IntervalTrigger(minutes=5), "Plan and send automated and campaign messages."),
-    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days).", 3600),
-    Job("webhooks", _webhooks, lambda s: IntervalTrigger(seconds=s.webhook_interval_seconds),
+    Job("activation", _activation, lambda s: Every(5 * 60), "Plan and send automated and campaign messages."),
+    Job("purge", _purge, lambda s: Daily(3, 30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days).", 3600),
+    Job("webhooks", _webhooks, lambda s: Every(s.webhook_interval_seconds),
         "Queue and send signed webhooks to the store's CRM endpoints."),
-    Job("signin_visits", _signin_visits, lambda s: IntervalTrigger(minutes=5),
+    Job("signin_visits", _signin_visits, lambda s: Every(5 * 60),
         "Count sign-ins as visits where no collector saw the device."),
 )}
 
@@ -267,4 +265,4 @@ def prepare(settings) -> dict:
 def next_run(name: str, settings, now: datetime.datetime | None = None) -> datetime.datetime | None:
     """When the scheduler runs this job next (local time of the appliance)."""
     now = now or datetime.datetime.now().astimezone()
-    return JOBS[name].trigger(settings).get_next_fire_time(None, now)
+    return datetime.datetime.fromtimestamp(JOBS[name].trigger(settings).first(now.timestamp())).astimezone()

@@ -2,17 +2,21 @@
 
 Why children (issue 18, tests/perf/bench_appliance.py): a scheduler that ran its jobs itself held
 everything they import (peewee, the models, cryptography, the sync client) for good, about 46 MB
-of the Pi's 512; this process holds APScheduler and the job table (about 27 MB) and a job's
-memory is given back when its child exits. The price is a Python start per run (about 0.25 s of
-CPU on the benchmark machine) and a peak while a child runs, stated beside the idle figure.
+of the Pi's 512. This process holds the job table, its timers and a list of children (about 18
+MB); a job's memory is given back when its child exits. The timers are this module's own (Every,
+Daily) rather than APScheduler's, whose import alone (asyncio, ssl, importlib.metadata,
+multiprocessing) costs about 10 MB here. The price of children is a Python start per run (about
+0.25 s of CPU on the benchmark machine) and a peak while a child runs, stated beside the idle
+figure.
 
-The rules of the in-process scheduler are kept: a job never overlaps itself (max_instances=1:
-its APScheduler job lasts as long as its child), missed runs coalesce into one, and a run more
-than an hour late is skipped. Children run one at a time (a single-worker executor), so the peak
-is this process plus one child, never the whole table at once. A child still running after its
-job's `limit_seconds` is stopped (SIGTERM, then SIGKILL); a child that fails is logged and the
-next run tries again. SIGTERM here starts no new child and stops the running ones within
-`GRACE_SECONDS`: every job is idempotent and transactional, so a stopped run loses only time.
+The rules of the APScheduler scheduler before are kept: a job never overlaps itself (a run that
+comes due while the last is still running or waiting is skipped), missed runs coalesce into one,
+and a run more than an hour late (a machine that slept, a clock set forward) is skipped. Children
+run one at a time (one worker), so the peak is this process plus one child, never the whole table
+at once. A child still running after its job's `limit_seconds` is stopped (SIGTERM, then
+SIGKILL); a child that fails is logged and the next run tries again. SIGTERM here starts no new
+child and stops the running one within `GRACE_SECONDS`: every job is idempotent and
+transactional, so a stopped run loses only time.
 """
 from __future__ import annotations
 
@@ -23,13 +27,59 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0  # between a child's SIGTERM and its SIGKILL (systemd's TimeoutStopSec is 30)
+MISFIRE_GRACE_SECONDS = 3600  # a run later than this is skipped; the next one comes as planned
 PREPARE = "prepare"  # the first child: `footfall jobs prepare` (portal/jobs.py: prepare)
 PREPARE_LIMIT_SECONDS = 280  # the unit's TimeoutStartSec is 300
+
+
+@dataclass(frozen=True)
+class Every:
+    """Every so many seconds, the first one that long after the start."""
+    seconds: float
+
+    def first(self, now: float) -> float:
+        return now + self.seconds
+
+    def following(self, due: float, now: float) -> float:
+        """The next due time after now on this timer's grid: the runs missed meanwhile are one."""
+        return due + self.seconds * (int((now - due) // self.seconds) + 1)
+
+    def horizon(self) -> float:
+        return self.seconds
+
+
+@dataclass(frozen=True)
+class Daily:
+    """At a local time of the appliance every day, or on one weekday (0 is Monday)."""
+    hour: int
+    minute: int
+    weekday: int | None = None
+
+    def first(self, now: float) -> float:
+        day = date.fromtimestamp(now)
+        for days in range(9):
+            d = day + timedelta(days=days)
+            if self.weekday is None or d.weekday() == self.weekday:
+                # mktime reads the machine's zone and its summer time (is_dst -1: the zone decides)
+                at = time.mktime((d.year, d.month, d.day, self.hour, self.minute, 0, 0, 0, -1))
+                if at > now:
+                    return at
+        raise AssertionError("a day within nine")
+
+    def following(self, due: float, now: float) -> float:
+        # Past the hour a clock set back in autumn repeats: one run per day, not two.
+        return self.first(max(due, now) + 3601)
+
+    def horizon(self) -> float:
+        return 8 * 86400.0
 
 
 def job_command(name: str, config: str | None = None) -> list[str]:
@@ -130,53 +180,91 @@ class Children:
                 self._end(child)
 
 
+class Timetable:
+    """Which jobs are due, run by one worker thread in children, one at a time."""
+
+    def __init__(self, jobs: dict, timers: dict, children: Children, now: float) -> None:
+        self.jobs, self.timers, self.children = jobs, timers, children
+        self.due = {name: timer.first(now) for name, timer in timers.items()}
+        self.waiting: deque[str] = deque()
+        self.pending: set[str] = set()  # waiting or running: a job never overlaps itself
+        self._ready = threading.Condition()
+
+    def tick(self, now: float) -> None:
+        """Queue what came due; a due time the clock went back past is planned again from now."""
+        for name, timer in self.timers.items():
+            due = self.due[name]
+            if due - now > timer.horizon():
+                self.due[name] = timer.first(now)
+                continue
+            if due > now:
+                continue
+            self.due[name] = timer.following(due, now)
+            if now - due > MISFIRE_GRACE_SECONDS:
+                logger.warning("job %s skipped: %d s late (the machine slept or its clock moved)", name, now - due)
+            elif name in self.pending:
+                logger.warning("job %s skipped: its last run is still running or waiting", name)
+            else:
+                with self._ready:
+                    self.pending.add(name)
+                    self.waiting.append(name)
+                    self._ready.notify()
+
+    def work(self, stop: threading.Event) -> None:
+        """The worker: each waiting job in a child, in the order they came due."""
+        while not stop.is_set():
+            with self._ready:
+                if not self.waiting:
+                    self._ready.wait(1.0)
+                    continue
+                name = self.waiting.popleft()
+            try:
+                self.children.run(name, self.jobs[name].limit_seconds)
+            except Exception:  # a child that cannot even start (no memory, no such file): logged, next time again
+                logger.exception("job %s could not run", name)
+            finally:
+                with self._ready:
+                    self.pending.discard(name)
+
+
 def run(settings, config: str | None = None, jobs: dict | None = None,
         command: Callable[[str], Sequence[str]] | None = None, on_ready: Callable[[], None] | None = None) -> int:
     """Run the scheduler until SIGTERM or SIGINT; the process's exit status."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    from apscheduler.triggers.interval import IntervalTrigger
-
     from portal.health import Heartbeat
 
     if jobs is None:
         from portal.jobs import JOBS as jobs
     children = Children(command or (lambda name: job_command(name, config)))
-    # Two executors: the children one at a time; the liveness tick never waits behind a child.
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1), "children": ThreadPoolExecutor(1)},
-                                  job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-    for job in jobs.values():
-        scheduler.add_job(children.run, job.trigger(settings), args=(job.name, job.limit_seconds), id=job.name,
-                          name=job.help, executor="children")
-    # Alive while APScheduler's own loop still runs jobs: a tick job every heartbeat.
+    stop_event = threading.Event()
+    # Alive while the loop below still turns: it ticks at least every second.
     ticked = [time.monotonic()]
     heartbeat = Heartbeat("scheduler", settings.data_dir, alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval,
                           counters=lambda: {"jobs": children.figures()}, database=False)
-    scheduler.add_job(lambda: ticked.__setitem__(0, time.monotonic()), IntervalTrigger(seconds=heartbeat.interval),
-                      id="heartbeat", name="Liveness tick")
 
     def stop(*_):
         children.stop()
-        if scheduler.running:
-            heartbeat.stop()
-            scheduler.shutdown(wait=False)
+        stop_event.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     # The database checked (a damaged one restored) and the erasure ledger redone, before any job.
     status = children.run(PREPARE, PREPARE_LIMIT_SECONDS)
-    if status is None:
+    if status is None or stop_event.is_set():
         return 0 if children.stopping else 1
     if status != 0:
         logger.error("the scheduler's preparation failed (`footfall jobs prepare`): no job started")
         return 1
+    table = Timetable(jobs, {name: job.trigger(settings) for name, job in jobs.items()}, children, time.time())
+    worker = threading.Thread(target=table.work, args=(stop_event,), name="scheduler-children", daemon=True)
+    worker.start()
     logger.info("scheduler started: %s", ", ".join(jobs))
     heartbeat.ready()
     if on_ready:
         on_ready()
-    if children.stopping:  # a SIGTERM before the loop started
-        heartbeat.stop()
-        return 0
-    scheduler.start()
+    while not stop_event.wait(1.0 - time.time() % 1.0):
+        ticked[0] = time.monotonic()
+        table.tick(time.time())
+    heartbeat.stop()
     children.wait()
+    worker.join(timeout=children.grace)
     return 0

@@ -86,14 +86,20 @@ JOBS_RUN_AS_CHILDREN = ("segments", "segments-full", "checkpoint", "signin_visit
                         "activation", "purge", "backup", "weekly_summary")
 
 
+# The child's peak from the kernel's rusage, read by a bare interpreter that starts it: a child
+# forked from this (large) process would carry this process's peak in its own ru_maxrss.
+PEAK_OF = ("import json, os, subprocess, sys\n"
+           "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+           "err = p.stderr.read().decode(errors='replace'); _, status, usage = os.wait4(p.pid, 0)\n"
+           "print(json.dumps({'exit': os.waitstatus_to_exitcode(status), 'peak_kb': usage.ru_maxrss, 'stderr': err[-500:]}))")
+
+
 def child_peak(argv: list[str], env: dict) -> dict:
-    """Run one job's child to its end: exit status and its peak RSS (the kernel's rusage)."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    return {"exit": proc.returncode, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), **({"stderr": err[-500:]} if err else {})}
+    """Run one job's child to its end: exit status and its peak RSS."""
+    out = json.loads(subprocess.run([sys.executable, "-c", PEAK_OF, *argv], env=env, check=True,
+                                    capture_output=True, text=True).stdout)
+    return {"exit": out["exit"], "peak_rss_mb": round(out["peak_kb"] / 1024, 1),
+            **({"stderr": out["stderr"]} if out["stderr"] else {})}
 
 
 def scheduler_children(pid: int) -> list[int]:
@@ -105,6 +111,18 @@ def scheduler_children(pid: int) -> list[int]:
         except OSError:
             pass
     return found
+
+
+def unit_environment(process: str) -> dict:
+    """The Environment= lines of the process's systemd unit (FOOTFALL_CONFIG aside): run as it runs."""
+    env = {}
+    for line in (ROOT / "systemd" / f"footfall-{process}.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            for pair in line.split("=", 1)[1].split():
+                key, _, value = pair.partition("=")
+                if key != "FOOTFALL_CONFIG":
+                    env[key] = value
+    return env
 
 
 def bare_baseline() -> dict:
@@ -128,7 +146,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print(json.dumps({"benchmark": "appliance", "error": "needs root (network namespaces for the collector)"}))
         return 1
-    result: dict = {"benchmark": "appliance", "baseline_three_bare_pythons": bare_baseline()}
+    result: dict = {"benchmark": "appliance", "baseline_three_bare_pythons": bare_baseline(),
+                    "unit_environment": {p: unit_environment(p) for p in ("portal", "collector", "scheduler")}}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "FOOTFALL_DATA_DIR": str(data), "FOOTFALL_LOG_LEVEL": "WARNING"}
@@ -140,16 +159,18 @@ def main() -> int:
         frames.write_text(json.dumps([arp_frame(mac_of(i, i % 3 == 0), i).hex() for i in range(args.devices)]))
         portal_env = {"FOOTFALL_DATA_DIR": str(data), "FOOTFALL_LISTEN_HOST": "127.0.0.1", "FOOTFALL_LISTEN_PORT": "0",
                       "FOOTFALL_PORTAL_URL": "http://portal.test:8080", "FOOTFALL_PANEL_REQUIRE_2FA": "false",
-                      "FOOTFALL_RATE_LIMIT_COUNT": "1000000", "FOOTFALL_LOG_LEVEL": "WARNING"}
+                      "FOOTFALL_RATE_LIMIT_COUNT": "1000000", "FOOTFALL_LOG_LEVEL": "WARNING",
+                      **result["unit_environment"]["portal"]}
         footfall = Path(sys.executable).with_name("footfall")  # the console script the unit runs
         command = [str(footfall)] if footfall.exists() else [sys.executable, "-m", "portal"]
         # Push and webhooks every 5 s (the central is not enrolled: push reads its keys and stops);
         # a heartbeat a second (WATCHDOG_USEC without NOTIFY_SOCKET) so its status file is fresh.
-        scheduler_env = {**env, "FOOTFALL_SYNC_INTERVAL_SECONDS": "5", "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "5",
+        scheduler_env = {**env, **result["unit_environment"]["scheduler"], "FOOTFALL_SYNC_INTERVAL_SECONDS": "5", "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "5",
                          "WATCHDOG_USEC": "2000000"}
         with footfall_process(["portal"], portal_env) as (portal, port), Veth() as net:
             result["portal_load"] = load_portal(port, args.sign_ins, env)
-            collector = start_collector(net.gw, data, {"FOOTFALL_FLUSH_SECONDS": "2"})
+            collector = start_collector(net.gw, data, {"FOOTFALL_FLUSH_SECONDS": "2",
+                                                      **result["unit_environment"]["collector"]})
             scheduler = subprocess.Popen([*command, "scheduler"], env=scheduler_env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:

@@ -3,8 +3,9 @@
 A driver process runs portal.scheduler.run with a job table of its own whose children are small
 Python programs (fail, hang, sleep), so each rule is seen on a real child: a failure is logged and
 the scheduler goes on, a job never overlaps itself, a hung child is stopped at its limit, and
-SIGTERM stops the children (and what they started). The last tests run the real `footfall
-scheduler` and check what its own process holds."""
+SIGTERM stops the children (and what they started). Then the timers' arithmetic (coalescing,
+misfires, the clock going back, summer time), and the real `footfall scheduler` with what its own
+process holds."""
 from __future__ import annotations
 
 import json
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from portal import scheduler
+
 ROOT = Path(__file__).resolve().parents[2]
 
 DRIVER = """
 import json, logging, sys
-from apscheduler.triggers.interval import IntervalTrigger
 from portal import scheduler
 from portal.config import load_settings
 from portal.jobs import Job
@@ -29,7 +31,7 @@ from portal.jobs import Job
 logging.basicConfig(level="INFO", stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s", force=True)
 spec = json.loads(sys.argv[1])
 scheduler.GRACE_SECONDS = spec["grace"]
-jobs = {name: Job(name, None, lambda s, every=job["every"]: IntervalTrigger(seconds=every), name, job["limit"])
+jobs = {name: Job(name, None, lambda s, every=job["every"]: scheduler.Every(every), name, job["limit"])
         for name, job in spec["jobs"].items()}
 argv = {name: [sys.executable, "-c", job["code"]] for name, job in spec["jobs"].items()}
 argv["prepare"] = [sys.executable, "-c", spec.get("prepare", "print('{}')")]
@@ -122,7 +124,7 @@ def test_a_job_never_overlaps_itself(driver, tmp_path):
     lines = trace.read_text().split()
     # Due every second, each run takes 2.5 s: never a second start before the first ended.
     assert all(a != b for a, b in zip(lines, lines[1:])), lines
-    assert "maximum number of running instances reached" in d.text()
+    assert "WARNING portal.scheduler: job slow skipped: its last run is still running or waiting" in d.text()
 
 
 def test_a_hung_child_is_stopped_at_its_limit_even_when_it_ignores_sigterm(driver, tmp_path):
@@ -160,6 +162,54 @@ def test_a_failed_preparation_starts_no_job(driver, tmp_path):
     assert "job prepare failed (exit status 2)" in d.text()
     assert "no job started" in d.text()
     assert not runs.exists()
+
+
+def test_every_coalesces_missed_runs_into_one_on_its_grid():
+    every = scheduler.Every(10)
+    assert every.first(100.0) == 110.0
+    assert every.following(110.0, 110.0) == 120.0
+    assert every.following(110.0, 175.0) == 180.0  # six missed: one run now, the next at 180
+
+
+class _Recorder:
+    def __init__(self):
+        self.names = []
+
+    def run(self, name, limit):
+        self.names.append(name)
+
+
+def test_the_timetable_skips_a_run_hours_late_and_replans_after_the_clock_went_back(caplog):
+    jobs = {"a": type("J", (), {"limit_seconds": 5})()}
+    table = scheduler.Timetable(jobs, {"a": scheduler.Every(60)}, _Recorder(), now=1000.0)
+    table.tick(1060.0)
+    assert list(table.waiting) == ["a"]
+    table.tick(1120.0)  # still waiting from the last time: not queued twice
+    assert list(table.waiting) == ["a"] and "job a skipped: its last run is still running or waiting" in caplog.text
+    table.waiting.clear(), table.pending.clear()
+    table.tick(1180.0 + 2 * 3600)  # the machine slept two hours: that run is skipped, the next is planned
+    assert not table.waiting and "job a skipped: 7200 s late" in caplog.text
+    assert table.due["a"] == 1180.0 + 2 * 3600 + 60
+    table.tick(500.0)  # the clock went back: planned again from now, not in two hours
+    assert table.due["a"] == 560.0
+
+
+def test_daily_runs_once_at_its_local_time_through_summer_time(machine_zone):
+    import datetime
+
+    machine_zone("Europe/Berlin")
+    zone = __import__("zoneinfo").ZoneInfo("Europe/Berlin")
+    at = lambda *a: datetime.datetime(*a, tzinfo=zone).timestamp()  # noqa: E731
+    backup = scheduler.Daily(2, 45)
+    # The night clocks go back (25 October 2026), 02:45 comes twice: one run, then the next night.
+    first = backup.first(at(2026, 10, 25, 1, 0))
+    assert datetime.datetime.fromtimestamp(first, zone).strftime("%d %H:%M") == "25 02:45"
+    following = backup.following(first, first + 1)
+    assert datetime.datetime.fromtimestamp(following, zone).strftime("%d %H:%M") == "26 02:45"
+    # Mondays at 08:15 (weekly summary), local time whatever the season.
+    weekly = scheduler.Daily(8, 15, weekday=0)
+    monday = datetime.datetime.fromtimestamp(weekly.first(at(2026, 3, 27, 12, 0)), zone)
+    assert (monday.strftime("%a %d %H:%M"), monday.utcoffset()) == ("Mon 30 08:15", datetime.timedelta(hours=2))
 
 
 def _run(args, env):
