@@ -91,14 +91,15 @@ JOBS_RUN_AS_CHILDREN = ("segments", "segments-full", "checkpoint", "signin_visit
 PEAK_OF = ("import json, os, subprocess, sys\n"
            "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
            "err = p.stderr.read().decode(errors='replace'); _, status, usage = os.wait4(p.pid, 0)\n"
-           "print(json.dumps({'exit': os.waitstatus_to_exitcode(status), 'peak_kb': usage.ru_maxrss, 'stderr': err[-500:]}))")
+           "print(json.dumps({'exit': os.waitstatus_to_exitcode(status), 'peak_kb': usage.ru_maxrss,\n"
+           "                  'cpu': usage.ru_utime + usage.ru_stime, 'stderr': err[-500:]}))")
 
 
 def child_peak(argv: list[str], env: dict) -> dict:
     """Run one job's child to its end: exit status and its peak RSS."""
     out = json.loads(subprocess.run([sys.executable, "-c", PEAK_OF, *argv], env=env, check=True,
                                     capture_output=True, text=True).stdout)
-    return {"exit": out["exit"], "peak_rss_mb": round(out["peak_kb"] / 1024, 1),
+    return {"exit": out["exit"], "peak_rss_mb": round(out["peak_kb"] / 1024, 1), "cpu_seconds": round(out["cpu"], 2),
             **({"stderr": out["stderr"]} if out["stderr"] else {})}
 
 
@@ -208,7 +209,9 @@ def main() -> int:
                 collector_stats = stop_collector(collector)
     result.update(figures)
     result["scheduler_own_children"] = {**scheduler_jobs, "together_rss_mb_sampled_while_one_ran":
-                                        round(max(during), 1) if during else None}
+                                        round(max(during), 1) if during else None,
+                                        "cpu_seconds_per_child": round(scheduler_jobs["children_cpu_seconds"]
+                                                                       / max(1, scheduler_jobs["runs"]), 2)}
     result["collector_sightings"] = collector_stats["sightings"]
     total_rss = round(sum(f["rss_mb"] for f in figures.values()), 1)
     total_pss = round(sum(f["pss_mb"] for f in figures.values()), 1)
