@@ -194,6 +194,7 @@ def visits(config: str | None, days: int, top: int, as_json: bool, since, until)
 def scheduler(config: str | None) -> None:
     """Run the scheduled jobs (segments every 15 minutes, retention purge daily): the timers in this
     one process, each run in a child process (`footfall jobs run NAME`), one at a time."""
+    appliance_process()
     import logging
 
     from portal import scheduler as timers

@@ -257,3 +257,12 @@ def test_jobs_prepare_and_jobs_run_report_what_they_did(tmp_path):
                                            "recovery": None}
     unknown = _run(["jobs", "run", "nosuch"], env)
     assert unknown.returncode == 1 and "unknown job 'nosuch'" in unknown.stderr
+
+
+@pytest.mark.parametrize(("environment", "applied"), [({}, True), ({"MALLOC_ARENA_MAX": "4"}, False)])
+def test_appliance_processes_keep_two_malloc_arenas_unless_the_environment_says(environment, applied):
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    code = "from portal.cli_common import few_malloc_arenas; print(few_malloc_arenas())"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **environment}, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == str(applied)
