@@ -25,6 +25,8 @@ class Job:
     trigger: Callable[[object], Every | Daily]  # settings -> when it runs
     help: str
     limit_seconds: int = 900  # a run still going after this is stopped (portal/scheduler.py)
+    # settings -> why the scheduler need not run it at all (None: it must); read once, at start.
+    idle_because: Callable[[object], str | None] = lambda s: None
 
 
 def _segments(settings) -> dict:
@@ -218,7 +220,8 @@ def _checkpoint(settings) -> dict:
 
 
 JOBS = {job.name: job for job in (
-    Job("push", _push, lambda s: Every(s.sync_interval_seconds), "Push the outbox to the central store."),
+    Job("push", _push, lambda s: Every(s.sync_interval_seconds), "Push the outbox to the central store.",
+        idle_because=lambda s: None if s.central_url else "no central_url: this appliance is on its own"),
     Job("backup", _backup, lambda s: Daily(2, 45), "Online backup of the SQLite file.",
         3600),
     Job("segments", _segments, lambda s: Every(15 * 60),

@@ -257,7 +257,14 @@ def run(settings, config: str | None = None, jobs: dict | None = None,
     if status != 0:
         logger.error("the scheduler's preparation failed (`footfall jobs prepare`): no job started")
         return 1
-    table = Timetable(jobs, {name: job.trigger(settings) for name, job in jobs.items()}, children, time.time())
+    timers = {}
+    for name, job in jobs.items():
+        idle = job.idle_because(settings)
+        if idle:  # a child every few seconds to learn that it has nothing to do: not started at all
+            logger.info("job %s not scheduled: %s", name, idle)
+        else:
+            timers[name] = job.trigger(settings)
+    table = Timetable(jobs, timers, children, time.time())
     worker = threading.Thread(target=table.work, args=(stop_event,), name="scheduler-children", daemon=True)
     worker.start()
     logger.info("scheduler started: %s", ", ".join(jobs))

@@ -246,6 +246,28 @@ def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_li
     text = (tmp_path / "out.log").read_text()
     assert "INFO portal.scheduler: job prepare:" in text
     assert "INFO portal.scheduler: job webhooks: {" in text
+    # On its own (no central_url), push would only ever say so: no child for it at all.
+    assert "INFO portal.scheduler: job push not scheduled: no central_url: this appliance is on its own" in text
+
+
+def test_push_is_scheduled_once_a_central_store_is_named(tmp_path):
+    env = {**os.environ, "FOOTFALL_DATA_DIR": str(tmp_path), "FOOTFALL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+           "FOOTFALL_CENTRAL_URL": "https://central.example.com/", "FOOTFALL_SYNC_INTERVAL_SECONDS": "1"}
+    env.pop("NOTIFY_SOCKET", None)
+    assert _run(["init-db"], env).returncode == 0
+    log = tmp_path / "out.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "job push: " not in log.read_text():
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    text = log.read_text()
+    assert 'INFO portal.scheduler: job push: {"skipped": "not enrolled' in text, text
+    assert "job push not scheduled" not in text
 
 
 def test_jobs_prepare_and_jobs_run_report_what_they_did(tmp_path):
