@@ -3,10 +3,13 @@ and the scheduler after its jobs, running together on one database, as on a Rasp
 (512 MB for everything).
 
 The scheduler runs as systemd runs it (`footfall scheduler`): its timers in its own process, each
-job in a child (`footfall jobs run NAME`, portal/scheduler.py). Push and webhooks come due every 5
-s here, so it has run children of its own before it is measured ("steady": between children); the
-other jobs' timers are minutes to a week apart, so each of them runs once the way the scheduler
-runs it, as a child, and its peak RSS is read from the kernel's rusage ("job_children"). "peak"
+job in a child (`footfall jobs run NAME`, portal/scheduler.py). Webhooks come due every 2 s here
+(push is not scheduled: no central store), so it has run children of its own before it is measured
+("steady": between children); the other jobs' timers are minutes to a week apart, so each of them
+runs once the way the scheduler runs it, as a child, with its peak RSS from the kernel's rusage
+and its CPU time ("job_children"). Each process gets its unit's Environment= lines and WATCHDOG_USEC from
+its WatchdogSec= (its heartbeat, which also gives malloc's free pages back: portal/health.py), and
+"steady" is measured once each has had a heartbeat since the load. "peak"
 is the steady total plus the largest child: the scheduler runs one child at a time.
 
 Reports per process VmRSS (what each holds, shared libraries counted in each), VmHWM (its peak)
@@ -82,7 +85,7 @@ def seed_devices(data: Path, devices: int) -> None:
                    "SELECT id, 'lan', ?, ?, 1 FROM device", (stamp, stamp))
 
 
-JOBS_RUN_AS_CHILDREN = ("segments", "segments-full", "checkpoint", "signin_visits", "forget", "name_index",
+JOBS_RUN_AS_CHILDREN = ("push", "segments", "segments-full", "checkpoint", "signin_visits", "forget", "name_index",
                         "activation", "purge", "backup", "weekly_summary")
 
 
@@ -115,7 +118,8 @@ def scheduler_children(pid: int) -> list[int]:
 
 
 def unit_environment(process: str) -> dict:
-    """The Environment= lines of the process's systemd unit (FOOTFALL_CONFIG aside): run as it runs."""
+    """What the process's systemd unit gives it: its Environment= lines (FOOTFALL_CONFIG aside) and
+    WATCHDOG_USEC from WatchdogSec= (its heartbeat, half of that, also gives free memory back)."""
     env = {}
     for line in (ROOT / "systemd" / f"footfall-{process}.service").read_text().splitlines():
         if line.startswith("Environment="):
@@ -123,7 +127,23 @@ def unit_environment(process: str) -> dict:
                 key, _, value = pair.partition("=")
                 if key != "FOOTFALL_CONFIG":
                     env[key] = value
+        elif line.startswith("WatchdogSec="):
+            env["WATCHDOG_USEC"] = str(int(line.split("=", 1)[1].rstrip("s")) * 1_000_000)
     return env
+
+
+def wait_for_heartbeats(data: Path, processes: tuple[str, ...], since: float, timeout: float) -> dict:
+    """Wait until each process wrote its status file after `since` (a heartbeat since the load):
+    the steady state. Returns how long after `since` each one did (None: not within the timeout)."""
+    seen: dict = {p: None for p in processes}
+    deadline = time.time() + timeout
+    while time.time() < deadline and None in seen.values():
+        for p in processes:
+            path = data / "health" / f"{p}.json"
+            if seen[p] is None and path.exists() and path.stat().st_mtime > since:
+                seen[p] = round(path.stat().st_mtime - since, 1)
+        time.sleep(0.2)
+    return seen
 
 
 def bare_baseline() -> dict:
@@ -164,9 +184,9 @@ def main() -> int:
                       **result["unit_environment"]["portal"]}
         footfall = Path(sys.executable).with_name("footfall")  # the console script the unit runs
         command = [str(footfall)] if footfall.exists() else [sys.executable, "-m", "portal"]
-        # Push and webhooks every 5 s (the central is not enrolled: push reads its keys and stops);
-        # a heartbeat a second (WATCHDOG_USEC without NOTIFY_SOCKET) so its status file is fresh.
-        scheduler_env = {**env, **result["unit_environment"]["scheduler"], "FOOTFALL_SYNC_INTERVAL_SECONDS": "5", "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "5",
+        # Webhooks every 2 s; a heartbeat a second (WATCHDOG_USEC without NOTIFY_SOCKET) so the
+        # status file with its counts is fresh.
+        scheduler_env = {**env, **result["unit_environment"]["scheduler"], "FOOTFALL_WEBHOOK_INTERVAL_SECONDS": "2",
                          "WATCHDOG_USEC": "2000000"}
         with footfall_process(["portal"], portal_env) as (portal, port), Veth() as net:
             result["portal_load"] = load_portal(port, args.sign_ins, env)
@@ -185,21 +205,29 @@ def main() -> int:
                 # The scheduler's own children (push, webhooks) until it has run a few, sampling
                 # the three together while one runs; then measured between children.
                 status_file = data / "health" / "scheduler.json"
-                deadline, during, runs = time.monotonic() + 60, [], 0
-                while time.monotonic() < deadline and runs < 6:
+                def runs() -> int:
+                    try:
+                        return json.loads(status_file.read_text())["jobs"]["runs"]
+                    except (OSError, ValueError, KeyError):
+                        return 0
+                deadline, during, first = time.monotonic() + 60, [], runs()
+                while time.monotonic() < deadline and runs() < max(6, first + 3):
                     for child in scheduler_children(scheduler.pid):
                         try:
                             during.append(sum(memory(p)["rss_mb"] for p in (portal.pid, collector.pid, scheduler.pid, child)))
                         except (OSError, IndexError):
                             pass  # the child ended meanwhile
-                    try:
-                        runs = json.loads(status_file.read_text())["jobs"]["runs"]
-                    except (OSError, ValueError, KeyError):
-                        pass
                     time.sleep(0.05)
                 while scheduler_children(scheduler.pid):
                     time.sleep(0.05)
-                time.sleep(1)
+                # Steady: each process has had a heartbeat since the load ended (as the units run
+                # them: every WatchdogSec/2), and the scheduler is between children.
+                interval = int(result["unit_environment"]["portal"].get("WATCHDOG_USEC", 30_000_000)) / 2e6
+                result["heartbeat_seconds_after_load"] = wait_for_heartbeats(
+                    data, ("portal", "collector"), time.time(), 2 * interval + 5)
+                while scheduler_children(scheduler.pid):
+                    time.sleep(0.05)
+                time.sleep(0.5)
                 figures = {"portal": memory(portal.pid), "collector": memory(collector.pid),
                            "scheduler": memory(scheduler.pid)}
                 scheduler_jobs = json.loads(status_file.read_text())["jobs"]

@@ -288,3 +288,23 @@ def test_appliance_processes_keep_two_malloc_arenas_unless_the_environment_says(
     out = subprocess.run([sys.executable, "-c", code], env={**env, **environment}, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == str(applied)
+
+
+TRIM = """
+import sys
+from portal.health import Heartbeat
+def rss(): return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1024
+blocks = [bytes(4000) for _ in range(10000)]  # 40 MB through malloc (above pymalloc's 512 bytes)
+keep = blocks[::50]  # a few kept, spread over the heap: its top cannot simply shrink
+del blocks
+before = rss()
+Heartbeat("test", sys.argv[1], alive=lambda: True, database=False).beat()
+print(before, rss())
+"""
+
+
+def test_a_heartbeat_gives_the_free_memory_back(tmp_path):
+    """What glibc keeps after a burst goes back to the system (portal/health.py: every heartbeat)."""
+    before, after = map(int, subprocess.run([sys.executable, "-c", TRIM, str(tmp_path)], capture_output=True,
+                                            text=True, check=True).stdout.split())
+    assert before - after >= 20, (before, after)
