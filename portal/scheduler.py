@@ -241,7 +241,8 @@ def run(settings, config: str | None = None, jobs: dict | None = None,
     stop_event = threading.Event()
     # Alive while the loop below still turns: it ticks at least every second.
     ticked = [time.monotonic()]
-    heartbeat = Heartbeat("scheduler", settings.data_dir, alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval,
+    heartbeat = Heartbeat("scheduler", settings.data_dir,
+                          alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval,
                           counters=lambda: {"jobs": children.figures()}, database=False)
 
     def stop(*_):

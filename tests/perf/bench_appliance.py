@@ -7,10 +7,10 @@ job in a child (`footfall jobs run NAME`, portal/scheduler.py). Webhooks come du
 (push is not scheduled: no central store), so it has run children of its own before it is measured
 ("steady": between children); the other jobs' timers are minutes to a week apart, so each of them
 runs once the way the scheduler runs it, as a child, with its peak RSS from the kernel's rusage
-and its CPU time ("job_children"). Each process gets its unit's Environment= lines and WATCHDOG_USEC from
-its WatchdogSec= (its heartbeat, which also gives malloc's free pages back: portal/health.py), and
-"steady" is measured once each has had a heartbeat since the load. "peak"
-is the steady total plus the largest child: the scheduler runs one child at a time.
+and its CPU time ("job_children"). "peak" is the steady total plus the largest child: the
+scheduler runs one child at a time. Each process gets its unit's Environment= lines and
+WATCHDOG_USEC from its WatchdogSec= (its heartbeat, which also gives malloc's free pages back:
+portal/health.py); "steady" is measured once each has had a heartbeat since the load.
 
 Reports per process VmRSS (what each holds, shared libraries counted in each), VmHWM (its peak)
 and PSS (shared pages divided among the processes sharing them: what they take together), and
@@ -214,7 +214,8 @@ def main() -> int:
                 while time.monotonic() < deadline and runs() < max(6, first + 3):
                     for child in scheduler_children(scheduler.pid):
                         try:
-                            during.append(sum(memory(p)["rss_mb"] for p in (portal.pid, collector.pid, scheduler.pid, child)))
+                            pids = (portal.pid, collector.pid, scheduler.pid, child)
+                            during.append(sum(memory(p)["rss_mb"] for p in pids))
                         except (OSError, IndexError):
                             pass  # the child ended meanwhile
                     time.sleep(0.05)

@@ -222,7 +222,8 @@ def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_li
     env.pop("NOTIFY_SOCKET", None)
     assert _run(["init-db"], env).returncode == 0
     log = open(tmp_path / "out.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     status = tmp_path / "health" / "scheduler.json"
     try:
         deadline = time.monotonic() + 60
@@ -257,7 +258,8 @@ def test_push_is_scheduled_once_a_central_store_is_named(tmp_path):
     assert _run(["init-db"], env).returncode == 0
     log = tmp_path / "out.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and "job push: " not in log.read_text():
