@@ -192,17 +192,32 @@ def visits(config: str | None, days: int, top: int, as_json: bool, since, until)
 @main.command()
 @config_option
 def scheduler(config: str | None) -> None:
-    """Run the scheduled jobs (segments every 15 minutes, retention purge daily) in this one process."""
+    """Run the scheduled jobs (segments every 15 minutes, retention purge daily): the timers in this
+    one process, each run in a child process (`footfall jobs run NAME`), one at a time."""
     appliance_process()
     import logging
 
-    from portal.jobs import JOBS, run_scheduler
+    from portal import scheduler as timers
+    from portal.jobs import JOBS
 
     settings = _settings(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    click.echo(f"scheduler running: {', '.join(JOBS)}")
-    sys.stdout.flush()
-    run_scheduler(settings)
+
+    def ready():
+        click.echo(f"scheduler running: {', '.join(JOBS)}")
+        sys.stdout.flush()
+
+    # The children read the same settings: the same --config (or $FOOTFALL_CONFIG, inherited).
+    sys.exit(timers.run(settings, config=_config_path(config), on_ready=ready))
+
+
+def _config_path(config: str | None) -> str | None:
+    """The settings file named on this command line (here or on a group above), if any."""
+    import os
+
+    from portal.cli_common import given_config
+    path = config or given_config()
+    return os.path.abspath(path) if path else None
 
 
 @main.group()
@@ -222,7 +237,33 @@ def jobs_run(name: str, config: str | None) -> None:
 
     if name not in JOBS:
         raise click.ClickException(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    click.echo(json.dumps(run_job(name, _settings(config)), sort_keys=True))
+    click.echo(json.dumps(_in_a_job_process(config, lambda settings: run_job(name, settings)), sort_keys=True))
+
+
+@jobs.command("prepare")
+@config_option
+def jobs_prepare(config: str | None) -> None:
+    """Check the database (a damaged one is restored from a backup) and redo the erasure ledger:
+    what `footfall scheduler` runs before its first job."""
+    import json
+
+    from portal.jobs import prepare
+
+    click.echo(json.dumps(_in_a_job_process(config, prepare), sort_keys=True))
+
+
+def _in_a_job_process(config: str | None, work):
+    """A job's own process: as the scheduler's child, what the scheduler process did for it before."""
+    import logging
+
+    from portal import clock
+
+    appliance_process()
+    settings = _settings(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    clock.load_floor(settings.data_dir)  # nothing it writes dated before the last good time
+    return work(settings)
 
 
 @main.group()

@@ -1,31 +1,19 @@
 """The scheduler's job table. Jobs are plain idempotent functions, also run from the CLI
-(`footfall jobs run NAME`); the scheduler runs in exactly one process (`footfall scheduler`)."""
+(`footfall jobs run NAME`); `footfall scheduler` (portal/scheduler.py) keeps their timers in one
+process and runs each job in a child process of its own, the way `footfall jobs run` does.
+
+This module is what the scheduler's own process imports: the job table and its triggers, nothing
+of the database, the web app or the keys. Each job imports what it needs when it runs."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import os
 import shutil
-import signal
-import time
 from dataclasses import dataclass
 from typing import Callable
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
-from collector.pseudonyms import purge_anonymous
-
-from portal import clock, erasure_ledger, retention, segments, store_settings
 from portal.config import backups_dir, database_path
-from portal.db import checkpoint, database, init_db
-from portal.gateway.null import NullGateway
-from portal.models import OutboxEvent, utcnow
-from portal.health import Heartbeat
-from portal.recovery import ensure_sound
-from portal.contacts import Contacts
+from portal.scheduler import Daily, Every
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +22,23 @@ logger = logging.getLogger(__name__)
 class Job:
     name: str
     run: Callable[[object], dict]
-    trigger: Callable[[object], object]  # settings -> APScheduler trigger
+    trigger: Callable[[object], Every | Daily]  # settings -> when it runs
     help: str
+    limit_seconds: int = 900  # a run still going after this is stopped (portal/scheduler.py)
+    # settings -> why the scheduler need not run it at all (None: it must); read once, at start.
+    idle_because: Callable[[object], str | None] = lambda s: None
 
 
 def _segments(settings) -> dict:
+    from portal import segments
+
     result = segments.refresh()
     return {"mode": result["mode"], "people": result["people"], **result["counts"]}
 
 
 def _segments_full(settings) -> dict:
+    from portal import segments
+
     return segments.recompute()
 
 
@@ -65,6 +60,13 @@ def _signin_visits(settings) -> dict:
 
 
 def _purge(settings) -> dict:
+    from collector.pseudonyms import purge_anonymous
+    from portal import erasure_ledger, retention
+    from portal.contacts import Contacts
+    from portal.db import database
+    from portal.gateway.null import NullGateway
+    from portal.models import OutboxEvent, utcnow
+
     # People not seen within the retention period hold no live authorization: nothing to revoke.
     result = retention.purge(settings.retention_days, NullGateway(), settings.store_id)
     # Devices counted under a pseudonym: their own, shorter retention (collector/pseudonyms.py).
@@ -97,6 +99,8 @@ def _activation(settings) -> dict:
 
 
 def _forget(settings) -> dict:
+    from portal import retention
+
     # Just connect: the device is kept only as long as its session (portal/retention.py).
     return retention.forget_just_connect(settings.session_seconds)
 
@@ -104,6 +108,7 @@ def _forget(settings) -> dict:
 def _push(settings) -> dict:
     from portal import sync
     from portal.config import key_path
+    from portal.gateway.null import NullGateway
     from portal.identity import Vault, load_or_create_keys
 
     keys = load_or_create_keys(key_path(settings))
@@ -134,6 +139,8 @@ def _webhooks(settings) -> dict:
     sender = queue.Sender(Vault(keys), person_key, settings.store_id, float(settings.webhook_timeout_seconds),
                           settings.webhook_max_attempts, settings.webhook_allow_loopback)
     return {"queued": queued, **queue.deliver_due(sender)}
+
+
 def _vault(settings):
     from portal.config import key_path
     from portal.identity import Vault, load_or_create_keys
@@ -169,7 +176,11 @@ def _backup(settings) -> dict:
     The free-space floor comes first: old backups are pruned to stay above it, and a backup that
     would cross it is not written (the owner sees why in the health view). A copy is written under
     a temporary name and renamed, so a half-written backup never looks like a sound one."""
+    import contextlib
+    import os
     import sqlite3
+
+    from portal.db import database
 
     folder = backups_dir(settings)
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -201,71 +212,60 @@ def _backup(settings) -> dict:
 
 def _checkpoint(settings) -> dict:
     """Fold the WAL into the database and cut it back, so it never grows into the card's free space."""
+    from portal.db import checkpoint
+
     busy, log, copied = checkpoint()
     return {"busy": busy, "wal_frames": log, "copied": copied,
             "free_bytes": shutil.disk_usage(database_path(settings).parent).free}
 
 
 JOBS = {job.name: job for job in (
-    Job("push", _push, lambda s: IntervalTrigger(seconds=s.sync_interval_seconds), "Push the outbox to the central store."),
-    Job("backup", _backup, lambda s: CronTrigger(hour=2, minute=45), "Online backup of the SQLite file."),
-    Job("segments", _segments, lambda s: IntervalTrigger(minutes=15),
+    Job("push", _push, lambda s: Every(s.sync_interval_seconds), "Push the outbox to the central store.",
+        idle_because=lambda s: None if s.central_url else "no central_url: this appliance is on its own"),
+    Job("backup", _backup, lambda s: Daily(2, 45), "Online backup of the SQLite file.",
+        3600),
+    Job("segments", _segments, lambda s: Every(15 * 60),
         "Bring segment members up to date: the people who may have moved since the last run."),
-    Job("segments-full", _segments_full, lambda s: CronTrigger(hour=3, minute=45),
-        "Recompute every segment's members from all the visits (the incremental runs' check)."),
-    Job("checkpoint", _checkpoint, lambda s: IntervalTrigger(minutes=10), "Fold the WAL into the database."),
-    Job("forget", _forget, lambda s: IntervalTrigger(minutes=10), "Forget just-connect devices whose session ended."),
-    Job("name_index", _name_index, lambda s: IntervalTrigger(minutes=10), "Index the words of names not yet searchable."),
-    Job("weekly_summary", _weekly_summary, lambda s: CronTrigger(day_of_week="mon", hour=8, minute=15),
+    Job("segments-full", _segments_full, lambda s: Daily(3, 45),
+        "Recompute every segment's members from all the visits (the incremental runs' check).", 3600),
+    Job("checkpoint", _checkpoint, lambda s: Every(10 * 60), "Fold the WAL into the database."),
+    Job("forget", _forget, lambda s: Every(10 * 60), "Forget just-connect devices whose session ended."),
+    Job("name_index", _name_index, lambda s: Every(10 * 60), "Index the words of names not yet searchable."),
+    Job("weekly_summary", _weekly_summary, lambda s: Daily(8, 15, weekday=0),
         "Email the week's summary to the owners (when turned on)."),
-    Job("activation", _activation, lambda s: IntervalTrigger(minutes=5), "Plan and send automated and campaign messages."),
-    Job("purge", _purge, lambda s: CronTrigger(hour=3, minute=30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days)."),
-    Job("webhooks", _webhooks, lambda s: IntervalTrigger(seconds=s.webhook_interval_seconds),
+    Job("activation", _activation, lambda s: Every(5 * 60), "Plan and send automated and campaign messages."),
+    Job("purge", _purge, lambda s: Daily(3, 30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days).", 3600),
+    Job("webhooks", _webhooks, lambda s: Every(s.webhook_interval_seconds),
         "Queue and send signed webhooks to the store's CRM endpoints."),
-    Job("signin_visits", _signin_visits, lambda s: IntervalTrigger(minutes=5),
+    Job("signin_visits", _signin_visits, lambda s: Every(5 * 60),
         "Count sign-ins as visits where no collector saw the device."),
 )}
 
 
 def run_job(name: str, settings) -> dict:
+    from portal import store_settings
+    from portal.db import database, init_db
+
     init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
     with database.connection_context():
         return JOBS[name].run(store_settings.apply(settings))
 
 
+def prepare(settings) -> dict:
+    """What comes before any job: a damaged database restored from a backup, then the erasure
+    ledger's lines redone on it (`footfall jobs prepare`, which `footfall scheduler` runs first)."""
+    from portal import erasure_ledger
+    from portal.db import init_db
+    from portal.recovery import ensure_sound
+
+    recovery = ensure_sound(database_path(settings), backups_dir(settings))
+    init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
+    import dataclasses
+
+    return {"recovery": dataclasses.asdict(recovery) if recovery else None, "erasures_redone": erasure_ledger.replay()}
+
+
 def next_run(name: str, settings, now: datetime.datetime | None = None) -> datetime.datetime | None:
     """When the scheduler runs this job next (local time of the appliance)."""
     now = now or datetime.datetime.now().astimezone()
-    return JOBS[name].trigger(settings).get_next_fire_time(None, now)
-
-
-def run_scheduler(settings) -> None:
-    ensure_sound(database_path(settings), backups_dir(settings))
-    clock.load_floor(settings.data_dir)
-    init_db(database_path(settings), busy_timeout=settings.db_lock_wait_ms)
-    erasure_ledger.replay()  # before any job reads a database restored from a backup
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-    for job in JOBS.values():
-        scheduler.add_job(_logged, job.trigger(settings), args=(job.name, settings), id=job.name, name=job.help)
-    # Alive while APScheduler's own loop still runs jobs: a tick job every heartbeat.
-    ticked = [time.monotonic()]
-    heartbeat = Heartbeat("scheduler", settings.data_dir, alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval)
-    scheduler.add_job(lambda: ticked.__setitem__(0, time.monotonic()), IntervalTrigger(seconds=heartbeat.interval),
-                      id="heartbeat", name="Liveness tick")
-
-    def stop(*_):
-        heartbeat.stop()
-        scheduler.shutdown(wait=False)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    logger.info("scheduler started: %s", ", ".join(JOBS))
-    heartbeat.ready()
-    scheduler.start()
-
-
-def _logged(name: str, settings) -> None:
-    try:
-        logger.info("job %s: %s", name, run_job(name, settings))
-    except Exception:
-        logger.exception("job %s failed", name)
+    return datetime.datetime.fromtimestamp(JOBS[name].trigger(settings).first(now.timestamp())).astimezone()
