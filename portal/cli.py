@@ -195,20 +195,9 @@ def scheduler(config: str | None) -> None:
     """Run the scheduled jobs (segments every 15 minutes, retention purge daily): the timers in this
     one process, each run in a child process (`footfall jobs run NAME`), one at a time."""
     appliance_process()
-    import logging
-
     from portal import scheduler as timers
-    from portal.jobs import JOBS
 
-    settings = _settings(config)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def ready():
-        click.echo(f"scheduler running: {', '.join(JOBS)}")
-        sys.stdout.flush()
-
-    # The children read the same settings: the same --config (or $FOOTFALL_CONFIG, inherited).
-    sys.exit(timers.run(settings, config=_config_path(config), on_ready=ready))
+    sys.exit(timers.serve(_settings(config), _config_path(config)))
 
 
 def _config_path(config: str | None) -> str | None:

@@ -155,6 +155,18 @@ def http_alive(host: str, port: int, host_header: str, timeout: float = 5.0) -> 
         conn.close()
 
 
+def next_run(data_dir: str | os.PathLike, job: str, now: float | None = None) -> datetime.datetime | None:
+    """When the running scheduler will run `job` next, from its status (None when no live
+    scheduler says so: not running, stale, or the job is not scheduled)."""
+    status = read_processes(data_dir, now).get("scheduler")
+    if not status or status["stale"] or status.get("stopped") or not status.get("alive"):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(status.get("next_runs", {})[job])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def read_processes(data_dir: str | os.PathLike, now: float | None = None) -> dict[str, dict]:
     now = now or time.time()
     out = {}

@@ -13,16 +13,30 @@ from dataclasses import dataclass
 from typing import Callable
 
 from portal.config import backups_dir, database_path
-from portal.scheduler import Daily, Every
 
 logger = logging.getLogger(__name__)
+
+
+def every(seconds: float):
+    """An APScheduler interval trigger (imported when a trigger is made: the portal, which only
+    asks for the next run of a job now and then, does not load APScheduler at start)."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    return IntervalTrigger(seconds=seconds)
+
+
+def daily(hour: int, minute: int, day_of_week: str | None = None):
+    """An APScheduler cron trigger at a local time of the appliance (its summer time included)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger(hour=hour, minute=minute, **({"day_of_week": day_of_week} if day_of_week else {}))
 
 
 @dataclass(frozen=True)
 class Job:
     name: str
     run: Callable[[object], dict]
-    trigger: Callable[[object], Every | Daily]  # settings -> when it runs
+    trigger: Callable[[object], object]  # settings -> an APScheduler trigger (every, daily)
     help: str
     limit_seconds: int = 900  # a run still going after this is stopped (portal/scheduler.py)
     # settings -> why the scheduler need not run it at all (None: it must); read once, at start.
@@ -220,24 +234,24 @@ def _checkpoint(settings) -> dict:
 
 
 JOBS = {job.name: job for job in (
-    Job("push", _push, lambda s: Every(s.sync_interval_seconds), "Push the outbox to the central store.",
+    Job("push", _push, lambda s: every(s.sync_interval_seconds), "Push the outbox to the central store.",
         idle_because=lambda s: None if s.central_url else "no central_url: this appliance is on its own"),
-    Job("backup", _backup, lambda s: Daily(2, 45), "Online backup of the SQLite file.",
+    Job("backup", _backup, lambda s: daily(2, 45), "Online backup of the SQLite file.",
         3600),
-    Job("segments", _segments, lambda s: Every(15 * 60),
+    Job("segments", _segments, lambda s: every(15 * 60),
         "Bring segment members up to date: the people who may have moved since the last run."),
-    Job("segments-full", _segments_full, lambda s: Daily(3, 45),
+    Job("segments-full", _segments_full, lambda s: daily(3, 45),
         "Recompute every segment's members from all the visits (the incremental runs' check).", 3600),
-    Job("checkpoint", _checkpoint, lambda s: Every(10 * 60), "Fold the WAL into the database."),
-    Job("forget", _forget, lambda s: Every(10 * 60), "Forget just-connect devices whose session ended."),
-    Job("name_index", _name_index, lambda s: Every(10 * 60), "Index the words of names not yet searchable."),
-    Job("weekly_summary", _weekly_summary, lambda s: Daily(8, 15, weekday=0),
+    Job("checkpoint", _checkpoint, lambda s: every(10 * 60), "Fold the WAL into the database."),
+    Job("forget", _forget, lambda s: every(10 * 60), "Forget just-connect devices whose session ended."),
+    Job("name_index", _name_index, lambda s: every(10 * 60), "Index the words of names not yet searchable."),
+    Job("weekly_summary", _weekly_summary, lambda s: daily(8, 15, "mon"),
         "Email the week's summary to the owners (when turned on)."),
-    Job("activation", _activation, lambda s: Every(5 * 60), "Plan and send automated and campaign messages."),
-    Job("purge", _purge, lambda s: Daily(3, 30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days).", 3600),
-    Job("webhooks", _webhooks, lambda s: Every(s.webhook_interval_seconds),
+    Job("activation", _activation, lambda s: every(5 * 60), "Plan and send automated and campaign messages."),
+    Job("purge", _purge, lambda s: daily(3, 30), "Delete what is older than retention_days (anonymous visits: anonymous_retention_days).", 3600),
+    Job("webhooks", _webhooks, lambda s: every(s.webhook_interval_seconds),
         "Queue and send signed webhooks to the store's CRM endpoints."),
-    Job("signin_visits", _signin_visits, lambda s: Every(5 * 60),
+    Job("signin_visits", _signin_visits, lambda s: every(5 * 60),
         "Count sign-ins as visits where no collector saw the device."),
 )}
 
@@ -268,4 +282,4 @@ def prepare(settings) -> dict:
 def next_run(name: str, settings, now: datetime.datetime | None = None) -> datetime.datetime | None:
     """When the scheduler runs this job next (local time of the appliance)."""
     now = now or datetime.datetime.now().astimezone()
-    return datetime.datetime.fromtimestamp(JOBS[name].trigger(settings).first(now.timestamp())).astimezone()
+    return JOBS[name].trigger(settings).get_next_fire_time(None, now)

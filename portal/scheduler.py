@@ -2,18 +2,18 @@
 
 Why children (issue 18, tests/perf/bench_appliance.py): a scheduler that ran its jobs itself held
 everything they import (peewee, the models, cryptography, the sync client) for good, about 46 MB
-of the Pi's 512. This process holds the job table, its timers and a list of children (about 18
-MB); a job's memory is given back when its child exits. The timers are this module's own (Every,
-Daily) rather than APScheduler's, whose import alone (asyncio, ssl, importlib.metadata,
-multiprocessing) costs about 10 MB here. The price of children is a Python start per run (about
-0.25 s of CPU on the benchmark machine) and a peak while a child runs, stated beside the idle
-figure.
+of the Pi's 512. This process holds APScheduler, the job table's triggers and a list of children
+(about 21 MB); a job's memory is given back when its child exits. APScheduler imports asyncio,
+which loads TLS when it can: this process opens no connection (its children do), so TLS is kept
+out of it (`no_tls`), about 4 MB. The price of children is a Python start per run (about 0.25 s
+of CPU on the benchmark machine) and a peak while a child runs, stated beside the idle figure.
 
-The rules of the APScheduler scheduler before are kept: a job never overlaps itself (a run that
-comes due while the last is still running or waiting is skipped), missed runs coalesce into one,
-and a run more than an hour late (a machine that slept, a clock set forward) is skipped. Children
-run one at a time (one worker), so the peak is this process plus one child, never the whole table
-at once. A child still running after its job's `limit_seconds` is stopped (SIGTERM, then
+APScheduler's rules are those of the scheduler before: a job never overlaps itself
+(max_instances 1: a run that comes due while the last is still running or waiting is skipped),
+missed runs coalesce into one, and a run more than an hour late (a machine that slept, a clock
+set forward) is skipped. Children run one at a time (an executor of one thread), so the peak is
+this process plus one child, never the whole table at once; the liveness tick has an executor of
+its own, so a long backup does not look like a hung scheduler. A child still running after its job's `limit_seconds` is stopped (SIGTERM, then
 SIGKILL); a child that fails is logged and the next run tries again. SIGTERM here starts no new
 child and stops the running one within `GRACE_SECONDS`: every job is idempotent and
 transactional, so a stopped run loses only time.
@@ -27,12 +27,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Callable, Sequence
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("portal.scheduler")  # also when run as __main__ (the unit)
 
 GRACE_SECONDS = 10.0  # between a child's SIGTERM and its SIGKILL (systemd's TimeoutStopSec is 30)
 MISFIRE_GRACE_SECONDS = 3600  # a run later than this is skipped; the next one comes as planned
@@ -40,46 +37,12 @@ PREPARE = "prepare"  # the first child: `footfall jobs prepare` (portal/jobs.py:
 PREPARE_LIMIT_SECONDS = 280  # the unit's TimeoutStartSec is 300
 
 
-@dataclass(frozen=True)
-class Every:
-    """Every so many seconds, the first one that long after the start."""
-    seconds: float
-
-    def first(self, now: float) -> float:
-        return now + self.seconds
-
-    def following(self, due: float, now: float) -> float:
-        """The next due time after now on this timer's grid: the runs missed meanwhile are one."""
-        return due + self.seconds * (int((now - due) // self.seconds) + 1)
-
-    def horizon(self) -> float:
-        return self.seconds
-
-
-@dataclass(frozen=True)
-class Daily:
-    """At a local time of the appliance every day, or on one weekday (0 is Monday)."""
-    hour: int
-    minute: int
-    weekday: int | None = None
-
-    def first(self, now: float) -> float:
-        day = date.fromtimestamp(now)
-        for days in range(9):
-            d = day + timedelta(days=days)
-            if self.weekday is None or d.weekday() == self.weekday:
-                # mktime reads the machine's zone and its summer time (is_dst -1: the zone decides)
-                at = time.mktime((d.year, d.month, d.day, self.hour, self.minute, 0, 0, 0, -1))
-                if at > now:
-                    return at
-        raise AssertionError("a day within nine")
-
-    def following(self, due: float, now: float) -> float:
-        # Past the hour a clock set back in autumn repeats: one run per day, not two.
-        return self.first(max(due, now) + 3601)
-
-    def horizon(self) -> float:
-        return 8 * 86400.0
+def no_tls() -> None:
+    """Keep TLS out of this process (before APScheduler's import): asyncio, which APScheduler
+    imports, loads the ssl module when it can and does without it when it cannot. Jobs run in
+    children, which load what they need."""
+    if "asyncio" not in sys.modules:
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
 def job_command(name: str, config: str | None = None) -> list[str]:
@@ -183,51 +146,18 @@ class Children:
                 self._end(child)
 
 
-class Timetable:
-    """Which jobs are due, run by one worker thread in children, one at a time."""
+def _next_runs(planned: list) -> dict[str, str]:
+    """Each scheduled job's next run (ISO 8601, with its offset): the panel shows the next purge
+    from here (portal/health.py: next_run), without APScheduler of its own."""
+    return {job.id: job.next_run_time.isoformat() for timetable in planned for job in timetable.get_jobs()
+            if job.id != "heartbeat" and job.next_run_time is not None}
 
-    def __init__(self, jobs: dict, timers: dict, children: Children, now: float) -> None:
-        self.jobs, self.timers, self.children = jobs, timers, children
-        self.due = {name: timer.first(now) for name, timer in timers.items()}
-        self.waiting: deque[str] = deque()
-        self.pending: set[str] = set()  # waiting or running: a job never overlaps itself
-        self._ready = threading.Condition()
 
-    def tick(self, now: float) -> None:
-        """Queue what came due; a due time the clock went back past is planned again from now."""
-        for name, timer in self.timers.items():
-            due = self.due[name]
-            if due - now > timer.horizon():
-                self.due[name] = timer.first(now)
-                continue
-            if due > now:
-                continue
-            self.due[name] = timer.following(due, now)
-            if now - due > MISFIRE_GRACE_SECONDS:
-                logger.warning("job %s skipped: %d s late (the machine slept or its clock moved)", name, now - due)
-            elif name in self.pending:
-                logger.warning("job %s skipped: its last run is still running or waiting", name)
-            else:
-                with self._ready:
-                    self.pending.add(name)
-                    self.waiting.append(name)
-                    self._ready.notify()
-
-    def work(self, stop: threading.Event) -> None:
-        """The worker: each waiting job in a child, in the order they came due."""
-        while not stop.is_set():
-            with self._ready:
-                if not self.waiting:
-                    self._ready.wait(1.0)
-                    continue
-                name = self.waiting.popleft()
-            try:
-                self.children.run(name, self.jobs[name].limit_seconds)
-            except Exception:  # a child that cannot even start (no memory, no such file): logged, next time again
-                logger.exception("job %s could not run", name)
-            finally:
-                with self._ready:
-                    self.pending.discard(name)
+def _run_child(children: Children, name: str, limit: float) -> None:
+    try:
+        children.run(name, limit)
+    except Exception:  # a child that cannot even start (no memory, no such file): logged, next time again
+        logger.exception("job %s could not run", name)
 
 
 def run(settings, config: str | None = None, jobs: dict | None = None,
@@ -239,11 +169,12 @@ def run(settings, config: str | None = None, jobs: dict | None = None,
         from portal.jobs import JOBS as jobs
     children = Children(command or (lambda name: job_command(name, config)))
     stop_event = threading.Event()
-    # Alive while the loop below still turns: it ticks at least every second.
+    # Alive while APScheduler's own loop still starts jobs: the liveness tick below.
     ticked = [time.monotonic()]
+    planned: list = []  # APScheduler's scheduler, once started: its next run times go in the status
     heartbeat = Heartbeat("scheduler", settings.data_dir,
                           alive=lambda: time.monotonic() - ticked[0] < 3 * heartbeat.interval,
-                          counters=lambda: {"jobs": children.figures()}, database=False)
+                          counters=lambda: {"jobs": children.figures(), "next_runs": _next_runs(planned)}, database=False)
 
     def stop(*_):
         children.stop()
@@ -258,24 +189,79 @@ def run(settings, config: str | None = None, jobs: dict | None = None,
     if status != 0:
         logger.error("the scheduler's preparation failed (`footfall jobs prepare`): no job started")
         return 1
-    timers = {}
+    no_tls()
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    timetable = BackgroundScheduler(
+        executors={"children": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS})
     for name, job in jobs.items():
         idle = job.idle_because(settings)
         if idle:  # a child every few seconds to learn that it has nothing to do: not started at all
             logger.info("job %s not scheduled: %s", name, idle)
         else:
-            timers[name] = job.trigger(settings)
-    table = Timetable(jobs, timers, children, time.time())
-    worker = threading.Thread(target=table.work, args=(stop_event,), name="scheduler-children", daemon=True)
-    worker.start()
+            timetable.add_job(_run_child, job.trigger(settings), args=(children, name, job.limit_seconds), id=name,
+                              name=job.help, executor="children")
+    # Alive while APScheduler's own loop still starts jobs: a tick every heartbeat, on an executor
+    # of its own (a child running for an hour is not a hung scheduler).
+    timetable.add_job(lambda: ticked.__setitem__(0, time.monotonic()), IntervalTrigger(seconds=heartbeat.interval),
+                      id="heartbeat", name="Liveness tick")
+    # APScheduler says "Running job ..." at INFO for every run, the tick's too: its warnings (a
+    # run skipped, missed) stay; this module logs each child's result.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+    ticked[0] = time.monotonic()
+    timetable.start()
+    planned.append(timetable)
     logger.info("scheduler started: %s", ", ".join(jobs))
     heartbeat.ready()
     if on_ready:
         on_ready()
-    while not stop_event.wait(1.0 - time.time() % 1.0):
-        ticked[0] = time.monotonic()
-        table.tick(time.time())
+    while not stop_event.wait(1.0):
+        pass
+    timetable.shutdown(wait=False)
     heartbeat.stop()
     children.wait()
-    worker.join(timeout=children.grace)
     return 0
+
+
+def serve(settings, config: str | None = None) -> int:
+    """`footfall scheduler` and `python -m portal.scheduler` (what the systemd unit runs): logging as
+    every command sets it, "scheduler running" once ready, then run()."""
+    from portal.jobs import JOBS
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready():
+        print(f"scheduler running: {', '.join(JOBS)}", flush=True)
+
+    # The children read the same settings: the same --config (or $FOOTFALL_CONFIG, inherited).
+    return run(settings, config=config, on_ready=ready)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The scheduler without the command line's library (click, and every command's module: about
+    4 MB of the Pi's memory for as long as the scheduler runs): the systemd unit starts this."""
+    import argparse
+    import os
+
+    from portal.process import appliance_process
+
+    appliance_process()
+    from portal.config import ConfigError, load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m portal.scheduler",
+                                     description="Run the scheduled jobs (as `footfall scheduler`).")
+    parser.add_argument("--config", help="TOML settings file (default: $FOOTFALL_CONFIG).")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings, os.path.abspath(args.config) if args.config else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

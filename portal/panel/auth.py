@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import logging
 
-import segno
 from flask import redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
@@ -129,6 +128,8 @@ def setup_2fa():
         accounts.start_totp(manager, rt.vault)  # once: a reload keeps the secret already scanned
     uri = accounts.totp_uri(manager, rt.vault, rt.settings.store_name)
     secret = uri.split("secret=")[1].split("&")[0] if uri else ""
+    import segno  # only the enrolment page draws a QR code: not loaded by every portal
+
     qr = segno.make(uri, error="m").svg_data_uri(scale=4) if uri else None
     return render_template("panel/setup_2fa.html", qr=qr, secret=secret, error=error, enrolled=False), 422 if error else 200
 

@@ -7,7 +7,7 @@ import json
 from flask import Response, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal import jobs, privacy, retention
+from portal import health, jobs, privacy, retention
 from portal.models import AuditEntry, DataRequest, Device, Lead, utcnow
 from portal.panel import SEES_PERSONAL_DATA, bp, requires, runtime
 from portal.panel.leads import lead_or_404
@@ -29,10 +29,16 @@ def privacy_desk():
     return render_template("panel/privacy.html", requests=requests_, kinds=privacy.REQUEST_KINDS, now=now, flags=flags,
                            late=sum(1 for f in flags.values() if f), checks=privacy.MANUAL_CHECKS,
                            on_portal=on_portal, live=live, detail=lambda e: json.loads(e.detail or "{}"),
-                           due=retention.due_for_purge(rt.settings.retention_days), next_purge=jobs.next_run("purge", rt.settings),
+                           due=retention.due_for_purge(rt.settings.retention_days), next_purge=next_purge(rt.settings),
                            last_purge=last.at if last else None, retention_days=rt.settings.retention_days,
                            requester=lambda r: rt.vault.decrypt(r.requester_enc, "request.requester"),
                            error=request.args.get("error"), sent=request.args.get("sent"))
+
+
+def next_purge(settings):
+    """The next purge as the running scheduler plans it; computed from the job table (which loads
+    APScheduler into this process) only when no scheduler says so (the demo, a stopped one)."""
+    return health.next_run(settings.data_dir, "purge") or jobs.next_run("purge", settings)
 
 
 @bp.post("/privacy/requests")

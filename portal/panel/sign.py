@@ -2,7 +2,6 @@
 counts devices, with the address (and a QR code) of the privacy notice. Owners and managers."""
 from __future__ import annotations
 
-import segno
 from flask import render_template, request
 
 from portal.core.purposes import LANGUAGES
@@ -18,6 +17,8 @@ def notice_url(settings) -> str:
 
 def qr_data_uri(url: str) -> str:
     """The QR code of `url` as an SVG data URI (the panel's CSP allows data: images, no script)."""
+    import segno  # loaded by the pages that draw a code only
+
     return segno.make(url, error="m").svg_data_uri(scale=6, border=2)
 
 

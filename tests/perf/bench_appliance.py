@@ -2,7 +2,7 @@
 and the scheduler after its jobs, running together on one database, as on a Raspberry Pi Zero 2 W
 (512 MB for everything).
 
-The scheduler runs as systemd runs it (`footfall scheduler`): its timers in its own process, each
+The scheduler runs as systemd runs it (its unit's ExecStart=, `python -m portal.scheduler`): its timers in its own process, each
 job in a child (`footfall jobs run NAME`, portal/scheduler.py). Webhooks come due every 2 s here
 (push is not scheduled: no central store), so it has run children of its own before it is measured
 ("steady": between children); the other jobs' timers are minutes to a week apart, so each of them
@@ -132,6 +132,19 @@ def unit_environment(process: str) -> dict:
     return env
 
 
+def unit_command(process: str) -> list[str]:
+    """The process's systemd unit's ExecStart=, with this virtual environment's bin/ for the
+    installed one's (/opt/footfall/venv/bin/)."""
+    for line in (ROOT / "systemd" / f"footfall-{process}.service").read_text().splitlines():
+        if line.startswith("ExecStart="):
+            words = line.split("=", 1)[1].split()
+            program = Path(words[0])
+            if program.parent == Path("/opt/footfall/venv/bin"):
+                program = Path(sys.executable).with_name(program.name)
+            return [str(program), *words[1:]]
+    raise AssertionError(f"footfall-{process}.service has no ExecStart=")
+
+
 def wait_for_heartbeats(data: Path, processes: tuple[str, ...], since: float, timeout: float) -> dict:
     """Wait until each process wrote its status file after `since` (a heartbeat since the load):
     the steady state. Returns how long after `since` each one did (None: not within the timeout)."""
@@ -192,7 +205,7 @@ def main() -> int:
             result["portal_load"] = load_portal(port, args.sign_ins, env)
             collector = start_collector(net.gw, data, {"FOOTFALL_FLUSH_SECONDS": "2",
                                                       **result["unit_environment"]["collector"]})
-            scheduler = subprocess.Popen([*command, "scheduler"], env=scheduler_env,
+            scheduler = subprocess.Popen(unit_command("scheduler"), env=scheduler_env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 assert "scheduler running" in scheduler.stdout.readline()

@@ -26,12 +26,12 @@ DRIVER = """
 import json, logging, sys
 from portal import scheduler
 from portal.config import load_settings
-from portal.jobs import Job
+from portal.jobs import Job, every
 
 logging.basicConfig(level="INFO", stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s", force=True)
 spec = json.loads(sys.argv[1])
 scheduler.GRACE_SECONDS = spec["grace"]
-jobs = {name: Job(name, None, lambda s, every=job["every"]: scheduler.Every(every), name, job["limit"])
+jobs = {name: Job(name, None, lambda s, seconds=job["every"]: every(seconds), name, job["limit"])
         for name, job in spec["jobs"].items()}
 argv = {name: [sys.executable, "-c", job["code"]] for name, job in spec["jobs"].items()}
 argv["prepare"] = [sys.executable, "-c", spec.get("prepare", "print('{}')")]
@@ -124,7 +124,8 @@ def test_a_job_never_overlaps_itself(driver, tmp_path):
     lines = trace.read_text().split()
     # Due every second, each run takes 2.5 s: never a second start before the first ended.
     assert all(a != b for a, b in zip(lines, lines[1:])), lines
-    assert "WARNING portal.scheduler: job slow skipped: its last run is still running or waiting" in d.text()
+    # APScheduler's max_instances 1 says so when a run comes due while the last still runs.
+    assert "skipped: maximum number of running instances reached (1)" in d.text()
 
 
 def test_a_hung_child_is_stopped_at_its_limit_even_when_it_ignores_sigterm(driver, tmp_path):
@@ -164,52 +165,34 @@ def test_a_failed_preparation_starts_no_job(driver, tmp_path):
     assert not runs.exists()
 
 
-def test_every_coalesces_missed_runs_into_one_on_its_grid():
-    every = scheduler.Every(10)
-    assert every.first(100.0) == 110.0
-    assert every.following(110.0, 110.0) == 120.0
-    assert every.following(110.0, 175.0) == 180.0  # six missed: one run now, the next at 180
-
-
-class _Recorder:
-    def __init__(self):
-        self.names = []
-
-    def run(self, name, limit):
-        self.names.append(name)
-
-
-def test_the_timetable_skips_a_run_hours_late_and_replans_after_the_clock_went_back(caplog):
-    jobs = {"a": type("J", (), {"limit_seconds": 5})()}
-    table = scheduler.Timetable(jobs, {"a": scheduler.Every(60)}, _Recorder(), now=1000.0)
-    table.tick(1060.0)
-    assert list(table.waiting) == ["a"]
-    table.tick(1120.0)  # still waiting from the last time: not queued twice
-    assert list(table.waiting) == ["a"] and "job a skipped: its last run is still running or waiting" in caplog.text
-    table.waiting.clear(), table.pending.clear()
-    table.tick(1180.0 + 2 * 3600)  # the machine slept two hours: that run is skipped, the next is planned
-    assert not table.waiting and "job a skipped: 7200 s late" in caplog.text
-    assert table.due["a"] == 1180.0 + 2 * 3600 + 60
-    table.tick(500.0)  # the clock went back: planned again from now, not in two hours
-    assert table.due["a"] == 560.0
-
-
-def test_daily_runs_once_at_its_local_time_through_summer_time(machine_zone):
+def test_the_job_table_runs_on_apscheduler_triggers_at_local_times_through_summer_time(machine_zone):
+    """The triggers are APScheduler's (a fixed choice of the project): daily jobs at the appliance's
+    local time whatever the season, interval jobs on their interval."""
     import datetime
+
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from portal import jobs
+    from portal.config import load_settings
 
     machine_zone("Europe/Berlin")
     zone = __import__("zoneinfo").ZoneInfo("Europe/Berlin")
-    at = lambda *a: datetime.datetime(*a, tzinfo=zone).timestamp()  # noqa: E731
-    backup = scheduler.Daily(2, 45)
-    # The night clocks go back (25 October 2026), 02:45 comes twice: one run, then the next night.
-    first = backup.first(at(2026, 10, 25, 1, 0))
-    assert datetime.datetime.fromtimestamp(first, zone).strftime("%d %H:%M") == "25 02:45"
-    following = backup.following(first, first + 1)
-    assert datetime.datetime.fromtimestamp(following, zone).strftime("%d %H:%M") == "26 02:45"
-    # Mondays at 08:15 (weekly summary), local time whatever the season.
-    weekly = scheduler.Daily(8, 15, weekday=0)
-    monday = datetime.datetime.fromtimestamp(weekly.first(at(2026, 3, 27, 12, 0)), zone)
-    assert (monday.strftime("%a %d %H:%M"), monday.utcoffset()) == ("Mon 30 08:15", datetime.timedelta(hours=2))
+    settings = load_settings(environ={})
+    assert isinstance(jobs.JOBS["backup"].trigger(settings), CronTrigger)
+    assert isinstance(jobs.JOBS["segments"].trigger(settings), IntervalTrigger)
+    # 02:45 local in winter and in summer (on the night the clocks go back, APScheduler's cron
+    # runs it in both 02:45s: every job is idempotent).
+    now = datetime.datetime(2026, 10, 26, 1, 0, tzinfo=zone)
+    first = jobs.next_run("backup", settings, now)
+    assert (first.astimezone(zone).strftime("%d %H:%M"), first.utcoffset()) == ("26 02:45", datetime.timedelta(hours=1))
+    summer = jobs.next_run("backup", settings, datetime.datetime(2026, 7, 1, 12, 0, tzinfo=zone))
+    assert (summer.astimezone(zone).strftime("%d %H:%M"), summer.utcoffset()) == ("02 02:45", datetime.timedelta(hours=2))
+    # Mondays at 08:15 (weekly summary), local time in summer.
+    monday = jobs.next_run("weekly_summary", settings, datetime.datetime(2026, 3, 27, 12, 0, tzinfo=zone))
+    assert (monday.astimezone(zone).strftime("%a %d %H:%M"), monday.utcoffset()) == ("Mon 30 08:15",
+                                                                                      datetime.timedelta(hours=2))
+    assert jobs.JOBS["segments"].trigger(settings).interval == datetime.timedelta(minutes=15)
 
 
 def _run(args, env):
@@ -222,7 +205,10 @@ def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_li
     env.pop("NOTIFY_SOCKET", None)
     assert _run(["init-db"], env).returncode == 0
     log = open(tmp_path / "out.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "portal", "scheduler"], env=env, stdout=log,
+    # As its systemd unit starts it: without the command line's library (portal/scheduler.py: main).
+    unit = (ROOT / "systemd" / "footfall-scheduler.service").read_text()
+    assert "ExecStart=/opt/footfall/venv/bin/python -m portal.scheduler\n" in unit
+    proc = subprocess.Popen([sys.executable, "-m", "portal.scheduler"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     status = tmp_path / "health" / "scheduler.json"
     try:
@@ -238,8 +224,16 @@ def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_li
         assert jobs["child_peak_rss_kb"] > 0
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
         # The jobs' libraries stay in the children: no cryptography, no SQLite, no Jinja in here.
-        for library in ("cryptography", "_sqlite3", "markupsafe", "_argon2"):
+        for library in ("cryptography", "_sqlite3", "markupsafe", "_argon2", "libssl"):
             assert library not in maps, library
+        # Its plan, in its status: the panel's privacy desk shows the next purge from it.
+        from portal import health, jobs as table
+        from portal.config import load_settings
+
+        planned = health.next_run(tmp_path, "purge")
+        assert planned is not None and planned == table.next_run("purge", load_settings(environ={}), planned
+                                                                 - __import__("datetime").timedelta(seconds=1))
+        assert health.next_run(tmp_path, "push") is None  # not scheduled: no central_url
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -249,6 +243,18 @@ def test_the_real_scheduler_runs_its_jobs_in_children_and_holds_none_of_their_li
     assert "INFO portal.scheduler: job webhooks: {" in text
     # On its own (no central_url), push would only ever say so: no child for it at all.
     assert "INFO portal.scheduler: job push not scheduled: no central_url: this appliance is on its own" in text
+
+
+def test_the_units_entry_refuses_a_bad_settings_file_clearly(tmp_path):
+    bad = tmp_path / "footfall.toml"
+    bad.write_text("retention_days = 'soon'\n")
+    done = subprocess.run([sys.executable, "-m", "portal.scheduler", "--config", str(bad)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "FOOTFALL_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("Error: ") and "retention_days" in done.stderr
+    missing = subprocess.run([sys.executable, "-m", "portal.scheduler", "--config", str(tmp_path / "none.toml")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "none.toml" in missing.stderr
 
 
 def test_push_is_scheduled_once_a_central_store_is_named(tmp_path):
