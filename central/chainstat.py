@@ -87,21 +87,64 @@ def _write(cur, rows: list[tuple]) -> None:
                        f"ON CONFLICT (person_id) DO UPDATE SET {updates}", rows, page_size=2000)
 
 
-def refresh(cur, person_ids) -> None:
-    """Recompute the rows of these people, in the caller's transaction, after its changes.
+def refresh(cur, person_ids, visits=()) -> None:
+    """Bring the rows of these people up to date, in the caller's transaction, after its changes.
+
+    `person_ids` are recomputed from all their visits and consents. `visits` are (person, start,
+    end) of the caller's new visits that are not passers-by, for people it changed in no other way:
+    each of those already holding a row gets them merged into it (`_merge`), the others are
+    recomputed with `person_ids`.
 
     Each person's row is locked first (an advisory lock, all of them at once in one order): two
     batches of different stores that touch one person then compute it one after the other, the
-    second from what the first committed (each statement reads the latest commits)."""
-    ids = sorted({int(p) for p in person_ids if p is not None})
+    second from what the first committed (each statement reads the latest commits). A merge is
+    right for the same reason: the row it reads holds every visit committed before it, and its own
+    transaction's visits are merged once, by itself."""
+    full = {int(p) for p in person_ids if p is not None}
+    visits = [v for v in visits if v[0] not in full]
+    ids = sorted(full | {v[0] for v in visits})
     if not ids:
         return
     cur.execute("SELECT count(pg_advisory_xact_lock(%s, id)) FROM (SELECT id FROM unnest(%s::int[]) id ORDER BY id) s",
                 (LOCK_SPACE, ids))
+    if visits:
+        merged = _merge(cur, visits)
+        full |= {v[0] for v in visits if v[0] not in merged}
+    if not full:
+        return
+    ids = sorted(full)
     rows = _scan(cur, "p.id = ANY(%s)", [ids])
     kept = [r[0] for r in rows]
     cur.execute("DELETE FROM chain_stat WHERE person_id = ANY(%s) AND NOT person_id = ANY(%s)", (ids, kept))
     _write(cur, rows)
+
+
+def _merge(cur, visits) -> set[int]:
+    """Merge new visits (person, start, end; none a passer-by) into the rows of their people, in one
+    statement; returns the people whose row was merged (the others hold none: their first visit
+    that counts, or a person the segments do not follow, is for the full refresh to decide).
+
+    A person's eligibility does not move with visits alone, so a row kept stays kept. The figures
+    are the scan's: counts, first and latest times, the latest RECENT starts (the top of the old
+    ones and the new), and the average dwell from the exact sum of dwell seconds. The row holds the
+    average, not the sum: the sum is recovered in whole microseconds (timestamps hold no finer),
+    exactly while a person's dwell stays under about 40 years in all; the division is then the
+    very one avg() does, so a merged row equals a recomputed one bit for bit."""
+    people, starts, ends = zip(*visits)
+    cur.execute(
+        "WITH v AS (SELECT * FROM unnest(%s::int[], %s::timestamp[], %s::timestamp[]) AS v (person_id, start, \"end\")), "
+        "b AS (SELECT person_id, count(*) AS n, min(start) AS first_start, max(start) AS last_start, "
+        "max(\"end\") AS last_end, sum(extract(epoch FROM \"end\" - start)) AS seconds, "
+        f"(array_agg(start ORDER BY start DESC))[1:{RECENT}] AS recent FROM v GROUP BY person_id) "
+        "UPDATE chain_stat s SET first_start = least(s.first_start, b.first_start), "
+        "last_start = greatest(s.last_start, b.last_start), last_end = greatest(s.last_end, b.last_end), "
+        "visits = s.visits + b.n, "
+        "dwell = ((round(round(s.dwell * 60 * s.visits * 1000000)::bigint::numeric / 1000000, 6) + b.seconds) "
+        "/ (s.visits + b.n)) / 60, "
+        f"recent = (SELECT (array_agg(t ORDER BY t DESC))[1:{RECENT}] FROM unnest(s.recent || b.recent) t) "
+        "FROM b WHERE s.person_id = b.person_id RETURNING s.person_id",
+        (list(people), list(starts), list(ends)))
+    return {row[0] for row in cur.fetchall()}
 
 
 def rebuild(cur, chunk: int = 50_000) -> int:

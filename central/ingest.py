@@ -69,7 +69,8 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
             upsert_lead(cur, store.id, e.data, e.at, vault, people)
         _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
         _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
-        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"], people.ever)
+        visits: list[tuple] = []  # (person, start, end) of the visits kept that are not passers-by
+        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"], visits)
         for e in fresh:  # after what they fold, so a batch holding the records and their merge works
             if e.topic == "lead.merged":
                 merge(cur, store.id, e.data["lead"], e.data["into"], people)
@@ -91,7 +92,9 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
                 cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
                             (utcnow(), store.id, e.data["lead"]))
         webhooks.enqueue(cur, store.id, fresh, people, before)  # the chain's CRM endpoints, if any
-        chainstat.refresh(cur, people.ever)  # last: the chain segments' rows of everyone the batch touched
+        # Last: the chain segments' rows of everyone the batch touched; those it only brought visits
+        # get them merged into their row, the others are recomputed.
+        chainstat.refresh(cur, people.ever, visits)
         cur.execute("UPDATE store SET events_applied = events_applied + %s, last_seen_at = %s WHERE id = %s",
                     (len(fresh), utcnow(), store.id))
         cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
@@ -196,27 +199,30 @@ def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, in
                        "VALUES %s", rows, page_size=2000)
 
 
-def _apply_visits(cur, store: Store, events: list[Event], touched: set[int]) -> int:
+def _apply_visits(cur, store: Store, events: list[Event], counted: list[tuple]) -> int:
     """Visits of the store's devices linked to a person; the others are ignored and counted
     (returned). Anonymous data is never received: a store sends no visit of a device linked to
-    no one (issue 15), and one that does (an older appliance) leaves no trace of it here."""
+    no one (issue 15), and one that does (an older appliance) leaves no trace of it here.
+    `counted` receives (person, start, end) of the visits kept that are not passers-by."""
     if not events:
         return 0
     cur.execute("SELECT mac, id, person_id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL",
                 (store.id, sorted({e.data["device"] for e in events})))
-    ids = {}
-    for mac, device, person in cur.fetchall():
-        ids[mac] = device
-        touched.add(person)
-    kept = [e for e in events if e.data["device"] in ids]
-    if kept:
+    ids = {mac: (device, person) for mac, device, person in cur.fetchall()}
+    lines = []
+    for e in events:
+        known = ids.get(e.data["device"])
+        if known is None:
+            continue
+        start, end = event_time(e.data["start"]), event_time(e.data["end"])
+        passerby = e.data["passerby"]
+        lines.append(f"{store.id}\t{known[0]}\t{start}\t{end}\t{'t' if passerby else 'f'}\n")
+        if not passerby:
+            counted.append((known[1], start, end))
+    if lines:
         # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
-        lines = io.StringIO("".join(
-            f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
-            f"\t{event_time(e.data['end']).isoformat()}"
-            f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in kept))
-        cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
-    return len(events) - len(kept)
+        cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', io.StringIO("".join(lines)))
+    return len(events) - len(lines)
 
 
 def _apply_segment(cur, store: Store, e: Event) -> None:

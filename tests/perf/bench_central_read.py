@@ -163,7 +163,7 @@ def batch_cost(capp, stores: int, people: int, rounds: int) -> dict:
                                         "seq": seq, "data": {"device": mac(person), "start": start.isoformat(sep=" "),
                                                              "end": (start + datetime.timedelta(minutes=30)).isoformat(sep=" "),
                                                              "passerby": False}}))
-            chainstat.refresh = keep if mode == "with" else (lambda cur, ids: None)
+            chainstat.refresh = keep if mode == "with" else (lambda cur, ids, visits=(): None)
             try:
                 started = time.perf_counter()
                 out = ingest.apply(Store.get_by_id(store_name(0)), events, vault)
