@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
+import time
 
 from psycopg2.extras import execute_values
 
@@ -28,6 +30,7 @@ __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
 # Exactly once: by the store's high-water mark (Store.seq_applied) for events with a seq, by a
 # claim of each event id (applied_event) for those of appliances not yet upgraded.
 sign = wire.sign  # the batch signature, defined in portal.core.wire
+AWAIT_SECONDS = 2.0  # how long a batch waits for its predecessor (`after`) before answering 409
 
 
 def store_key(store: Store, vault: Vault) -> bytes:
@@ -55,11 +58,17 @@ def verify(headers, body: bytes, vault: Vault, window: int, now: float) -> tuple
 
 # -- applying ------------------------------------------------------------------------------------
 
-def apply(store: Store, events: list[Event], vault: Vault) -> dict:
-    """Apply the events not seen before, in one transaction; returns counts and commands."""
+def apply(store: Store, events: list[Event], vault: Vault, after: int | None = None) -> dict:
+    """Apply the events not seen before, in one transaction; returns counts and commands.
+
+    `after`: the seq the store's previous batch ended with, from a store with several batches in
+    flight. This one is applied only once that one was (the store's mark reached it): it waits a
+    little for it, then answers 409 (the store sends it again after its predecessor's answer)."""
+    if after is not None:
+        _await_mark(store.id, after)
     with database.atomic():
         cur = database.cursor()
-        fresh = _fresh(cur, store.id, events)
+        fresh = _fresh(cur, store.id, events, after)
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
         people = Touched()  # this store's lead uid > person, kept true by central.people
@@ -120,17 +129,32 @@ class Touched(dict):
         super().__setitem__(uid, person)
 
 
-def _fresh(cur, store_id: str, events: list[Event]) -> list[Event]:
+def _await_mark(store_id: str, after: int) -> None:
+    """Until the store's mark reaches `after` or AWAIT_SECONDS pass (no lock held meanwhile: the
+    predecessor, maybe still travelling, takes the store's row when it arrives)."""
+    deadline = time.monotonic() + AWAIT_SECONDS
+    while True:
+        mark = database.execute_sql("SELECT seq_applied FROM store WHERE id = %s", (store_id,)).fetchone()[0] or 0
+        if mark >= after or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def _fresh(cur, store_id: str, events: list[Event], after: int | None = None) -> list[Event]:
     """The events never applied, in batch order; moves the store's high-water mark past them.
 
     The store's row is locked first: a store's batches are applied one after the other (its
     retries, a request a fault proxy held back), while other stores' go on in parallel. An event
     with a seq is new when above the mark (the store sends oldest first, and central/batch.py
     checked that seqs grow within the batch); one without (an appliance not yet upgraded) is
-    claimed by uid, as before.
+    claimed by uid, as before. A batch naming `after` is refused (409) while the mark is below it:
+    its predecessor's events, below its own, would otherwise be dropped as already applied. Waiting
+    for that predecessor happens here too: while it is being applied it holds the store's row.
     """
     cur.execute("SELECT seq_applied FROM store WHERE id = %s FOR UPDATE", (store_id,))
     mark = cur.fetchone()[0] or 0
+    if after is not None and mark < after:  # its predecessor was not applied (yet, or refused)
+        raise Refused(409, f"the batch before this one (up to seq {after}) is not applied yet: send again after it")
     legacy = list(dict.fromkeys(e.uid for e in events if e.seq is None))
     claimed = _claim(cur, store_id, legacy) if legacy else set()
     fresh = [e for e in events if (e.uid in claimed if e.seq is None else e.seq > mark)]
@@ -214,7 +238,7 @@ def _apply_visits(cur, store: Store, events: list[Event], counted: list[tuple]) 
         known = ids.get(e.data["device"])
         if known is None:
             continue
-        start, end = event_time(e.data["start"]), event_time(e.data["end"])
+        start, end = _plain(e.data["start"]), _plain(e.data["end"])
         passerby = e.data["passerby"]
         lines.append(f"{store.id}\t{known[0]}\t{start}\t{end}\t{'t' if passerby else 'f'}\n")
         if not passerby:
@@ -223,6 +247,15 @@ def _apply_visits(cur, store: Store, events: list[Event], counted: list[tuple]) 
         # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
         cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', io.StringIO("".join(lines)))
     return len(events) - len(lines)
+
+
+# A naive time as PostgreSQL and datetime.fromisoformat read it alike (validated already): sent on
+# as it is. Anything else (an offset, a week date, a "T" with hours only) is normalized first.
+_PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?\Z")
+
+
+def _plain(value: str):
+    return value if _PLAIN_TIME.match(value) else event_time(value)
 
 
 def _apply_segment(cur, store: Store, e: Event) -> None:

@@ -86,6 +86,19 @@ def copy_into_visit(dsn: str, schema: str, visits: list[tuple[str, str, str, str
                             (f"{s}\t{ids[(s, m)]}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, m, a, b, p in visits))
 
 
+def _timed_deliver(sync, log: list):
+    """sync.deliver, timing each batch (its size and seconds) into `log`."""
+    plain = sync.deliver
+
+    def deliver(target, batch):
+        started = time.perf_counter()
+        try:
+            return plain(target, batch)
+        finally:
+            log.append((len(batch.ids), time.perf_counter() - started))
+    return deliver
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
