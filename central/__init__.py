@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from central import visits
 from central.db import database, init_db
 from central.models import ApiToken, Store, utcnow
 from portal.config import Settings, central_key_path, load_settings
@@ -28,6 +29,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(**dict(config or {}))
     keys = load_or_create_keys(central_key_path(settings))
     init_db(settings.central_dsn, settings.central_schema)
+    with database.connection_context(), database.atomic():  # this month's visit partitions and the next ones
+        visits.ensure(database.cursor(), utcnow(), settings.central_retention_days)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.central_max_batch_bytes, JSON_SORT_KEYS=False)
     app.extensions["central"] = {"settings": settings, "vault": Vault(keys), "keys": keys}

@@ -20,6 +20,7 @@ from central.batch import Refused
 from central.db import database
 from central.models import Store, utcnow
 from central.people import erase_lead, erase_person, lock_indexes, merge, person_of, restrict_lead, upsert_lead
+from central.visits import forget_devices
 from portal.core import wire
 from portal.core.events import UID, Event
 from portal.core.times import event_time
@@ -92,9 +93,7 @@ def apply(store: Store, events: list[Event], vault: Vault, after: int | None = N
                 restrict_lead(cur, store.id, e.data["lead"], e.data["restricted"], e.at, people)
         for e in fresh:
             if e.topic == "devices.erased":
-                cur.execute("DELETE FROM device WHERE store_id = %s AND mac = ANY(%s) RETURNING person_id",
-                            (store.id, e.data["devices"]))
-                people.ever.update(row[0] for row in cur.fetchall())
+                people.ever.update(forget_devices(cur, "store_id = %s AND mac = ANY(%s)", (store.id, e.data["devices"])))
             elif e.topic == "lead.erased":
                 erase_lead(cur, store.id, e.data["lead"], e.data.get("verified") is True, people)
             elif e.topic == "erase.ack":
@@ -230,8 +229,8 @@ def _apply_visits(cur, store: Store, events: list[Event], counted: list[tuple]) 
     `counted` receives (person, start, end) of the visits kept that are not passers-by."""
     if not events:
         return 0
-    cur.execute("SELECT mac, id, person_id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL",
-                (store.id, sorted({e.data["device"] for e in events})))
+    cur.execute("SELECT mac, id, person_id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL "
+                "FOR KEY SHARE", (store.id, sorted({e.data["device"] for e in events})))  # no FK: central/visits.py
     ids = {mac: (device, person) for mac, device, person in cur.fetchall()}
     lines = []
     for e in events:

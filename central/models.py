@@ -78,15 +78,18 @@ class Device(BaseModel):
 
 
 class Visit(BaseModel):
+    """Partitioned by month of `start` (migration 0008, central/visits.py): the primary key is
+    (id, start), and store_id and device_id are plain columns, no foreign keys: whoever deletes
+    devices deletes their visits (visits.forget_devices)."""
     id = BigAutoField()
-    store = ForeignKeyField(Store, on_delete="CASCADE")
-    device = ForeignKeyField(Device, on_delete="CASCADE", index=True)
+    store_id = CharField()
+    device_id = BigIntegerField(index=True)
     start = DateTimeField()
     end = DateTimeField()
     passerby = BooleanField(default=False)
 
     class Meta:
-        indexes = ((("store", "start"), False),)
+        indexes = ((("store_id", "start"), False),)
 
 
 class SegmentMember(BaseModel):

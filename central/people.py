@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 
 from central.models import utcnow
+from central.visits import forget_devices
 from portal.core.purposes import VISIT_ANALYTICS
 from portal.identity import Vault
 
@@ -293,7 +294,7 @@ def erase_person(cur, person: int, origin: str | None) -> list[str]:
     cur.execute("UPDATE person SET email_index = NULL, phone_index = NULL, email_enc = NULL, phone_enc = NULL, "
                 "name_enc = NULL, email_verified_at = NULL, phone_verified_at = NULL, erased_at = %s, updated_at = %s "
                 "WHERE id = %s", (utcnow(), utcnow(), person))
-    cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
+    forget_devices(cur, "person_id = %s", (person,))  # and their visits (no cascade: central/visits.py)
     cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
     _leave_chain_segments(cur, person)
     cur.execute("SELECT store_id, lead_uid FROM store_lead WHERE person_id = %s", (person,))
@@ -353,6 +354,6 @@ def purge_person(cur, person: int, now: datetime.datetime) -> None:
     cur.execute("UPDATE person SET email_index = NULL, phone_index = NULL, email_enc = NULL, phone_enc = NULL, "
                 "name_enc = NULL, email_verified_at = NULL, phone_verified_at = NULL, erased_at = %s, purged_at = %s, "
                 "updated_at = %s WHERE id = %s AND erased_at IS NULL", (now, now, now, person))
-    cur.execute("DELETE FROM device WHERE person_id = %s", (person,))
+    forget_devices(cur, "person_id = %s", (person,))  # and their visits (no cascade: central/visits.py)
     cur.execute("DELETE FROM segment_member WHERE person_id = %s", (person,))
     _leave_chain_segments(cur, person)

@@ -212,9 +212,13 @@ def central_tokens(config: str | None) -> None:
 @config_option
 def central_purge(dry_run: bool, config: str | None) -> None:
     """Retention: erase the details, devices and visits of people not seen at any store within
-    central_retention_days (the consent log stays as proof). systemd/footfall-central-purge.timer runs it daily."""
+    central_retention_days (the consent log stays as proof), and drop the months of visits entirely
+    older than that (whole partitions). systemd/footfall-central-purge.timer runs it daily."""
     import json
 
+    from psycopg2 import errors
+
+    from central import visits
     from central.db import database
     from central.models import utcnow
     from central.people import purge_person, stale_people
@@ -228,8 +232,13 @@ def central_purge(dry_run: bool, config: str | None) -> None:
             if not dry_run:
                 for person in stale:
                     purge_person(cur, person, now)
+        try:
+            months = visits.purge_months(database, now, settings.central_retention_days, dry_run)
+        except errors.LockNotAvailable:
+            raise click.ClickException(f"people purged, but the visit table stayed busy for {visits.LOCK_WAIT} s: "
+                                       "no month dropped this time (run the purge again)") from None
     click.echo(json.dumps({"retention_days": settings.central_retention_days, "people": len(stale),
-                           "dry_run": dry_run}))
+                           "dry_run": dry_run, "visits": months}))
 
 
 @central.group("webhook")

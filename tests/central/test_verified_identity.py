@@ -320,4 +320,6 @@ def test_a_central_from_before_gets_the_new_columns_and_keeps_its_people(pg_dsn,
                              "VALUES (%s, 'vi', now(), now())", (IDX[ALICE],))
         runner.up()
         assert database.execute_sql("SELECT email_index, email_verified_at FROM person").fetchall() == [(IDX[ALICE], None)]
-        assert not diff_models(database, list(MODELS)), "models and migrations disagree"
+        # peewee reads the indexes of plain tables only: the partitioned visit table is compared in
+        # tests/central/test_visit_partitions.py.
+        assert not diff_models(database, [m for m in MODELS if m.__name__ != "Visit"]), "models and migrations disagree"
