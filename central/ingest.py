@@ -65,8 +65,19 @@ def apply(store: Store, events: list[Event], vault: Vault, after: int | None = N
     `after`: the seq the store's previous batch ended with, from a store with several batches in
     flight. This one is applied only once that one was (the store's mark reached it): it waits a
     little for it, then answers 409 (the store sends it again after its predecessor's answer)."""
-    if after is not None:
+    try:
+        return _apply(store, events, vault, after)
+    except Behind:  # its predecessor has not even reached the store's row yet: wait for it a little
         _await_mark(store.id, after)
+        return _apply(store, events, vault, after)
+
+
+class Behind(Refused):
+    def __init__(self, after: int):
+        super().__init__(409, f"the batch before this one (up to seq {after}) is not applied yet: send again after it")
+
+
+def _apply(store: Store, events: list[Event], vault: Vault, after: int | None) -> dict:
     with database.atomic():
         cur = database.cursor()
         fresh = _fresh(cur, store.id, events, after)
@@ -129,8 +140,9 @@ class Touched(dict):
 
 
 def _await_mark(store_id: str, after: int) -> None:
-    """Until the store's mark reaches `after` or AWAIT_SECONDS pass (no lock held meanwhile: the
-    predecessor, maybe still travelling, takes the store's row when it arrives)."""
+    """Until the store's mark reaches `after` or AWAIT_SECONDS pass, outside any transaction (no
+    lock held: the predecessor, still travelling, takes the store's row when it arrives). One
+    being applied holds that row: `_fresh` waits for it there, without polling."""
     deadline = time.monotonic() + AWAIT_SECONDS
     while True:
         mark = database.execute_sql("SELECT seq_applied FROM store WHERE id = %s", (store_id,)).fetchone()[0] or 0
@@ -153,7 +165,7 @@ def _fresh(cur, store_id: str, events: list[Event], after: int | None = None) ->
     cur.execute("SELECT seq_applied FROM store WHERE id = %s FOR UPDATE", (store_id,))
     mark = cur.fetchone()[0] or 0
     if after is not None and mark < after:  # its predecessor was not applied (yet, or refused)
-        raise Refused(409, f"the batch before this one (up to seq {after}) is not applied yet: send again after it")
+        raise Behind(after)
     legacy = list(dict.fromkeys(e.uid for e in events if e.seq is None))
     claimed = _claim(cur, store_id, legacy) if legacy else set()
     fresh = [e for e in events if (e.uid in claimed if e.seq is None else e.seq > mark)]

@@ -1,7 +1,10 @@
 """Sync figures, printed as JSON (issues 6, 18): events/s from a store's outbox to committed rows in
-PostgreSQL over HTTP (signed gzip batches, the central served by gunicorn), beside a bare COPY of
-the same rows measured in the same run (into a bare table, and into the central's own visit table with its
-indexes and foreign keys); and the time for one store to drain a backlog.
+PostgreSQL over HTTP (signed gzip batches, the central served by gunicorn, IN_FLIGHT batches in
+flight), beside a bare COPY of the same rows measured in the same run (into a bare table, and into
+the central's own visit table with its indexes); the time for one store to drain a backlog; and
+where the time goes, each stage alone on the same batches: the appliance reading and encoding its
+outbox (sync.prepare), the central inflating, parsing and validating (central.batch), and the
+central applying them in its process without HTTP (central.ingest.apply, into a second store).
 
     .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000]
 """
@@ -75,7 +78,7 @@ def copy_baseline(dsn: str, schema: str, rows: list[tuple]) -> float:
 
 def copy_into_visit(dsn: str, schema: str, visits: list[tuple[str, str, str, str, bool]]) -> float:
     """COPY the same (store, mac, start, end, passerby) rows into the central's own visit table
-    (its indexes and foreign keys), after the run: rows/s. A second baseline: what the table
+    (its partitions and indexes), after the run: rows/s. A second baseline: what the table
     itself allows, without any of the sync's work."""
     conn = pgcopy.connect(dsn, schema)
     cur = conn.cursor()
@@ -86,17 +89,45 @@ def copy_into_visit(dsn: str, schema: str, visits: list[tuple[str, str, str, str
                             (f"{s}\t{ids[(s, m)]}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, m, a, b, p in visits))
 
 
-def _timed_deliver(sync, log: list):
-    """sync.deliver, timing each batch (its size and seconds) into `log`."""
-    plain = sync.deliver
-
-    def deliver(target, batch):
+def stages(vault, central_vault, size: int) -> dict:
+    """Each stage alone on the outbox's batches: events/s of the appliance's encoding, the central's
+    reading, and its applying (in this process, into a second store "bench-apply", people batches
+    and visit batches apart)."""
+    from central import add_store
+    from central.batch import read_batch
+    from central.db import database as central_db
+    from central.ingest import apply
+    from central.models import Store
+    from portal import sync
+    from portal.db import database
+    out: dict = {}
+    bodies, after = [], 0
+    with database.connection_context():
         started = time.perf_counter()
-        try:
-            return plain(target, batch)
-        finally:
-            log.append((len(batch.ids), time.perf_counter() - started))
-    return deliver
+        while (prepared := sync.prepare(vault, size, after_id=after)) is not None:
+            bodies.append((len(prepared.ids), prepared.body))
+            after = prepared.ids[-1]
+        took = time.perf_counter() - started
+    total = sum(n for n, _ in bodies)
+    out["appliance_encode_events_per_s"] = round(total / took)
+    started = time.perf_counter()
+    batches = [read_batch(body).events for _, body in bodies]
+    out["central_read_events_per_s"] = round(total / (time.perf_counter() - started))
+    with central_db.connection_context():
+        add_store("bench-apply", "Bench store (apply alone)", central_vault)
+        store = Store.get_by_id("bench-apply")
+        people = visits = people_s = visits_s = 0.0
+        for events in batches:
+            started = time.perf_counter()
+            assert apply(store, events, central_vault)["applied"] == len(events)
+            if any(e.topic != "visit.closed" for e in events):
+                people, people_s = people + len(events), people_s + time.perf_counter() - started
+            else:
+                visits, visits_s = visits + len(events), visits_s + time.perf_counter() - started
+    out["central_apply_people_batches_events_per_s"] = round(people / people_s) if people_s else None
+    out["central_apply_visit_batches_events_per_s"] = round(visits / visits_s) if visits_s else None
+    out["central_apply_seconds"] = {"people_batches": round(people_s, 2), "visit_batches": round(visits_s, 2)}
+    return out
 
 
 def main() -> int:
@@ -133,6 +164,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         keys = load_or_create_keys(path)
         rows = fill_outbox(args.events, rt.vault)
     result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers,
+                    "in_flight": sync.IN_FLIGHT,
                     "postgres": "FOOTFALL_TEST_DSN" if os.environ.get(pgserver.ENV_DSN) else "throwaway (fsync off)"}
     env = {**pgcopy.serve_env(central_settings), "FOOTFALL_CENTRAL_WORKERS": str(args.workers)}
     try:
@@ -147,6 +179,11 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         with central_db.connection_context():
             committed = central_db.execute_sql("SELECT count(*) FROM visit").fetchone()[0]
         assert committed == args.events, committed
+        with database.connection_context():  # the same batches again, a stage at a time
+            database.execute_sql("UPDATE outbox_event SET delivered_at = NULL")
+        result["stages"] = stages(rt.vault, capp.extensions["central"]["vault"], args.batch)
+        with central_db.connection_context():
+            central_db.execute_sql("DELETE FROM visit WHERE store_id = 'bench-apply'")
         copy_rate = copy_baseline(dsn, schema, rows)
         table_rate = copy_into_visit(dsn, schema, [
             ("bench", d["device"], d["start"], d["end"], d["passerby"]) for d in (json.loads(r[2]) for r in rows)])
@@ -154,6 +191,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         result.update({"drain_seconds": round(elapsed, 1), "events_per_s": round(rate), "rows_committed": committed,
                        "copy_rows_per_s": round(copy_rate), "ratio_to_copy": round(rate / copy_rate, 3),
                        "copy_into_visit_rows_per_s": round(table_rate), "ratio_to_copy_into_visit": round(rate / table_rate, 3)})
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
         result["goals"] = {"events_per_s>=20000": rate >= 20_000, "ratio_to_copy>=0.2": rate / copy_rate >= 0.2}
     finally:
         central_db.close_all()
