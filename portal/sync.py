@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 from peewee import IntegrityError
 
 from portal import clock, privacy, segments
-from portal.consent import shares_with_chain
+from portal.consent import VALID_SQL, shares_with_chain
 from portal.core import wire
+from portal.core.purposes import CHAIN_SHARING
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
@@ -71,10 +72,17 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
-def _current_uid(uid: str) -> str:
+def _lead(uid: str, leads: dict | None) -> Lead | None:
+    """The lead `uid`, from `leads` (a batch's, read at once by prepare) when it holds it."""
+    if leads is not None and uid in leads:
+        return leads[uid]
+    return Lead.get_or_none(Lead.uid == uid)
+
+
+def _current_uid(uid: str, leads: dict | None = None) -> str:
     """The record a lead uid speaks for now: a claim folded into another record names that one."""
     for _ in range(8):  # folds chain at most a few times; bounded all the same
-        lead = Lead.get_or_none(Lead.uid == uid)
+        lead = _lead(uid, leads)
         if lead is None or lead.merged_into_id is None:
             return uid
         uid = Lead.select(Lead.uid).where(Lead.id == lead.merged_into_id).scalar() or uid
@@ -98,12 +106,13 @@ def _reindex(lead: Lead, vault: Vault) -> None:
             logger.warning("lead %s holds a contact another record holds under the chain's key", lead.uid)
 
 
-def to_wire(event, vault: Vault) -> dict:
+def to_wire(event, vault: Vault, leads: dict | None = None) -> dict:
     """The event (an OutboxEvent, or a row of its columns) as the central store reads it; personal
-    data is read now, decrypted, so an erasure also erases what was waiting to be sent."""
+    data is read now, decrypted, so an erasure also erases what was waiting to be sent. `leads`:
+    the batch's leads by uid, read at once (prepare); a lead it lacks is read here."""
     data = json.loads(event.payload)
     if event.topic == "lead.upserted":
-        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        lead = _lead(data["lead"], leads)
         if lead is None or lead.erased_at is not None:
             data = {"lead": data["lead"], "gone": True}
         else:
@@ -119,16 +128,17 @@ def to_wire(event, vault: Vault) -> dict:
                         email_index=vault.blind_index("email", email) if email else None,
                         phone_index=vault.blind_index("phone", phone) if phone else None,
                         email_verified=email_ok, phone_verified=phone_ok,
-                        chain_sharing=shares_with_chain(lead))  # merged across stores only when true
+                        chain_sharing=(bool(leads.sharing.get(lead.id)) if isinstance(leads, _Leads) and lead.uid in leads
+                                       else shares_with_chain(lead)))  # merged across stores only when true
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))
         data["method"] = consent.method if consent else data.get("method")  # "lapsed": a material change (consent.py)
         if consent is not None:
             data["lead"] = consent.lead.uid  # a claim folded into a proven record speaks for it now
     elif event.topic == "device.linked":
-        data["lead"] = _current_uid(data["lead"])
+        data["lead"] = _current_uid(data["lead"], leads)
     elif event.topic == "lead.restricted":
-        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        lead = _lead(data["lead"], leads)
         if lead is not None:  # the state now: a restriction lifted before the push is sent as lifted
             data["restricted"] = lead.restricted_at is not None
     elif event.topic == "segment.members" and "members" not in data:
@@ -205,7 +215,40 @@ class _Row:
     created_at: datetime.datetime
 
 
-def _wire_text(row: tuple, vault: Vault) -> str:
+LEAD_TOPICS = ("lead.upserted", "device.linked", "lead.restricted")  # to_wire reads their lead
+
+
+def _batch_leads(rows: list[tuple]) -> dict:
+    """The leads the batch's events name (to_wire reads them), in a few queries instead of one each."""
+    uids = set()
+    for row in rows:
+        if row[3] in LEAD_TOPICS:
+            lead = json.loads(row[4]).get("lead")
+            if isinstance(lead, str):
+                uids.add(lead)
+    found = _Leads()
+    ordered = sorted(uids)
+    for i in range(0, len(ordered), 900):
+        found.update((lead.uid, lead) for lead in Lead.select().where(Lead.uid.in_(ordered[i:i + 900])))
+    ids = sorted(lead.id for lead in found.values())
+    for i in range(0, len(ids), 900):  # shares_with_chain of each, in one query per 900
+        chunk = ids[i:i + 900]
+        found.sharing.update(database.execute_sql(
+            f"SELECT c.lead_id, c.granted = 1 AND {VALID_SQL} FROM consent c JOIN (SELECT max(id) AS id FROM consent "
+            f"WHERE purpose = ? AND lead_id IN ({','.join('?' * len(chunk))}) GROUP BY lead_id) latest ON latest.id = c.id",
+            (CHAIN_SHARING, *chunk)).fetchall())
+    return found
+
+
+class _Leads(dict):
+    """A batch's leads by uid, and by lead id whether each shares with the chain (absent: never chose)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sharing: dict[int, int] = {}
+
+
+def _wire_text(row: tuple, vault: Vault, leads: dict | None = None) -> str:
     """One outbox row (id, uid, seq, topic, payload, created_at as stored) as the batch's JSON text."""
     rid, uid, seq, topic, payload, created = row
     if topic in AS_WRITTEN and isinstance(created, str) and _STAMP.match(created):
@@ -214,7 +257,7 @@ def _wire_text(row: tuple, vault: Vault) -> str:
         return (f'{{"uid":{_quote(uid)},"topic":"{topic}","at":"{created[:10]}T{created[11:]}",'
                 f'"data":{payload}{tail}')
     at = created if isinstance(created, datetime.datetime) else datetime.datetime.fromisoformat(created)
-    return json.dumps(to_wire(_Row(rid, uid, seq, topic, payload, at), vault), separators=(",", ":"))
+    return json.dumps(to_wire(_Row(rid, uid, seq, topic, payload, at), vault, leads), separators=(",", ":"))
 
 
 _quote = json.encoder.encode_basestring  # a JSON string (C)
@@ -231,7 +274,8 @@ def prepare(vault: Vault, size: int, after_id: int = 0, after_seq: int | None = 
     if not rows:
         return None
     tail = f',"after":{after_seq}}}' if after_seq is not None else "}"
-    body = gzip.compress(('{"events":[' + ",".join(_wire_text(r, vault) for r in rows) + "]" + tail).encode(), 6)
+    leads = _batch_leads(rows)
+    body = gzip.compress(('{"events":[' + ",".join(_wire_text(r, vault, leads) for r in rows) + "]" + tail).encode(), 6)
     return Prepared([r[0] for r in rows], body, max((r[2] for r in rows if r[2] is not None), default=None))
 
 
