@@ -6,7 +6,7 @@ where the time goes, each stage alone on the same batches: the appliance reading
 outbox (sync.prepare), the central inflating, parsing and validating (central.batch), and the
 central applying them in its process without HTTP (central.ingest.apply, into a second store).
 
-    .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000]
+    .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000] [--in-flight 2]
 """
 from __future__ import annotations
 
@@ -135,6 +135,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--in-flight", type=int, default=None, help="batches in flight (default: sync.IN_FLIGHT)")
     args = parser.parse_args()
     # FOOTFALL_TEST_DSN when set, else a throwaway server for this run (tests/pgserver.py).
     with pgserver.postgres_dsn() as dsn:
@@ -150,6 +151,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     from portal.db import database
     from portal.identity import load_or_create_keys
 
+    in_flight = args.in_flight or sync.IN_FLIGHT
     central_settings = pgcopy.central_settings(dsn, "sync")
     schema, tmp = central_settings.central_schema, Path(central_settings.data_dir).parent
     capp = central_app(central_settings)
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         keys = load_or_create_keys(path)
         rows = fill_outbox(args.events, rt.vault)
     result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers,
-                    "in_flight": sync.IN_FLIGHT,
+                    "in_flight": in_flight,
                     "postgres": "FOOTFALL_TEST_DSN" if os.environ.get(pgserver.ENV_DSN) else "throwaway (fsync off)"}
     env = {**pgcopy.serve_env(central_settings), "FOOTFALL_CENTRAL_WORKERS": str(args.workers)}
     try:
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
             start = time.perf_counter()  # the 10,000 people events are timed and counted too
             with database.connection_context():
                 while sync.pending():
-                    out = sync.drain(target, rt.vault, rt.gateway, "bench", args.batch, budget=3600)
+                    out = sync.drain(target, rt.vault, rt.gateway, "bench", args.batch, budget=3600, in_flight=in_flight)
                     assert "error" not in out, out
             elapsed = time.perf_counter() - start
         with central_db.connection_context():
