@@ -115,7 +115,9 @@ class bare:
     def __exit__(self, *exc):
         if exc[0] is None:
             for _, definition in self.indexes:
-                self.cur.execute(definition)
+                # A partitioned table's index reads "ON ONLY visit": made so, it would stay without
+                # its partitions' indexes (and invalid). Made on the whole table, each partition gets one.
+                self.cur.execute(definition.replace(" ON ONLY ", " ON ", 1))
             for name, definition in self.fks:
                 self.cur.execute(f'ALTER TABLE {self.table} ADD CONSTRAINT "{name}" {definition}')
 
