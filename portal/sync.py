@@ -197,6 +197,7 @@ class Prepared:
     ids: list[int]
     body: bytes
     top: int | None = None  # the largest seq in the batch (None: events written before seqs)
+    after: int | None = None  # the seq its predecessor in flight ended with, as the body names it
 
 
 # Topics sent as the outbox holds them (to_wire changes nothing of theirs): their payload, JSON the
@@ -276,7 +277,7 @@ def prepare(vault: Vault, size: int, after_id: int = 0, after_seq: int | None = 
     tail = f',"after":{after_seq}}}' if after_seq is not None else "}"
     leads = _batch_leads(rows)
     body = gzip.compress(('{"events":[' + ",".join(_wire_text(r, vault, leads) for r in rows) + "]" + tail).encode(), 6)
-    return Prepared([r[0] for r in rows], body, max((r[2] for r in rows if r[2] is not None), default=None))
+    return Prepared([r[0] for r in rows], body, max((r[2] for r in rows if r[2] is not None), default=None), after_seq)
 
 
 def deliver(target: Target, batch: Prepared) -> dict:
@@ -377,6 +378,11 @@ def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: 
                     later.cancel()
                     _settle(later)
                 flight.clear()
+                if exc.status == 400 and current.after is not None:
+                    # A central store older than "after" refuses the body: one batch at a time, as it reads them.
+                    logger.warning("the central store does not take batches in flight (%s): sending one at a time", exc)
+                    in_flight, exhausted = 1, False
+                    continue
                 if (exc.status == 413 and size > 1) or (exc.status == 409 and behind < 3):
                     # Too large for the central store: smaller. 409: again, as the head of a new round.
                     size = max(1, size // 2) if exc.status == 413 else size

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -111,3 +112,32 @@ def test_an_appliance_with_batches_in_flight_delivers_everything_once(app, visit
     assert result["sent"] == result["applied"] == expected()["applied"] and result["batches"] >= 10
     assert sync.pending() == 0
     assert central_counts() == expected()
+
+
+def test_a_central_that_refuses_after_gets_one_batch_at_a_time(app, visitors, central_settings, central_server):
+    """A central store not yet upgraded answers 400 to a body with "after" (its parser knows
+    {"events": [...]} only): the appliance sends the rest one batch at a time, without "after",
+    and everything arrives once."""
+    from portal import sync
+    from tests.central.test_sync_e2e import FaultyProxy, activity, central_counts, enroll_store, expected
+
+    class OlderCentral(FaultyProxy):
+        refused = 0
+
+        def forward(self, path, headers, body):
+            if b'"after":' in gzip.decompress(body):
+                OlderCentral.refused += 1
+                return 400, {}, b'{"error": "body is not JSON of the form {\\"events\\": [...]}"}'
+            return super().forward(path, headers, body)
+
+    keys = enroll_store(central_settings, app)
+    activity(visitors, 0, 20)
+    proxy = OlderCentral(central_server)
+    proxy.plan = itertools.cycle(["forward"])
+    try:
+        target = sync.Target(f"http://127.0.0.1:{proxy.port}", keys.store_id, keys.sync_key, allow_http=True)
+        result = sync.drain(target, visitors.vault, visitors.gateway, keys.store_id, batch=9, in_flight=2)
+    finally:
+        proxy.close()
+    assert "error" not in result and OlderCentral.refused >= 1
+    assert sync.pending() == 0 and central_counts() == expected()
