@@ -218,8 +218,9 @@ def _apply_links(cur, store: Store, events: list[Event], people: Touched) -> Non
     ids = _device_ids(cur, store.id, {mac for mac, _ in links})
     cur.execute("SELECT person_id FROM device WHERE id = ANY(%s) AND person_id IS NOT NULL", (sorted(ids.values()),))
     people.ever.update(row[0] for row in cur.fetchall())  # a device linked anew takes its visits from its former owner
-    for mac, person in links:
-        cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[mac]))
+    final = {ids[mac]: person for mac, person in links}  # a device linked twice in the batch: the later link
+    cur.execute("UPDATE device d SET person_id = u.person FROM unnest(%s::int[], %s::int[]) AS u (id, person) "
+                "WHERE d.id = u.id", (sorted(final), [final[i] for i in sorted(final)]))
 
 
 def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
