@@ -1,6 +1,7 @@
 """Reading a store's batch, bounded at every step: inflate, parse, validate.
 
-A batch is gzip(JSON {"events": [...]}). Its signature is checked before any of this, but a
+A batch is gzip(JSON {"events": [...]}), or {"events": [...], "after": seq} from a store with
+batches in flight (the seq its previous batch ended with: central/ingest.py). Its signature is checked before any of this, but a
 store's key can leak, so a signed batch is still read as hostile: the gzip stream is inflated in
 chunks and refused (413) as soon as it passes MAX_INFLATED bytes, without inflating the rest;
 the JSON values it could build are counted before parsing (a 64 MiB text of "[[],[],...]" would

@@ -3,8 +3,9 @@
 An event is marked delivered only when the central store answers 200 for its batch; the central
 store applies an event only if its seq (the outbox's sequence, which never goes back, not even
 after a restore from a backup) is above the store's high-water mark there, so a retry after a
-lost answer duplicates nothing. Batches go oldest first, one at a time: the mark is only right if
-every event below it was applied, which this order guarantees. Failures
+lost answer duplicates nothing. Batches go oldest first, up to IN_FLIGHT at once, each after the
+first naming the seq its predecessor ended with: the central applies them in that order (the mark
+is only right if every event below it was applied). Failures
 back off exponentially with jitter (state kept in the database, so a reboot keeps it); when the
 link comes back, `drain` sends batch after batch at full speed.
 """
