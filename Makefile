@@ -12,7 +12,7 @@ TEST_DEB := chromium chromium-driver iproute2 nftables conntrack dnsmasq-base ud
 	ieee-data shellcheck systemd nginx hostapd
 BENCH_DEB := wrk
 
-.PHONY: test bench bench-activation bench-signin bench-verify bench-segments bench-appliance bench-gateway bench-collector bench-panel bench-login bench-sync bench-chain bench-central-read field-day demo deb-test deb-bench clean
+.PHONY: test bench bench-activation bench-signin bench-verify bench-segments bench-appliance bench-gateway bench-collector bench-panel bench-login bench-sync bench-chain bench-central-read bench-purge field-day demo deb-test deb-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ bench-chain: $(VENV)/.installed deb-test
 # Issue 18: the central's read API at 1,000,000 people and 10,000,000 visits (PostgreSQL as bench-sync).
 bench-central-read: $(VENV)/.installed deb-test
 	$(VENV)/bin/python tests/perf/bench_central_read.py
+
+# Issue 18: the purge dropping a month of visits beside a DELETE of its rows; migration 0008's time (PostgreSQL as bench-sync).
+bench-purge: $(VENV)/.installed deb-test
+	$(VENV)/bin/python tests/perf/bench_purge.py
 
 # Issue 18: an incremental segment run after 15 minutes of traffic, beside the full recompute.
 bench-segments: $(VENV)/.installed

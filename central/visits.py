@@ -48,7 +48,10 @@ def name_of(month: datetime.date) -> str:
 
 
 def cutoff_month(now: datetime.datetime, retention_days: int) -> datetime.date:
-    """The oldest month still kept: every month before it ends before `now - retention_days`."""
+    """The oldest month still kept: every month before it ends before `now - retention_days`
+    (January of year 1 for a retention reaching further back than the calendar)."""
+    if retention_days >= (now - datetime.datetime.min).days:
+        return datetime.date.min
     return month_of(now - datetime.timedelta(days=retention_days))
 
 
@@ -118,9 +121,10 @@ def drop_expired(cur, now: datetime.datetime, retention_days: int) -> dict:
     _lock(cur)
     gone, keep = expired(cur, now, retention_days)
     rows = 0
-    for name in gone:
+    for name in gone:  # counted first: the count reads the month, batches go on meanwhile
         cur.execute(f"SELECT count(*) FROM {name}")
         rows += cur.fetchone()[0]
+    for name in gone:
         cur.execute(f"DROP TABLE {name}")
     cur.execute(f"DELETE FROM {DEFAULT} WHERE start < %s", (keep,))
     rows += cur.rowcount
@@ -160,12 +164,12 @@ def purge_months(db, now: datetime.datetime, retention_days: int, dry_run: bool 
     again (their first visit is older than the oldest month kept)."""
     from central import chainstat  # it builds on central.people, which imports this module
 
-    with db.atomic():
-        created = ensure(db.cursor(), now, retention_days)
-    if dry_run:
+    if dry_run:  # changes nothing, partitions included
         with db.atomic():
             gone, keep = expired(db.cursor(), now, retention_days)
-        return {"partitions_created": created, "partitions_dropped": gone, "oldest_month_kept": keep.isoformat()}
+        return {"partitions_dropped": gone, "oldest_month_kept": keep.isoformat()}
+    with db.atomic():
+        created = ensure(db.cursor(), now, retention_days)
     with db.atomic():
         cur = db.cursor()
         cur.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}s'")

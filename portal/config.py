@@ -151,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("central_key_file", "", "Central store: its key file; empty means `<data_dir>/central-keys.json`."),
     Setting("central_max_batch_bytes", 8 * 1024 * 1024, "Central store: largest signed batch accepted (compressed)."),
     Setting("central_transfers_assessed", "", "Central store: the ad platforms (meta, google) its exports may go to, each with the date of its transfer impact assessment, e.g. `meta:2026-11-01,google:2026-11-02`; an export to a platform not named is refused (409), as the panel refuses one without a recorded assessment."),
-    Setting("central_retention_days", 365, "Central store: days a person's details, devices and visits are kept after they were last seen at any store (`footfall central purge`); the consent log stays as proof."),
+    Setting("central_retention_days", 365, "Central store: days a person's details and devices are kept after they were last seen at any store, and days every visit is kept (visits go by calendar month, once the whole month is older: a month more at most) (`footfall central purge`); the consent log stays as proof."),
     Setting("sync_replay_window", 300, "Central store: signed batches older or newer than this many seconds are refused."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
 )

@@ -299,9 +299,11 @@ def render(settings: Settings, texts: Texts | None = None, endpoints: list[Endpo
         "an erasure reaches them only as they are replaced (7 days).",
         (f"- The central store: a person not seen at any store for {settings.central_retention_days} days "
          "(`central_retention_days`) loses their details, devices, visits and segment membership (`footfall "
-         "central purge`, a daily systemd timer `deploy/install.sh` installs); the consent log stays." if central else
+         "central purge`, a daily systemd timer `deploy/install.sh` installs); the consent log stays. Every visit "
+         f"there is deleted {settings.central_retention_days} days after it started, a month later at most: the "
+         "purge drops each calendar month of visits once all of it is that old." if central else
          f"- The central store (none configured here) keeps people {settings.central_retention_days} days "
-         "(`central_retention_days`) after they were last seen."),
+         "(`central_retention_days`) after they were last seen, and each visit as long (a month more at most)."),
         "- Audit log, data-subject requests, staff accounts: kept; no job deletes them.",
         "",
         "## Recipients",

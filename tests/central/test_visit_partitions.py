@@ -296,3 +296,58 @@ def test_an_erasure_waits_for_a_batch_still_adding_visits_to_the_device(central_
     assert rows("SELECT count(*) FROM device") == [(0,)]
     assert orphans() == 0 and rows("SELECT count(*) FROM visit") == [(0,)]
     assert stat_equals_scan()
+
+
+def test_workers_starting_together_make_each_month_once(central_app, central_settings):
+    """Every worker calls ensure at start: in parallel, each missing month is made once, no error."""
+    import threading
+    errors, made = [], []
+
+    def start():
+        try:
+            with database.connection_context(), database.atomic():
+                made.extend(visits.ensure(database.cursor(), NOW, 3 * 365))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with database.connection_context():
+        months = visits.months(database.cursor())
+    assert sorted(made) == sorted(set(made)) and len(made) == 24  # two more years back, made once each
+    assert min(months) == visits.cutoff_month(NOW, 3 * 365)
+
+
+def test_a_busy_visit_table_makes_the_purge_give_up_dropping_with_a_clear_error(central_app, central_settings, stores,
+                                                                              pg_dsn, monkeypatch):
+    import psycopg2
+
+    from tests import pgserver
+    client = central_app.test_client()
+    old = ago(365 + 62)
+    with database.connection_context(), database.atomic():
+        visits.ensure(database.cursor(), NOW, 500)
+    person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [old, ago(1)])
+    monkeypatch.setattr(visits, "LOCK_WAIT", 1)
+    reader = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn), options=f"-c search_path={central_settings.central_schema}")
+    try:
+        reader.cursor().execute("SELECT count(*) FROM visit")  # a long read: its transaction stays open
+        busy = cli(central_settings, "purge")
+    finally:
+        reader.close()
+    assert busy.exit_code == 1
+    assert "the visit table stayed busy for 1 s: no month dropped this time (run the purge again)" in busy.output
+    assert rows("SELECT count(*) FROM visit WHERE start = %s", old) == [(1,)]
+    done = cli(central_settings, "purge")
+    assert done.exit_code == 0 and json.loads(done.output)["visits"]["visits_dropped"] == 1
+    assert rows("SELECT count(*) FROM visit WHERE start = %s", old) == [(0,)] and stat_equals_scan()
+
+
+@pytest.mark.parametrize("days", [800_000, 10**12])
+def test_a_retention_longer_than_the_calendar_keeps_every_month(days):
+    assert visits.cutoff_month(NOW, days) == datetime.date.min
+    assert visits.cutoff_month(NOW, 31) == visits.month_of(NOW - datetime.timedelta(days=31))

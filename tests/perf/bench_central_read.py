@@ -114,9 +114,7 @@ class bare:
 
     def __exit__(self, *exc):
         if exc[0] is None:
-            for _, definition in self.indexes:
-                # A partitioned table's index reads "ON ONLY visit": made so, it would stay without
-                # its partitions' indexes (and invalid). Made on the whole table, each partition gets one.
+            for _, definition in self.indexes:  # a partitioned table's reads "ON ONLY": that would skip its partitions
                 self.cur.execute(definition.replace(" ON ONLY ", " ON ", 1))
             for name, definition in self.fks:
                 self.cur.execute(f'ALTER TABLE {self.table} ADD CONSTRAINT "{name}" {definition}')

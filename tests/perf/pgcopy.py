@@ -61,3 +61,20 @@ def bare_visits_rate(dsn: str, schema: str, visits: Iterable[tuple[str, str, str
         conn.close()
     return copy_rate(dsn, schema, "copy_visit", 'store_id, device, start, "end", passerby',
                      (f"{s}\t{d}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, d, a, b, p in visits))
+
+
+def unpartitioned_visits_rate(dsn: str, schema: str, visits: Iterable[tuple[str, int, str, str, bool]]) -> float:
+    """(store, device id, start, end, passerby) rows into the visit table as it was before migration
+    0008 (one table, primary key on id, two indexes, foreign keys to store and device): rows/s."""
+    conn = connect(dsn, schema)
+    try:
+        conn.cursor().execute(
+            "CREATE TABLE copy_visit_fk (id BIGSERIAL PRIMARY KEY, store_id VARCHAR(255) NOT NULL REFERENCES store (id) "
+            "ON DELETE CASCADE, device_id BIGINT NOT NULL REFERENCES device (id) ON DELETE CASCADE, start TIMESTAMP NOT NULL, "
+            '"end" TIMESTAMP NOT NULL, passerby BOOLEAN NOT NULL); '
+            "CREATE INDEX ON copy_visit_fk (store_id, start); CREATE INDEX ON copy_visit_fk (device_id)")
+        conn.commit()
+    finally:
+        conn.close()
+    return copy_rate(dsn, schema, "copy_visit_fk", 'store_id, device_id, start, "end", passerby',
+                     (f"{s}\t{d}\t{a}\t{b}\t{'t' if p else 'f'}\n" for s, d, a, b, p in visits))
