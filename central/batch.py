@@ -1,6 +1,7 @@
 """Reading a store's batch, bounded at every step: inflate, parse, validate.
 
-A batch is gzip(JSON {"events": [...]}). Its signature is checked before any of this, but a
+A batch is gzip(JSON {"events": [...]}), or {"events": [...], "after": seq} from a store with
+batches in flight (the seq its previous batch ended with: central/ingest.py). Its signature is checked before any of this, but a
 store's key can leak, so a signed batch is still read as hostile: the gzip stream is inflated in
 chunks and refused (413) as soon as it passes MAX_INFLATED bytes, without inflating the rest;
 the JSON values it could build are counted before parsing (a 64 MiB text of "[[],[],...]" would
@@ -13,8 +14,9 @@ import json
 import re
 import time
 import zlib
+from typing import NamedTuple
 
-from portal.core.events import Event, EventError, validate
+from portal.core.events import SEQ_MAX, Event, EventError, validate
 
 MAX_EVENTS = 20_000
 # A seq is microseconds on the store's floored clock (portal.clock.seq_now): one further ahead of
@@ -71,8 +73,9 @@ def _skip(text: str, pos: int, expected: str = "") -> int:
     return pos
 
 
-def _raw_events(text: str):
-    """Yield the elements of {"events": [...]} one at a time (never the whole list at once)."""
+def _raw_events(text: str, tail: dict):
+    """Yield the elements of {"events": [...]} one at a time (never the whole list at once); an
+    "after" member following the list (a pipelining store's, central/ingest.py) goes into `tail`."""
     decoder = json.JSONDecoder()
     pos = _skip(text, 0, "{")
     key, pos = decoder.raw_decode(text, pos)
@@ -82,23 +85,46 @@ def _raw_events(text: str):
     if text.startswith("]", pos):
         pos += 1
     else:
+        decode, space = decoder.raw_decode, _WS.match
         while True:
-            value, pos = decoder.raw_decode(text, pos)
+            value, pos = decode(text, pos)
             yield value
-            pos = _skip(text, pos)
+            if text.startswith(",", pos):  # the stores' compact JSON: no space to skip
+                pos += 1
+                if text[pos:pos + 1] in " \t\n\r":
+                    pos = space(text, pos).end()
+                continue
+            pos = space(text, pos).end()
             if text.startswith(",", pos):
-                pos = _skip(text, pos + 1)
+                pos = space(text, pos + 1).end()
             elif text.startswith("]", pos):
                 pos += 1
                 break
             else:
                 raise ValueError("]")
+    pos = _skip(text, pos)
+    if text.startswith(",", pos):
+        key, pos = decoder.raw_decode(text, _skip(text, pos + 1))
+        if key != "after":
+            raise ValueError("after")
+        tail["after"], pos = decoder.raw_decode(text, _skip(text, pos, ":"))
     if _skip(text, pos, "}") != len(text):
         raise ValueError("end")
 
 
+class Batch(NamedTuple):
+    events: list[Event]
+    after: int | None  # the seq the store's previous batch in flight ended with (None: apply at once)
+
+
 def parse_events(raw: bytes) -> list[Event]:
     """Validated events; 400 for the first bad one, 413 as soon as there are too many."""
+    return parse_batch(raw).events
+
+
+def parse_batch(raw: bytes) -> Batch:
+    """The validated events and the batch's "after"; 400 for the first bad value, 413 as soon as
+    there are too many events."""
     values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
     if values > MAX_VALUES:
         raise Refused(413, f"batch holds more than {MAX_VALUES} JSON values; send smaller batches")
@@ -108,8 +134,9 @@ def parse_events(raw: bytes) -> list[Event]:
     except UnicodeDecodeError:
         raise Refused(400, "body is not UTF-8 JSON") from None
     events: list[Event] = []
+    tail: dict = {}
     try:
-        for item in _raw_events(text):
+        for item in _raw_events(text, tail):
             if len(events) == MAX_EVENTS:
                 raise Refused(413, f"at most {MAX_EVENTS} events per batch")
             try:
@@ -127,9 +154,16 @@ def parse_events(raw: bytes) -> list[Event]:
         raise Refused(400, 'body is not JSON of the form {"events": [...]}') from None
     except RecursionError:
         raise Refused(400, "body nests too deeply") from None
-    return events
+    after = tail.get("after")
+    if after is not None:
+        if type(after) is not int or not 0 < after <= SEQ_MAX:
+            raise Refused(400, "after must be the seq of the store's previous batch (a positive integer)")
+        first = next((e.seq for e in events if e.seq is not None), None)  # the smallest: seqs grow
+        if (first is not None and first <= after) or after > ceiling:
+            raise Refused(400, "after must be below the seqs of the batch's events")
+    return Batch(events, after)
 
 
-def read_batch(body: bytes) -> list[Event]:
-    return parse_events(inflate(body))
+def read_batch(body: bytes) -> Batch:
+    return parse_batch(inflate(body))
 

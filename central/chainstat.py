@@ -47,18 +47,29 @@ COLUMNS = ("person_id", "language", "first_start", "last_start", "last_end", "vi
 
 # -- computing rows from the visits ---------------------------------------------------------------
 
-def _scan(cur, where: str, params: list) -> list[tuple]:
+def _scan(cur, where: str, params: list, batch: list[tuple] | None = None) -> list[tuple]:
     """The rows of the people `where` selects (SQL over person `p`), computed from their visits and
-    consents: the same eligibility and figures as scan_segments."""
+    consents: the same eligibility and figures as scan_segments.
+
+    `batch`: (person, start, end) of the caller's new visits, the only ones counted (`refresh`
+    passes those of people without a row, who have no other visit that counts)."""
+    if batch is None:
+        visits = ("FROM visit v JOIN device d ON d.id = v.device_id JOIN eligible e ON e.id = d.person_id "
+                  "JOIN person p ON p.id = d.person_id WHERE NOT v.passerby ")
+        who = "d.person_id"
+    else:
+        visits = ('FROM unnest(%s::int[], %s::timestamp[], %s::timestamp[]) AS v (person_id, start, "end") '
+                  "JOIN eligible e ON e.id = v.person_id JOIN person p ON p.id = v.person_id ")
+        who = "v.person_id"
+        params = [*params, *_arrays(batch)]
     cur.execute(
         f"WITH eligible AS MATERIALIZED (SELECT p.id FROM person p WHERE p.erased_at IS NULL AND {where} "
         f"AND {FOLLOWED} AND {UNRESTRICTED}) "
-        "SELECT d.person_id, p.language, p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL, "
+        f"SELECT {who}, p.language, p.email_verified_at IS NOT NULL AND p.email_enc IS NOT NULL, "
         'p.phone_verified_at IS NOT NULL AND p.phone_enc IS NOT NULL, min(v.start), max(v.start), max(v."end"), '
         'avg(extract(epoch FROM v."end" - v.start)) / 60, count(*), '
-        f"(array_agg(v.start ORDER BY v.start DESC))[1:{RECENT}] FROM visit v JOIN device d ON d.id = v.device_id "
-        "JOIN eligible e ON e.id = d.person_id JOIN person p ON p.id = d.person_id WHERE NOT v.passerby "
-        "GROUP BY d.person_id, p.language, p.email_verified_at, p.email_enc, p.phone_verified_at, p.phone_enc", params)
+        f"(array_agg(v.start ORDER BY v.start DESC))[1:{RECENT}] {visits}"
+        f"GROUP BY {who}, p.language, p.email_verified_at, p.email_enc, p.phone_verified_at, p.phone_enc", params)
     found = cur.fetchall()
     recorded = _latest_consents(cur, [r[0] for r in found])
     rows = []
@@ -87,21 +98,78 @@ def _write(cur, rows: list[tuple]) -> None:
                        f"ON CONFLICT (person_id) DO UPDATE SET {updates}", rows, page_size=2000)
 
 
-def refresh(cur, person_ids) -> None:
-    """Recompute the rows of these people, in the caller's transaction, after its changes.
+def refresh(cur, person_ids, visits=()) -> None:
+    """Bring the rows of these people up to date, in the caller's transaction, after its changes.
+
+    `person_ids` are recomputed from all their visits and consents. `visits` are (person, start,
+    end) of the caller's new visits that are not passers-by, for people it changed in no other way:
+    each of those already holding a row gets them merged into it (`_merge`); a row for the others
+    is computed from these visits alone (they have no other visit that counts).
 
     Each person's row is locked first (an advisory lock, all of them at once in one order): two
     batches of different stores that touch one person then compute it one after the other, the
-    second from what the first committed (each statement reads the latest commits)."""
-    ids = sorted({int(p) for p in person_ids if p is not None})
+    second from what the first committed (each statement reads the latest commits). A merge is
+    right for the same reason: the row it reads holds every visit committed before it, and its own
+    transaction's visits are merged once, by itself."""
+    full = {int(p) for p in person_ids if p is not None}
+    visits = [v for v in visits if v[0] not in full]
+    ids = sorted(full | {v[0] for v in visits})
     if not ids:
         return
     cur.execute("SELECT count(pg_advisory_xact_lock(%s, id)) FROM (SELECT id FROM unnest(%s::int[]) id ORDER BY id) s",
                 (LOCK_SPACE, ids))
+    if visits:
+        merged = _merge(cur, visits)
+        # Without a row (under the lock, none is being written): not followed, or followed and no
+        # visit that counts so far (a followed person's visits that count are always in their row,
+        # every writer keeps that true). Their row, if any, is then this batch's visits alone.
+        first = [v for v in visits if v[0] not in merged]
+        if first:
+            _write(cur, _scan(cur, "p.id = ANY(%s)", [sorted({v[0] for v in first})], batch=first))
+    if not full:
+        return
+    ids = sorted(full)
     rows = _scan(cur, "p.id = ANY(%s)", [ids])
     kept = [r[0] for r in rows]
     cur.execute("DELETE FROM chain_stat WHERE person_id = ANY(%s) AND NOT person_id = ANY(%s)", (ids, kept))
     _write(cur, rows)
+
+
+_MERGE_SQL = (
+        "WITH v AS (SELECT * FROM unnest(%s::int[], %s::timestamp[], %s::timestamp[]) AS v (person_id, start, \"end\")), "
+        "b AS (SELECT person_id, count(*) AS n, min(start) AS first_start, max(start) AS last_start, "
+        "max(\"end\") AS last_end, sum(extract(epoch FROM \"end\" - start)) AS seconds, "
+        f"(array_agg(start ORDER BY start DESC))[1:{RECENT}] AS recent FROM v GROUP BY person_id) "
+        "UPDATE chain_stat s SET first_start = least(s.first_start, b.first_start), "
+        "last_start = greatest(s.last_start, b.last_start), last_end = greatest(s.last_end, b.last_end), "
+        "visits = s.visits + b.n, "
+        "dwell = ((round(round(s.dwell * 60 * s.visits * 1000000)::bigint::numeric / 1000000, 6) + b.seconds) "
+        "/ (s.visits + b.n)) / 60, "
+        f"recent = (SELECT (array_agg(t ORDER BY t DESC))[1:{RECENT}] FROM unnest(s.recent || b.recent) t) "
+        "FROM b WHERE s.person_id = b.person_id RETURNING s.person_id")
+
+
+def _merge(cur, visits) -> set[int]:
+    """Merge new visits (person, start, end; none a passer-by) into the rows of their people, in one
+    statement; returns the people whose row was merged (the others hold none: their first visit
+    that counts, or a person the segments do not follow, is for the full refresh to decide).
+
+    A person's eligibility does not move with visits alone, so a row kept stays kept. The figures
+    are the scan's: counts, first and latest times, the latest RECENT starts (the top of the old
+    ones and the new), and the average dwell from the exact sum of dwell seconds. The row holds the
+    average, not the sum: the sum is recovered in whole microseconds (timestamps hold no finer),
+    exactly while a person's dwell stays under about 40 years in all; the division is then the
+    very one avg() does, so a merged row equals a recomputed one bit for bit."""
+    cur.execute(_MERGE_SQL, _arrays(visits))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _arrays(visits) -> tuple[str, str, str]:
+    """(person, start, end) rows as three array literals, not lists for psycopg2 to adapt value by
+    value (a third of the time). Times are datetimes or validated plain ISO text (central/ingest.py)."""
+    people, starts, ends = zip(*visits)
+    return ("{%s}" % ",".join(map(str, people)), '{"%s"}' % '","'.join(map(str, starts)),
+            '{"%s"}' % '","'.join(map(str, ends)))
 
 
 def rebuild(cur, chunk: int = 50_000) -> int:

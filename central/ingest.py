@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
+import time
 
 from psycopg2.extras import execute_values
 
@@ -29,6 +31,7 @@ __all__ = ["Refused", "verify", "apply", "erase_person", "sign"]
 # Exactly once: by the store's high-water mark (Store.seq_applied) for events with a seq, by a
 # claim of each event id (applied_event) for those of appliances not yet upgraded.
 sign = wire.sign  # the batch signature, defined in portal.core.wire
+AWAIT_SECONDS = 2.0  # how long a batch waits for its predecessor (`after`) before answering 409
 
 
 def store_key(store: Store, vault: Vault) -> bytes:
@@ -56,11 +59,28 @@ def verify(headers, body: bytes, vault: Vault, window: int, now: float) -> tuple
 
 # -- applying ------------------------------------------------------------------------------------
 
-def apply(store: Store, events: list[Event], vault: Vault) -> dict:
-    """Apply the events not seen before, in one transaction; returns counts and commands."""
+def apply(store: Store, events: list[Event], vault: Vault, after: int | None = None) -> dict:
+    """Apply the events not seen before, in one transaction; returns counts and commands.
+
+    `after`: the seq the store's previous batch ended with, from a store with several batches in
+    flight. This one is applied only once that one was (the store's mark reached it): it waits a
+    little for it, then answers 409 (the store sends it again after its predecessor's answer)."""
+    try:
+        return _apply(store, events, vault, after)
+    except Behind:  # its predecessor has not even reached the store's row yet: wait for it a little
+        _await_mark(store.id, after)
+        return _apply(store, events, vault, after)
+
+
+class Behind(Refused):
+    def __init__(self, after: int):
+        super().__init__(409, f"the batch before this one (up to seq {after}) is not applied yet: send again after it")
+
+
+def _apply(store: Store, events: list[Event], vault: Vault, after: int | None) -> dict:
     with database.atomic():
         cur = database.cursor()
-        fresh = _fresh(cur, store.id, events)
+        fresh = _fresh(cur, store.id, events, after)
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.uid in seen or seen.add(e.uid))]
         people = Touched()  # this store's lead uid > person, kept true by central.people
@@ -70,7 +90,8 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
             upsert_lead(cur, store.id, e.data, e.at, vault, people)
         _apply_links(cur, store, [e for e in fresh if e.topic == "device.linked"], people)
         _apply_consents(cur, store, [e for e in fresh if e.topic == "consent.recorded"], people)
-        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"], people.ever)
+        visits: list[tuple] = []  # (person, start, end) of the visits kept that are not passers-by
+        anonymous = _apply_visits(cur, store, [e for e in fresh if e.topic == "visit.closed"], visits)
         for e in fresh:  # after what they fold, so a batch holding the records and their merge works
             if e.topic == "lead.merged":
                 merge(cur, store.id, e.data["lead"], e.data["into"], people)
@@ -90,7 +111,9 @@ def apply(store: Store, events: list[Event], vault: Vault) -> dict:
                 cur.execute("UPDATE erase_command SET acked_at = %s WHERE store_id = %s AND lead_uid = %s AND acked_at IS NULL",
                             (utcnow(), store.id, e.data["lead"]))
         webhooks.enqueue(cur, store.id, fresh, people, before)  # the chain's CRM endpoints, if any
-        chainstat.refresh(cur, people.ever)  # last: the chain segments' rows of everyone the batch touched
+        # Last: the chain segments' rows of everyone the batch touched; those it only brought visits
+        # get them merged into their row, the others are recomputed.
+        chainstat.refresh(cur, people.ever, visits)
         cur.execute("UPDATE store SET events_applied = events_applied + %s, last_seen_at = %s WHERE id = %s",
                     (len(fresh), utcnow(), store.id))
         cur.execute("SELECT lead_uid FROM erase_command WHERE store_id = %s AND acked_at IS NULL ORDER BY id LIMIT 1000",
@@ -116,17 +139,33 @@ class Touched(dict):
         super().__setitem__(uid, person)
 
 
-def _fresh(cur, store_id: str, events: list[Event]) -> list[Event]:
+def _await_mark(store_id: str, after: int) -> None:
+    """Until the store's mark reaches `after` or AWAIT_SECONDS pass, outside any transaction (no
+    lock held: the predecessor, still travelling, takes the store's row when it arrives). One
+    being applied holds that row: `_fresh` waits for it there, without polling."""
+    deadline = time.monotonic() + AWAIT_SECONDS
+    while True:
+        mark = database.execute_sql("SELECT seq_applied FROM store WHERE id = %s", (store_id,)).fetchone()[0] or 0
+        if mark >= after or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def _fresh(cur, store_id: str, events: list[Event], after: int | None = None) -> list[Event]:
     """The events never applied, in batch order; moves the store's high-water mark past them.
 
     The store's row is locked first: a store's batches are applied one after the other (its
     retries, a request a fault proxy held back), while other stores' go on in parallel. An event
     with a seq is new when above the mark (the store sends oldest first, and central/batch.py
     checked that seqs grow within the batch); one without (an appliance not yet upgraded) is
-    claimed by uid, as before.
+    claimed by uid, as before. A batch naming `after` is refused (409) while the mark is below it:
+    its predecessor's events, below its own, would otherwise be dropped as already applied. Waiting
+    for that predecessor happens here too: while it is being applied it holds the store's row.
     """
     cur.execute("SELECT seq_applied FROM store WHERE id = %s FOR UPDATE", (store_id,))
     mark = cur.fetchone()[0] or 0
+    if after is not None and mark < after:  # its predecessor was not applied (yet, or refused)
+        raise Behind(after)
     legacy = list(dict.fromkeys(e.uid for e in events if e.seq is None))
     claimed = _claim(cur, store_id, legacy) if legacy else set()
     fresh = [e for e in events if (e.uid in claimed if e.seq is None else e.seq > mark)]
@@ -179,8 +218,9 @@ def _apply_links(cur, store: Store, events: list[Event], people: Touched) -> Non
     ids = _device_ids(cur, store.id, {mac for mac, _ in links})
     cur.execute("SELECT person_id FROM device WHERE id = ANY(%s) AND person_id IS NOT NULL", (sorted(ids.values()),))
     people.ever.update(row[0] for row in cur.fetchall())  # a device linked anew takes its visits from its former owner
-    for mac, person in links:
-        cur.execute("UPDATE device SET person_id = %s WHERE id = %s", (person, ids[mac]))
+    final = {ids[mac]: person for mac, person in links}  # a device linked twice in the batch: the later link
+    cur.execute("UPDATE device d SET person_id = u.person FROM unnest(%s::int[], %s::int[]) AS u (id, person) "
+                "WHERE d.id = u.id", (sorted(final), [final[i] for i in sorted(final)]))
 
 
 def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, int]) -> None:
@@ -195,27 +235,39 @@ def _apply_consents(cur, store: Store, events: list[Event], people: dict[str, in
                        "VALUES %s", rows, page_size=2000)
 
 
-def _apply_visits(cur, store: Store, events: list[Event], touched: set[int]) -> int:
+def _apply_visits(cur, store: Store, events: list[Event], counted: list[tuple]) -> int:
     """Visits of the store's devices linked to a person; the others are ignored and counted
     (returned). Anonymous data is never received: a store sends no visit of a device linked to
-    no one (issue 15), and one that does (an older appliance) leaves no trace of it here."""
+    no one (issue 15), and one that does (an older appliance) leaves no trace of it here.
+    `counted` receives (person, start, end) of the visits kept that are not passers-by."""
     if not events:
         return 0
     cur.execute("SELECT mac, id, person_id FROM device WHERE store_id = %s AND mac = ANY(%s) AND person_id IS NOT NULL "
                 "FOR KEY SHARE", (store.id, sorted({e.data["device"] for e in events})))  # no FK: central/visits.py
-    ids = {}
-    for mac, device, person in cur.fetchall():
-        ids[mac] = device
-        touched.add(person)
-    kept = [e for e in events if e.data["device"] in ids]
-    if kept:
+    ids = {mac: (device, person) for mac, device, person in cur.fetchall()}
+    lines = []
+    for e in events:
+        known = ids.get(e.data["device"])
+        if known is None:
+            continue
+        start, end = _plain(e.data["start"]), _plain(e.data["end"])
+        passerby = e.data["passerby"]
+        lines.append(f"{store.id}\t{known[0]}\t{start}\t{end}\t{'t' if passerby else 'f'}\n")
+        if not passerby:
+            counted.append((known[1], start, end))
+    if lines:
         # COPY: the visits are most of what stores send. Values were validated (ids, times, booleans).
-        lines = io.StringIO("".join(
-            f"{store.id}\t{ids[e.data['device']]}\t{event_time(e.data['start']).isoformat()}"
-            f"\t{event_time(e.data['end']).isoformat()}"
-            f"\t{'t' if e.data['passerby'] else 'f'}\n" for e in kept))
-        cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', lines)
-    return len(events) - len(kept)
+        cur.copy_expert('COPY visit (store_id, device_id, start, "end", passerby) FROM STDIN', io.StringIO("".join(lines)))
+    return len(events) - len(lines)
+
+
+# A naive time as PostgreSQL and datetime.fromisoformat read it alike (validated already): sent on
+# as it is. Anything else (an offset, a week date, a "T" with hours only) is normalized first.
+_PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?\Z")
+
+
+def _plain(value: str):
+    return value if _PLAIN_TIME.match(value) else event_time(value)
 
 
 def _apply_segment(cur, store: Store, e: Event) -> None:

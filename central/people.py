@@ -51,8 +51,9 @@ def lock_indexes(cur, events: list[dict]) -> None:
     new person at once would otherwise both create them and one would hit the unique index.
     Transaction-scoped advisory locks, taken all at once in one order (no deadlock between batches)."""
     keys = sorted({int(d[f"{kind}_index"][:15], 16) for d in events for kind in proven(d)})
-    for key in keys:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+    if keys:  # one statement (in that order), not one per key
+        cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(%s::bigint[]) k ORDER BY k) s",
+                    (keys,))
 
 
 def _holder(cur, kind: str, index: str) -> int | None:

@@ -36,7 +36,7 @@ def ingest():
     except Refused as exc:
         return _answer({"error": exc.message}, exc.status)
     try:
-        events = read_batch(body)
+        batch = read_batch(body)
+        return _answer(apply(store, batch.events, c["vault"], after=batch.after), 200, key)
     except Refused as exc:
         return _answer({"error": exc.message}, exc.status, key)
-    return _answer(apply(store, events, c["vault"]), 200, key)

@@ -3,8 +3,9 @@
 An event is marked delivered only when the central store answers 200 for its batch; the central
 store applies an event only if its seq (the outbox's sequence, which never goes back, not even
 after a restore from a backup) is above the store's high-water mark there, so a retry after a
-lost answer duplicates nothing. Batches go oldest first, one at a time: the mark is only right if
-every event below it was applied, which this order guarantees. Failures
+lost answer duplicates nothing. Batches go oldest first, up to IN_FLIGHT at once, each after the
+first naming the seq its predecessor ended with: the central applies them in that order (the mark
+is only right if every event below it was applied). Failures
 back off exponentially with jitter (state kept in the database, so a reboot keeps it); when the
 link comes back, `drain` sends batch after batch at full speed.
 """
@@ -18,8 +19,10 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import ssl
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -28,8 +31,9 @@ from urllib.parse import urlsplit
 from peewee import IntegrityError
 
 from portal import clock, privacy, segments
-from portal.consent import shares_with_chain
+from portal.consent import VALID_SQL, shares_with_chain
 from portal.core import wire
+from portal.core.purposes import CHAIN_SHARING
 from portal.db import database
 from portal.gateway import Gateway
 from portal.identity import Keys, Vault, save_keys
@@ -39,6 +43,7 @@ from portal.weak_secrets import WeakSecret, check_key
 logger = logging.getLogger(__name__)
 STATE_KEY = "sync.state"
 BACKOFF_BASE, BACKOFF_CAP = 5.0, 900.0
+IN_FLIGHT = 2  # batches sent before the oldest one's answer is in (the central applies them in order)
 
 
 class SyncError(RuntimeError):
@@ -68,10 +73,17 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
-def _current_uid(uid: str) -> str:
+def _lead(uid: str, leads: dict | None) -> Lead | None:
+    """The lead `uid`, from `leads` (a batch's, read at once by prepare) when it holds it."""
+    if leads is not None and uid in leads:
+        return leads[uid]
+    return Lead.get_or_none(Lead.uid == uid)
+
+
+def _current_uid(uid: str, leads: dict | None = None) -> str:
     """The record a lead uid speaks for now: a claim folded into another record names that one."""
     for _ in range(8):  # folds chain at most a few times; bounded all the same
-        lead = Lead.get_or_none(Lead.uid == uid)
+        lead = _lead(uid, leads)
         if lead is None or lead.merged_into_id is None:
             return uid
         uid = Lead.select(Lead.uid).where(Lead.id == lead.merged_into_id).scalar() or uid
@@ -95,12 +107,13 @@ def _reindex(lead: Lead, vault: Vault) -> None:
             logger.warning("lead %s holds a contact another record holds under the chain's key", lead.uid)
 
 
-def to_wire(event, vault: Vault) -> dict:
+def to_wire(event, vault: Vault, leads: dict | None = None) -> dict:
     """The event (an OutboxEvent, or a row of its columns) as the central store reads it; personal
-    data is read now, decrypted, so an erasure also erases what was waiting to be sent."""
+    data is read now, decrypted, so an erasure also erases what was waiting to be sent. `leads`:
+    the batch's leads by uid, read at once (prepare); a lead it lacks is read here."""
     data = json.loads(event.payload)
     if event.topic == "lead.upserted":
-        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        lead = _lead(data["lead"], leads)
         if lead is None or lead.erased_at is not None:
             data = {"lead": data["lead"], "gone": True}
         else:
@@ -116,16 +129,17 @@ def to_wire(event, vault: Vault) -> dict:
                         email_index=vault.blind_index("email", email) if email else None,
                         phone_index=vault.blind_index("phone", phone) if phone else None,
                         email_verified=email_ok, phone_verified=phone_ok,
-                        chain_sharing=shares_with_chain(lead))  # merged across stores only when true
+                        chain_sharing=(bool(leads.sharing.get(lead.id)) if isinstance(leads, _Leads) and lead.uid in leads
+                                       else shares_with_chain(lead)))  # merged across stores only when true
     elif event.topic == "consent.recorded":
         consent = Consent.get_or_none(Consent.uid == data.get("consent"))
         data["method"] = consent.method if consent else data.get("method")  # "lapsed": a material change (consent.py)
         if consent is not None:
             data["lead"] = consent.lead.uid  # a claim folded into a proven record speaks for it now
     elif event.topic == "device.linked":
-        data["lead"] = _current_uid(data["lead"])
+        data["lead"] = _current_uid(data["lead"], leads)
     elif event.topic == "lead.restricted":
-        lead = Lead.get_or_none(Lead.uid == data["lead"])
+        lead = _lead(data["lead"], leads)
         if lead is not None:  # the state now: a restriction lifted before the push is sent as lifted
             data["restricted"] = lead.restricted_at is not None
     elif event.topic == "segment.members" and "members" not in data:
@@ -183,19 +197,88 @@ def post(target: Target, body: bytes, timestamp: int, timeout: float = 30) -> tu
 class Prepared:
     ids: list[int]
     body: bytes
+    top: int | None = None  # the largest seq in the batch (None: events written before seqs)
+    after: int | None = None  # the seq its predecessor in flight ended with, as the body names it
 
 
-def prepare(vault: Vault, size: int, after_id: int = 0) -> Prepared | None:
-    """The next batch after `after_id`, encoded and compressed; None when there is none."""
-    # Named tuples, not model instances: to_wire reads only the columns (a third of the time at 5,000).
-    rows = list(OutboxEvent.select(OutboxEvent.id, OutboxEvent.uid, OutboxEvent.seq, OutboxEvent.topic,
-                                   OutboxEvent.payload, OutboxEvent.created_at)
-                .where(OutboxEvent.delivered_at.is_null() & (OutboxEvent.id > after_id))
-                .order_by(OutboxEvent.id).limit(size).namedtuples())
+# Topics sent as the outbox holds them (to_wire changes nothing of theirs): their payload, JSON the
+# appliance wrote itself, goes into the batch as it is, never decoded and encoded again.
+AS_WRITTEN = frozenset({"visit.closed", "lead.merged", "lead.erased", "devices.erased", "erase.ack", "voucher.redeemed"})
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?\Z")  # as peewee writes a naive datetime
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    uid: str
+    seq: int | None
+    topic: str
+    payload: str
+    created_at: datetime.datetime
+
+
+LEAD_TOPICS = ("lead.upserted", "device.linked", "lead.restricted")  # to_wire reads their lead
+
+
+def _batch_leads(rows: list[tuple]) -> dict:
+    """The leads the batch's events name (to_wire reads them), in a few queries instead of one each."""
+    uids = set()
+    for row in rows:
+        if row[3] in LEAD_TOPICS:
+            lead = json.loads(row[4]).get("lead")
+            if isinstance(lead, str):
+                uids.add(lead)
+    found = _Leads()
+    ordered = sorted(uids)
+    for i in range(0, len(ordered), 900):
+        found.update((lead.uid, lead) for lead in Lead.select().where(Lead.uid.in_(ordered[i:i + 900])))
+    ids = sorted(lead.id for lead in found.values())
+    for i in range(0, len(ids), 900):  # shares_with_chain of each, in one query per 900
+        chunk = ids[i:i + 900]
+        found.sharing.update(database.execute_sql(
+            f"SELECT c.lead_id, c.granted = 1 AND {VALID_SQL} FROM consent c JOIN (SELECT max(id) AS id FROM consent "
+            f"WHERE purpose = ? AND lead_id IN ({','.join('?' * len(chunk))}) GROUP BY lead_id) latest ON latest.id = c.id",
+            (CHAIN_SHARING, *chunk)).fetchall())
+    return found
+
+
+class _Leads(dict):
+    """A batch's leads by uid, and by lead id whether each shares with the chain (absent: never chose)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sharing: dict[int, int] = {}
+
+
+def _wire_text(row: tuple, vault: Vault, leads: dict | None = None) -> str:
+    """One outbox row (id, uid, seq, topic, payload, created_at as stored) as the batch's JSON text."""
+    rid, uid, seq, topic, payload, created = row
+    if topic in AS_WRITTEN and isinstance(created, str) and _STAMP.match(created):
+        # the same text json.dumps(to_wire(...)) gives, spacing inside the payload aside
+        tail = f',"seq":{seq}}}' if seq is not None else "}"
+        return (f'{{"uid":{_quote(uid)},"topic":"{topic}","at":"{created[:10]}T{created[11:]}",'
+                f'"data":{payload}{tail}')
+    at = created if isinstance(created, datetime.datetime) else datetime.datetime.fromisoformat(created)
+    return json.dumps(to_wire(_Row(rid, uid, seq, topic, payload, at), vault, leads), separators=(",", ":"))
+
+
+_quote = json.encoder.encode_basestring  # a JSON string (C)
+
+
+def prepare(vault: Vault, size: int, after_id: int = 0, after_seq: int | None = None) -> Prepared | None:
+    """The next batch after `after_id`, encoded and compressed; None when there is none.
+    `after_seq`: the seq the batch sent before this one ended with, while that one may still be
+    in flight (the central applies this one only after it)."""
+    # Plain rows of the columns (no model instances, no datetime parsing): most are visits, sent as written.
+    rows = database.execute_sql(
+        "SELECT id, uid, seq, topic, payload, created_at FROM outbox_event WHERE delivered_at IS NULL AND id > ? "
+        "ORDER BY id LIMIT ?", (after_id, size)).fetchall()
     if not rows:
         return None
-    body = gzip.compress(json.dumps({"events": [to_wire(r, vault) for r in rows]}, separators=(",", ":")).encode(), 6)
-    return Prepared([r.id for r in rows], body)
+    tail = f',"after":{after_seq}}}' if after_seq is not None else "}"
+    leads = _batch_leads(rows)
+    body = gzip.compress(('{"events":[' + ",".join(_wire_text(r, vault, leads) for r in rows) + "]" + tail).encode(), 6)
+    return Prepared([r[0] for r in rows], body, max((r[2] for r in rows if r[2] is not None), default=None), after_seq)
 
 
 def deliver(target: Target, batch: Prepared) -> dict:
@@ -256,30 +339,56 @@ def backoff(failures: int, rng: random.Random | None = None) -> float:
 
 
 def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: int, budget: float = 25.0,
-          clock: Callable[[], float] = time.time) -> dict:
+          clock: Callable[[], float] = time.time, in_flight: int = IN_FLIGHT) -> dict:
     """Push until the outbox is empty, the time budget is spent or the central store fails.
-    `clock` decides when to retry after failures (tests run days of outage on it)."""
+    `clock` decides when to retry after failures (tests run days of outage on it).
+
+    Up to `in_flight` batches travel at once, oldest first, while the next is read and compressed
+    here. Each after the first names the seq its predecessor ended with ("after"): the central
+    applies it only once that one is applied, so the order per store (and so per person) is kept
+    and its high-water mark stays right. A batch answered 409 (its predecessor was not applied in
+    time) is prepared again, with everything after it, as the head of a new round."""
     state = _state()
     now = clock()
     if now < state.get("next_at", 0):
         return {"skipped": "backing off", "retry_in": round(state["next_at"] - now, 1), "failures": state["failures"]}
     totals = {"batches": 0, "sent": 0, "applied": 0, "duplicates": 0, "commands": 0}
     started = time.monotonic()
-    size = batch
-    # One batch in flight at a time (the central store must apply them in order), but the next
-    # one is read and compressed here while the previous one travels and is applied there.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-post") as pool:
+    size, delivered_to, behind = batch, 0, 0
+    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="sync-post") as pool:
         # Nothing to send still asks (an empty batch): erasures decided centrally come back as answers.
-        current = prepare(vault, size) or Prepared([], gzip.compress(b'{"events":[]}'))
-        while current is not None and time.monotonic() - started < budget:
-            in_flight = pool.submit(deliver, target, current)
-            upcoming = prepare(vault, size, after_id=current.ids[-1]) if current.ids else None
+        head = prepare(vault, size) or Prepared([], gzip.compress(b'{"events":[]}'))
+        flight = deque([(head, pool.submit(deliver, target, head))])
+        exhausted = not head.ids
+        while True:
+            while len(flight) < max(1, in_flight) and not exhausted and time.monotonic() - started < budget:
+                last = flight[-1][0] if flight else None
+                upcoming = (prepare(vault, size, after_id=last.ids[-1], after_seq=last.top) if last
+                            else prepare(vault, size, after_id=delivered_to))
+                if upcoming is None:
+                    exhausted = True
+                else:
+                    flight.append((upcoming, pool.submit(deliver, target, upcoming)))
+            if not flight:
+                break
+            current, future = flight.popleft()
             try:
-                answer = in_flight.result()
+                answer = future.result()
             except SyncError as exc:
-                if exc.status == 413 and size > 1:
-                    size = max(1, size // 2)  # too large for the central store: smaller batches
-                    current = prepare(vault, size)
+                for _, later in flight:  # their predecessor was not applied: none of them is either
+                    later.cancel()
+                    _settle(later)
+                flight.clear()
+                if exc.status == 400 and current.after is not None:
+                    # A central store older than "after" refuses the body: one batch at a time, as it reads them.
+                    logger.warning("the central store does not take batches in flight (%s): sending one at a time", exc)
+                    in_flight, exhausted = 1, False
+                    continue
+                if (exc.status == 413 and size > 1) or (exc.status == 409 and behind < 3):
+                    # Too large for the central store: smaller. 409: again, as the head of a new round.
+                    size = max(1, size // 2) if exc.status == 413 else size
+                    behind += exc.status == 409
+                    exhausted = False
                     continue
                 state = {"failures": state.get("failures", 0) + 1, "last_error": str(exc)[:300]}
                 state["next_at"] = clock() + backoff(state["failures"])
@@ -288,6 +397,8 @@ def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: 
                 return {**totals, "error": str(exc), "failures": state["failures"]}
             if current.ids:
                 mark_delivered(current.ids)
+                delivered_to = current.ids[-1]
+            behind = 0
             if state.get("failures"):
                 state = {"failures": 0, "next_at": 0}
                 _save_state(state)
@@ -298,9 +409,16 @@ def drain(target: Target, vault: Vault, gateway: Gateway, store_id: str, batch: 
             commands = answer.get("commands") or []
             if commands:
                 totals["commands"] += apply_commands(commands, gateway, store_id)
-                upcoming = prepare(vault, size, after_id=current.ids[-1] if current.ids else 0)  # acknowledgements
-            current = upcoming
+                exhausted = False  # their acknowledgements are new events: a next batch takes them
     return totals
+
+
+def _settle(future) -> None:
+    """Wait for a request already sent (its outcome is not acted on: the next round resends)."""
+    try:
+        future.result()
+    except Exception:  # noqa: BLE001 - any failure of an abandoned request is the next round's to see
+        pass
 
 
 def pending() -> int:

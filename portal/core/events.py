@@ -46,6 +46,8 @@ def validate(raw) -> Event:
     """The event `raw` (a decoded JSON value) describes; EventError for the first bad field."""
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise EventError("event")
+    if raw.get("topic") == "visit.closed":
+        return _visit(raw)
     uid = _str(raw, "uid", 64, UID)
     topic = raw.get("topic")
     if topic not in TOPICS:
@@ -57,6 +59,31 @@ def validate(raw) -> Event:
     if seq is not None and (type(seq) is not int or not 0 < seq <= SEQ_MAX):
         raise EventError("seq")
     return Event(uid, topic, _time(raw.get("at")), data, seq)
+
+
+def _visit(raw: dict) -> Event:
+    """validate() for visit.closed, most of what stores send: the same checks in the same order,
+    written out (a third of the time of the general path)."""
+    uid = raw.get("uid")
+    if type(uid) is not str or not UID.match(uid):  # UID bounds the length to 1..64
+        raise EventError("uid")
+    d = raw["data"]
+    device = d.get("device")
+    if type(device) is not str or not MAC.match(device):  # MAC: 17 characters
+        raise EventError("device")
+    try:
+        event_time(d.get("start")), event_time(d.get("end"))
+        at = event_time(raw.get("at"))
+    except ValueError:
+        # the general path names the first bad one (start, end, then seq before at)
+        _time(d.get("start")), _time(d.get("end"))
+        at = None
+    if type(d.get("passerby")) is not bool:
+        raise EventError("passerby")
+    seq = raw.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 < seq <= SEQ_MAX):
+        raise EventError("seq")
+    return Event(uid, "visit.closed", at or _time(raw.get("at")), d, seq)
 
 
 def _time(value) -> datetime.datetime:

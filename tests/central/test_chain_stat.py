@@ -232,3 +232,74 @@ def test_two_stores_pushing_one_persons_visits_at_once_keep_the_row_right(centra
         assert cur.fetchall() == [(400,)]
         cur.execute(f"SELECT {', '.join(chainstat.COLUMNS)} FROM chain_stat ORDER BY person_id")
         assert cur.fetchall() == sorted(chainstat._scan(cur, "TRUE", []))
+
+
+def kept_equal_rebuild():
+    with database.connection_context():
+        cur = database.cursor()
+        cur.execute(f"SELECT {', '.join(chainstat.COLUMNS)} FROM chain_stat ORDER BY person_id")
+        kept = cur.fetchall()
+        assert kept == sorted(chainstat._scan(cur, "TRUE", []))
+        return kept
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_visit_only_batches_merged_into_the_rows_equal_a_rebuild(central_app, stores, seed):
+    """Batches of visits alone are merged into the kept rows (chainstat._merge), not recomputed: in
+    any time order, with microseconds, long and short dwells, passers-by, devices of no one, a batch
+    resent whole (by seq and by uid) or in part, the rows equal a rebuild's after every batch."""
+    from tests.central.test_verified_identity import consent, upsert
+    rng = random.Random(seed)
+    client = central_app.test_client()
+    macs = {store: [f"3c:22:fb:01:{n:02x}:{d:02x}" for d in range(6)] for n, store in enumerate(stores)}
+    for n, (store, key) in enumerate(stores.items()):
+        people = []
+        for d in range(5):  # the sixth device is linked to no one
+            uid = f"V{n}{d}"
+            people += [upsert(uid, EMAILS[d], email_verified=True), event("device.linked", device=macs[store][d], lead=uid)]
+            if d != 4:  # the fifth person gave no visit_analytics consent: never a row
+                people.append(consent(uid, "visit_analytics"))
+        assert post_batch(client, store, key, people).status_code == 200
+    seq = dict.fromkeys(stores, 0)
+    sent: dict[str, list] = {store: [] for store in stores}
+    merged_rows = 0
+    for _ in range(40):
+        store = rng.choice(list(stores))
+        if sent[store] and rng.random() < 0.2:  # resent: a lost answer, or a batch overlapping the last
+            events = rng.choice([sent[store][-1], sent[store][-1][rng.randrange(len(sent[store][-1])):]])
+        else:
+            events = []
+            for _ in range(rng.randrange(1, 12)):
+                start = START + datetime.timedelta(days=rng.uniform(-300, 300), microseconds=rng.randrange(10**6))
+                end = start + datetime.timedelta(seconds=rng.choice([0, 1, 59, 3600, rng.uniform(0, 10**6)]))
+                seq[store] += 1
+                e = event("visit.closed", device=rng.choice(macs[store]), start=str(start), end=str(end),
+                          passerby=rng.random() < 0.15)
+                if rng.random() < 0.8:  # else an event of an appliance not yet upgraded (claimed by uid)
+                    e["seq"] = seq[store]
+                events.append(e)
+            events.sort(key=lambda e: e.get("seq", 0))  # seqs grow in a batch; events without one go first
+            sent[store].append(events)
+        before = kept_equal_rebuild()
+        assert post_batch(client, store, stores[store], events).status_code == 200
+        after = kept_equal_rebuild()
+        merged_rows += sum(1 for a in after for b in before if a[0] == b[0] and a != b)
+    assert merged_rows > 0  # rows held before a batch were changed by it: the merge ran
+
+
+def test_a_merged_dwell_average_is_the_rebuilds_to_the_bit(central_app, stores):
+    """Dwell averages that are not whole: the sum behind the kept average is recovered exactly, so
+    the merged row equals a recomputed one (one visit after another, thirty times)."""
+    from tests.central.test_verified_identity import ALICE, consent, upsert
+    client = central_app.test_client()
+    key = stores["hcm-01"]
+    assert post_batch(client, "hcm-01", key, [
+        upsert("A1", ALICE, email_verified=True), consent("A1", "visit_analytics"),
+        event("device.linked", device="3c:22:fb:00:00:0b", lead="A1")]).status_code == 200
+    for n in range(30):
+        start = START + datetime.timedelta(hours=n, microseconds=n * 7919)
+        end = start + datetime.timedelta(seconds=1000 + n * 13.371717)
+        assert post_batch(client, "hcm-01", key, [event("visit.closed", device="3c:22:fb:00:00:0b", start=str(start),
+                                                        end=str(end), passerby=False)]).status_code == 200
+        (row,) = kept_equal_rebuild()
+        assert row[5] == n + 1

@@ -4,7 +4,8 @@ PostgreSQL (1,000,000 people, 10,000,000 visits over 200 stores by default), p50
 with its default workers), beside GET /openapi.json (no database) as the baseline in the same run;
 the former per-request scan of every visit (chainstat.scan_segments), timed once, beside them; the
 full rebuild of the kept rows (what migration 0007 runs on an upgraded central); and what keeping the
-rows adds to applying a batch of 500 visits (the same batches applied with and without it).
+rows adds to applying a batch of 500 visits (the same batches applied with and without it: visits
+alone, so merged into the rows, central/chainstat.py `_merge`).
 
     .venv/bin/python tests/perf/bench_central_read.py [--people 1000000] [--visits 10000000] [--stores 200]
 
@@ -163,7 +164,7 @@ def batch_cost(capp, stores: int, people: int, rounds: int) -> dict:
                                         "seq": seq, "data": {"device": mac(person), "start": start.isoformat(sep=" "),
                                                              "end": (start + datetime.timedelta(minutes=30)).isoformat(sep=" "),
                                                              "passerby": False}}))
-            chainstat.refresh = keep if mode == "with" else (lambda cur, ids: None)
+            chainstat.refresh = keep if mode == "with" else (lambda cur, ids, visits=(): None)
             try:
                 started = time.perf_counter()
                 out = ingest.apply(Store.get_by_id(store_name(0)), events, vault)
@@ -171,7 +172,9 @@ def batch_cost(capp, stores: int, people: int, rounds: int) -> dict:
             finally:
                 chainstat.refresh = keep
             assert out["applied"] == 500 and out["ignored_anonymous"] == 0, out
-    return {f"{mode}_maintenance_median_ms": round(statistics.median(ts), 1) for mode, ts in timings.items()}
+    out = {f"{mode}_maintenance_median_ms": round(statistics.median(ts), 1) for mode, ts in timings.items()}
+    out["overhead_percent"] = round(100 * (out["with_maintenance_median_ms"] / out["without_maintenance_median_ms"] - 1), 1)
+    return out
 
 
 def main() -> int:
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     result["goals"] = {
         "segments_p95_under_1s": http_["segments"]["p95_ms"] < 1000,
         "people_page_p95_under_200ms": http_["people_page_100"]["p95_ms"] < 200,
-        "maintenance_adds_under_half_to_a_batch": cost["with_maintenance_median_ms"] < 1.5 * cost["without_maintenance_median_ms"],
+        "chain_stat_batch_overhead<=+50%": cost["overhead_percent"] <= 50,
         "segments_faster_than_the_former_scan": http_["segments"]["p95_ms"] < 1000 * result["former_scan_seconds"],
     }
     print(json.dumps(result, indent=2))

@@ -1,10 +1,13 @@
 """Sync figures, printed as JSON (issues 6, 18): events/s from a store's outbox to committed rows in
-PostgreSQL over HTTP (signed gzip batches, the central served by gunicorn), beside a bare COPY of
-the same rows measured in the same run (into a bare table, into the central's own visit table, partitioned
-by month without foreign keys, and into the visit table as it was before, with its foreign keys);
-and the time for one store to drain a backlog.
+PostgreSQL over HTTP (signed gzip batches, the central served by gunicorn, IN_FLIGHT batches in
+flight), beside a bare COPY of the same rows measured in the same run (into a bare table, into the
+central's own visit table, partitioned by month without foreign keys, and into the visit table as
+it was before, with its foreign keys); the time for one store to drain a backlog; and where the
+time goes, each stage alone on the same batches: the appliance reading and encoding its outbox
+(sync.prepare), the central inflating, parsing and validating (central.batch), and the central
+applying them in its process without HTTP (central.ingest.apply, into a second store).
 
-    .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000]
+    .venv/bin/python tests/perf/bench_sync.py [--events 1000000] [--batch 5000] [--in-flight 2]
 """
 from __future__ import annotations
 
@@ -91,11 +94,53 @@ def copy_into_visit(dsn: str, schema: str, visits: list[tuple[str, str, str, str
     return partitioned, pgcopy.unpartitioned_visits_rate(dsn, schema, rows)
 
 
+def stages(vault, central_vault, size: int) -> dict:
+    """Each stage alone on the outbox's batches: events/s of the appliance's encoding, the central's
+    reading, and its applying (in this process, into a second store "bench-apply", people batches
+    and visit batches apart)."""
+    from central import add_store
+    from central.batch import read_batch
+    from central.db import database as central_db
+    from central.ingest import apply
+    from central.models import Store
+    from portal import sync
+    from portal.db import database
+    out: dict = {}
+    bodies, after = [], 0
+    with database.connection_context():
+        started = time.perf_counter()
+        while (prepared := sync.prepare(vault, size, after_id=after)) is not None:
+            bodies.append((len(prepared.ids), prepared.body))
+            after = prepared.ids[-1]
+        took = time.perf_counter() - started
+    total = sum(n for n, _ in bodies)
+    out["appliance_encode_events_per_s"] = round(total / took)
+    started = time.perf_counter()
+    batches = [read_batch(body).events for _, body in bodies]
+    out["central_read_events_per_s"] = round(total / (time.perf_counter() - started))
+    with central_db.connection_context():
+        add_store("bench-apply", "Bench store (apply alone)", central_vault)
+        store = Store.get_by_id("bench-apply")
+        people = visits = people_s = visits_s = 0.0
+        for events in batches:
+            started = time.perf_counter()
+            assert apply(store, events, central_vault)["applied"] == len(events)
+            if any(e.topic != "visit.closed" for e in events):
+                people, people_s = people + len(events), people_s + time.perf_counter() - started
+            else:
+                visits, visits_s = visits + len(events), visits_s + time.perf_counter() - started
+    out["central_apply_people_batches_events_per_s"] = round(people / people_s) if people_s else None
+    out["central_apply_visit_batches_events_per_s"] = round(visits / visits_s) if visits_s else None
+    out["central_apply_seconds"] = {"people_batches": round(people_s, 2), "visit_batches": round(visits_s, 2)}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--in-flight", type=int, default=None, help="batches in flight (default: sync.IN_FLIGHT)")
     args = parser.parse_args()
     # FOOTFALL_TEST_DSN when set, else a throwaway server for this run (tests/pgserver.py).
     with pgserver.postgres_dsn() as dsn:
@@ -111,6 +156,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     from portal.db import database
     from portal.identity import load_or_create_keys
 
+    in_flight = args.in_flight or sync.IN_FLIGHT
     central_settings = pgcopy.central_settings(dsn, "sync")
     schema, tmp = central_settings.central_schema, Path(central_settings.data_dir).parent
     capp = central_app(central_settings)
@@ -125,6 +171,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         keys = load_or_create_keys(path)
         rows = fill_outbox(args.events, rt.vault)
     result: dict = {"benchmark": "sync", "events": args.events, "batch": args.batch, "central_workers": args.workers,
+                    "in_flight": in_flight,
                     "postgres": "FOOTFALL_TEST_DSN" if os.environ.get(pgserver.ENV_DSN) else "throwaway (fsync off)"}
     env = {**pgcopy.serve_env(central_settings), "FOOTFALL_CENTRAL_WORKERS": str(args.workers)}
     try:
@@ -133,12 +180,17 @@ def run(args: argparse.Namespace, dsn: str) -> int:
             start = time.perf_counter()  # the 10,000 people events are timed and counted too
             with database.connection_context():
                 while sync.pending():
-                    out = sync.drain(target, rt.vault, rt.gateway, "bench", args.batch, budget=3600)
+                    out = sync.drain(target, rt.vault, rt.gateway, "bench", args.batch, budget=3600, in_flight=in_flight)
                     assert "error" not in out, out
             elapsed = time.perf_counter() - start
         with central_db.connection_context():
             committed = central_db.execute_sql("SELECT count(*) FROM visit").fetchone()[0]
         assert committed == args.events, committed
+        with database.connection_context():  # the same batches again, a stage at a time
+            database.execute_sql("UPDATE outbox_event SET delivered_at = NULL")
+        result["stages"] = stages(rt.vault, capp.extensions["central"]["vault"], args.batch)
+        with central_db.connection_context():
+            central_db.execute_sql("DELETE FROM visit WHERE store_id = 'bench-apply'")
         copy_rate = copy_baseline(dsn, schema, rows)
         table_rate, fk_rate = copy_into_visit(dsn, schema, [
             ("bench", d["device"], d["start"], d["end"], d["passerby"]) for d in (json.loads(r[2]) for r in rows)])
@@ -148,6 +200,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
                        "copy_into_visit_rows_per_s": round(table_rate), "ratio_to_copy_into_visit": round(rate / table_rate, 3),
                        "copy_into_visit_with_fks_rows_per_s": round(fk_rate),
                        "copy_into_visit_ratio_to_copy": round(table_rate / copy_rate, 3)})
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
         result["goals"] = {"events_per_s>=20000": rate >= 20_000, "ratio_to_copy>=0.2": rate / copy_rate >= 0.2,
                            "copy_into_visit>=2x_with_fks": table_rate >= 2 * fk_rate}
     finally:

@@ -3,6 +3,7 @@ gating exactly the use it names; an age confirmation for any optional purpose; "
 the texts of the new purposes reach existing installs."""
 import dataclasses
 import datetime
+import gzip
 import json
 import re
 
@@ -219,10 +220,15 @@ def test_visit_analytics_is_no_marketing_consent(three):
 
 
 def wire_of(app, lead: Lead) -> dict:
+    """The lead's latest lead.upserted as sent, one event alone (to_wire) and in a batch
+    (sync.prepare, which reads the batch's leads and their chain sharing at once): the same."""
     vault = app.extensions["footfall"].vault
     event = (OutboxEvent.select().where((OutboxEvent.topic == "lead.upserted") & OutboxEvent.payload.contains(lead.uid))
              .order_by(OutboxEvent.id.desc()).first())
-    return to_wire(event, vault)["data"]
+    alone = to_wire(event, vault)
+    batch = json.loads(gzip.decompress(sync.prepare(vault, 100_000).body))["events"]
+    assert [e for e in batch if e["uid"] == event.uid] == [alone]
+    return alone["data"]
 
 
 def test_the_sync_marks_chain_sharing_on_each_lead(three, app):
@@ -238,6 +244,16 @@ def test_withdrawing_chain_sharing_tells_the_central_store(three, app):
     assert OutboxEvent.select().where(OutboxEvent.topic == "lead.upserted").count() == sent + 1
     assert wire_of(app, lead)["chain_sharing"] is False
     assert segments.recompute(NOW)["returning"] == 1  # chain sharing never touched the segments
+
+
+def test_a_material_change_of_the_chain_sharing_text_is_sent_as_not_shared(three, app):
+    """Chain sharing given under a text since changed materially no longer counts: the batch says
+    so as the one-event path does."""
+    assert wire_of(app, three["shared"][1])["chain_sharing"] is True
+    for language in ("vi", "en"):
+        consent.publish("chain_sharing", language, f"Chain sharing, materially changed ({language}).", material=True)
+    OutboxEvent.emit("lead.upserted", lead=three["shared"][1].uid)
+    assert wire_of(app, three["shared"][1])["chain_sharing"] is False
 
 
 def test_my_data_lists_and_withdraws_the_new_purposes(three):
