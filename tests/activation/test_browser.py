@@ -77,7 +77,10 @@ def test_a_manager_creates_a_campaign_and_redeems_a_voucher(live, browser, rt, a
     assert auto.kind == "campaign" and auto.name == "Tết" and auto.opts["voucher_days"] == 10
     browser.get(f"{live}/panel/activation")
     browser.find_element(By.ID, f"switch-{auto.uid}").click()
-    assert wait.until(lambda d: d.find_element(By.ID, f"state-{auto.uid}")).text == "On"
+    # The switch posts and the page comes back: wait for the page that says so, not the one clicked
+    # (found at once, still "Off", under load).
+    wait.until(lambda d: d.find_element(By.ID, f"state-{auto.uid}").text == "On")
+    assert Automation.get().enabled
 
     code = vouchers.display(vouchers.issue(person(rt.vault), auto, 10).code)
     for attempt in range(2):
