@@ -152,6 +152,10 @@ def forget_devices(cur, where: str, params: tuple) -> list[int | None]:
     cur.execute(f"DELETE FROM device WHERE {where} RETURNING id, person_id", params)
     rows = cur.fetchall()
     if rows:
+        # A month being made from the default partition (create_month) holds it until it commits; a
+        # DELETE planned meanwhile would wait there and then miss the rows moved into the new month.
+        # Waiting in a statement of its own lets the DELETE be planned over the partitions as they are.
+        cur.execute(f"LOCK TABLE {DEFAULT} IN ROW EXCLUSIVE MODE")
         cur.execute("DELETE FROM visit WHERE device_id = ANY(%s)", ([r[0] for r in rows],))
     return [r[1] for r in rows]
 
