@@ -60,3 +60,67 @@ def test_an_erasure_racing_a_month_made_from_the_default_partition_leaves_no_vis
     assert errors == []
     assert rows("SELECT tableoid::regclass::text FROM visit") == []
     assert orphans() == 0 and visits_of(lan) == 0 and stat_equals_scan()
+
+
+# -- the scheduler's status, read by the privacy desk -----------------------------------------------
+
+@pytest.fixture
+def settings(settings):
+    """The shared settings, with two-factor optional (the manager signs in with a password)."""
+    import dataclasses
+    return dataclasses.replace(settings, panel_require_2fa=False)
+
+
+@pytest.fixture
+def manager(app, monkeypatch):
+    from argon2 import PasswordHasher
+
+    from portal import accounts, passwords
+    from tests.panel.conftest import PASSWORD, PanelClient
+    monkeypatch.setattr(passwords, "HASHER", passwords.BoundedHasher(PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                                    parallelism=1)))
+    accounts.create_manager("manager1", PASSWORD, "manager")
+    client = PanelClient(app.test_client())
+    assert client.login("manager1").status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("body", [
+    "[]", "null", "42", '"scheduler"',                              # JSON, but not an object
+    '{"process": ["scheduler"], "alive": true}',                      # a name that is no name
+    '{"process": "scheduler", "alive": true, "next_runs": []}',
+    '{"process": "scheduler", "alive": true, "next_runs": "purge"}',
+    '{"process": "scheduler", "alive": true, "next_runs": {"purge": 1764100000}}',
+    '{"process": "scheduler", "alive": true, "next_runs": {"purge": ["2026-11-26T03:30:00+07:00"]}}',
+    '{"process": "scheduler", "alive": true, "next_runs": {"purge": "9999-12-31T23:59:59-12:00"}}',
+    '{"process": "scheduler", "alive": true, "next_runs": {"purge": "0001-01-01T00:00:00+14:00"}}',
+    '{"process": "scheduler", "alive": true, "next_runs": {"purge": "' + "9" * 100_000 + '"}}',
+])
+def test_a_corrupt_scheduler_status_never_breaks_the_privacy_desk_or_the_health_page(manager, settings, body):
+    """health/scheduler.json is read on every privacy desk page: a damaged one (a power cut, a
+    disk error, a hand edit) shows the next purge from the job table, never a 500."""
+    from pathlib import Path
+
+    from portal import health
+    folder = Path(settings.data_dir) / "health"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (folder / "scheduler.json").write_text(body)
+    page = manager.get("/panel/privacy")
+    assert page.status_code == 200
+    assert "Next purge" in page.get_data(as_text=True)
+    assert health.next_run(settings.data_dir, "purge") is None or \
+        health.next_run(settings.data_dir, "purge").tzinfo is not None
+    assert isinstance(health.read_processes(settings.data_dir), dict)
+
+
+def test_a_naive_next_run_in_the_status_is_not_taken_for_utc(settings):
+    """The scheduler writes its next runs with their offset; a time without one is not the
+    scheduler's (the desk falls back to the job table rather than show a time off by the zone)."""
+    from pathlib import Path
+
+    from portal import health
+    folder = Path(settings.data_dir) / "health"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (folder / "scheduler.json").write_text('{"process": "scheduler", "alive": true, '
+                                           '"next_runs": {"purge": "2026-11-26T03:30:00"}}')
+    assert health.next_run(settings.data_dir, "purge") is None
