@@ -35,6 +35,7 @@ GRACE_SECONDS = 10.0  # between a child's SIGTERM and its SIGKILL (systemd's Tim
 MISFIRE_GRACE_SECONDS = 3600  # a run later than this is skipped; the next one comes as planned
 PREPARE = "prepare"  # the first child: `footfall jobs prepare` (portal/jobs.py: prepare)
 PREPARE_LIMIT_SECONDS = 280  # the unit's TimeoutStartSec is 300
+OUTPUT_CHARS = 16384  # of a child's standard output, the last ones kept (for the log)
 
 
 def no_tls() -> None:
@@ -77,15 +78,19 @@ class Children:
             self.running[child.pid] = child
             self.counts["runs"] += 1
         try:
+            # Not communicate(): it keeps every byte a child prints until it exits (a job printing
+            # without end grew this slim process by gigabytes). The last OUTPUT_CHARS are kept.
+            reader = _Tail(child.stdout)
             try:
-                out, _ = child.communicate(timeout=limit)
+                child.wait(timeout=limit)
             except subprocess.TimeoutExpired:
                 with self._lock:
                     self.counts["stopped_over_limit"] += 1
                 logger.error("job %s still running after %d s: stopped", name, limit)
                 self._end(child)
-                child.communicate()
+                reader.finish(self.grace)
                 return None
+            out = reader.finish(self.grace)
             if child.returncode == 0:
                 logger.info("job %s: %s", name, out.strip())
             elif self._stopping:
@@ -144,6 +149,34 @@ class Children:
                 child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self._end(child)
+
+
+class _Tail(threading.Thread):
+    """Reads a child's standard output as it comes, keeping only its last OUTPUT_CHARS."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(name="child-output", daemon=True)
+        self.stream, self.kept, self.dropped = stream, "", 0
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for chunk in iter(lambda: self.stream.read(65536), ""):
+                self.kept += chunk
+                if len(self.kept) > 2 * OUTPUT_CHARS:
+                    self.dropped += len(self.kept) - OUTPUT_CHARS
+                    self.kept = self.kept[-OUTPUT_CHARS:]
+        except (OSError, ValueError):  # closed under it: what was read is kept
+            pass
+
+    def finish(self, timeout: float) -> str:
+        """What was kept, once the output ends (a grandchild holding it open: after `timeout`)."""
+        self.join(timeout)
+        kept = self.kept[-OUTPUT_CHARS:]
+        dropped = self.dropped + len(self.kept) - len(kept)
+        if not self.is_alive():
+            self.stream.close()
+        return f"[{dropped} characters before] {kept}" if dropped else kept
 
 
 def _next_runs(planned: list) -> dict[str, str]:

@@ -124,3 +124,30 @@ def test_a_naive_next_run_in_the_status_is_not_taken_for_utc(settings):
     (folder / "scheduler.json").write_text('{"process": "scheduler", "alive": true, '
                                            '"next_runs": {"purge": "2026-11-26T03:30:00"}}')
     assert health.next_run(settings.data_dir, "purge") is None
+
+
+# -- the scheduler's children -----------------------------------------------------------------------
+
+def _peak_rss_kb(pid: int) -> int:
+    from pathlib import Path
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_child_flooding_its_output_does_not_grow_the_scheduler(tmp_path):
+    """A job that prints without end (a loop gone wrong, a library's debug output) must not make
+    the slim scheduler hold all of it (communicate keeps every byte until the child exits): on a
+    Pi with 512 MB, 200 MB of output would be 200 MB more in the scheduler, and one log line."""
+    from tests.portal.test_scheduler_children import Driver
+    flood = ("import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(200 * 1024): sys.stdout.write(line)\n"
+             "print('flooded')")
+    d = Driver(tmp_path, {"flood": {"every": 1, "limit": 120, "code": flood}})
+    try:
+        d.wait_for(lambda: d.jobs().get("runs", 0) >= 1 and "job flood" in d.text(), timeout=120, what="the flood's end")
+        peak = _peak_rss_kb(d.proc.pid)
+    finally:
+        d.stop()
+    assert peak < 120 * 1024, f"the scheduler peaked at {peak // 1024} MB"
+    assert len(d.text()) < 1024 * 1024  # the journal gets a bounded line, not the flood
