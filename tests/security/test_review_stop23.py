@@ -151,3 +151,112 @@ def test_a_child_flooding_its_output_does_not_grow_the_scheduler(tmp_path):
         d.stop()
     assert peak < 120 * 1024, f"the scheduler peaked at {peak // 1024} MB"
     assert len(d.text()) < 1024 * 1024  # the journal gets a bounded line, not the flood
+
+
+# -- the collector's replay -------------------------------------------------------------------------
+
+def _pcap(records) -> bytes:
+    out = ((0xA1B2C3D4).to_bytes(4, "little") + (2).to_bytes(2, "little") + (4).to_bytes(2, "little")
+           + bytes(8) + (65535).to_bytes(4, "little") + (1).to_bytes(4, "little"))
+    for ts, frame, claimed in records:
+        sec = int(ts)
+        out += (sec.to_bytes(4, "little") + int((ts - sec) * 1e6).to_bytes(4, "little")
+                + claimed.to_bytes(4, "little") * 2 + frame)
+    return out
+
+
+@pytest.mark.parametrize("tail", [f"cut_{n}" for n in (0, 1, 11, 12, 13, 14, 15, 41)]
+                         + [f"short_{n}" for n in range(0, 15)])
+def test_a_capture_ending_inside_the_ethertype_or_in_tiny_frames_reads_the_same_both_ways(tmp_path, tail):
+    """The fast path reads the ethertype with the record header when the file holds it: a last
+    record cut inside (or just around) the ethertype, and whole frames of 0 to 14 bytes at the
+    very end of the file, are read as the frame-by-frame reference reads them."""
+    from tests.collector.test_fastpath import MAC, T0, both_ways
+    from tests.perf.bench_collector import arp_frame
+    records = [(T0 + i * 60, arp_frame(MAC, 3), 60) for i in range(12)]
+    kind, n = tail.split("_")
+    n = int(n)
+    whole = arp_frame(MAC, 3)
+    if kind == "cut":  # the header claims 60 bytes, the file ends after n
+        records.append((T0 + 800, whole[:n], 60))
+    else:  # complete records of n bytes, the last one ending the file
+        records += [(T0 + 800, whole[:n], n), (T0 + 801, whole[:n], n)]
+    pcap = tmp_path / "tail.pcap"
+    pcap.write_bytes(_pcap(records))
+    (fast_stats, fast_rows), (ref_stats, ref_rows) = both_ways(tmp_path, pcap)
+    assert fast_stats == ref_stats and fast_rows == ref_rows
+    assert fast_stats["truncated_records"] == (1 if kind == "cut" else 0)
+    assert fast_stats["frames"] == (12 if kind == "cut" else 14)
+    assert len(fast_rows["visits"]) == 1
+
+
+@pytest.mark.parametrize("days", [-365, 3], ids=["old_capture", "capture_dated_ahead"])
+def test_a_replay_leaves_the_live_collectors_saved_runs_and_their_names_alone(tmp_path, days):
+    """A live collector saved its runs in progress (open_run), one followed, one under the day's
+    pseudonym; a replay into the same database (an old capture, or one dated days ahead: a box
+    whose clock was wrong) must leave those rows as they were, and the restarted live collector
+    must take both runs up again (the anonymous one adopted by its MAC under a live key)."""
+    import sqlite3
+    import time
+
+    from collector import service
+    from collector.sessions import LAN
+    from portal.config import load_settings
+    from portal.db import database
+    from tests.collector.test_replay import follow
+    from tests.perf.bench_collector import arp_frame
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), oui_file="/nonexistent")
+    followed, anonymous = bytes.fromhex("3c22fb000011"), bytes.fromhex("3c22fb000022")
+    follow(settings.data_dir, "3c:22:fb:00:00:11")
+    now = time.time()
+
+    def live():
+        return service._pipeline(settings, frozenset())
+
+    pipeline, writer = live()
+    pipeline.feed_many([(now - 120, arp_frame(followed, 11)), (now - 120, arp_frame(anonymous, 22)),
+                        (now - 60, arp_frame(followed, 11)), (now - 60, arp_frame(anonymous, 22))])
+    pipeline.flush()
+    writer.stop()
+    database.close()
+    db = tmp_path / "data" / "footfall.db"
+
+    def saved():
+        with sqlite3.connect(db) as c:
+            return sorted(c.execute("SELECT d.mac, r.source, r.start, r.last, r.sightings FROM open_run r "
+                                    "JOIN device d ON d.id = r.device_id").fetchall())
+    before = saved()
+    assert len(before) == 2 and before[0][0] == "3c:22:fb:00:00:11" and before[1][0].startswith("anon-")
+    start = now + days * 86400
+    pcap = tmp_path / "other.pcap"
+    pcap.write_bytes(_pcap([(start + i * 60, arp_frame(mac, 5), 60) for i in range(20)
+                            for mac in (followed, anonymous, bytes.fromhex("3c22fb000033"))]))
+    stats = service.replay(settings, pcap)
+    assert stats["visits"] == 3
+    assert saved() == before
+    pipeline, writer = live()
+    try:
+        pipeline.restore(writer.store.load_runs())
+        pipeline.feed_many([(now, arp_frame(followed, 11)), (now, arp_frame(anonymous, 22))])
+        runs = pipeline.sessions.runs[LAN]
+        assert {"3c:22:fb:00:00:11", "3c:22:fb:00:00:22"} <= set(runs)  # both taken up by their MAC
+        assert pipeline._orphans == 0
+        assert runs["3c:22:fb:00:00:22"].start == pytest.approx(now - 120, abs=1)
+    finally:
+        writer.stop()
+        database.close()
+
+
+def test_a_key_made_for_a_period_far_ahead_never_pushes_the_current_key_out_of_the_file(tmp_path):
+    """The key file holds two periods: a replay naming a device days ahead made a third key, and
+    the file kept the two latest, dropping the current one (a restarted live collector lost it)."""
+    from collector.pseudonyms import Pseudonyms
+    path = tmp_path / "pseudonym.key"
+    names = Pseudonyms(24, path)
+    now = names.wall()
+    current = names.period(now)
+    today = names.text("3c:22:fb:00:00:22", current)
+    names.text("3c:22:fb:00:00:22", current + 1)
+    names.text("3c:22:fb:00:00:22", names.period(now + 5 * 86400))
+    again = Pseudonyms(24, path)
+    assert current in again.alive() and again.text("3c:22:fb:00:00:22", current) == today
