@@ -93,7 +93,10 @@ def ensure(cur, now: datetime.datetime, retention_days: int, ahead: int = AHEAD)
     to `ahead` months after `now`'s; returns the tables created. Idempotent, safe in parallel."""
     current = month_of(now)
     first = max(cutoff_month(now, retention_days), add_months(current, -MAX_BACK))
-    wanted = [add_months(first, n) for n in range((current.year - first.year) * 12 + current.month - first.month + ahead + 1)]
+    # A clock near the end of the calendar: December 9999 would end in year 10000, which Python's
+    # dates do not hold; its visits wait in the default partition.
+    last = min(current.year * 12 + current.month - 1 + ahead, 9999 * 12 + 10)
+    wanted = [add_months(first, n) for n in range(last - (first.year * 12 + first.month - 1) + 1)]
     have = months(cur)
     if all(m in have for m in wanted):
         return []  # the usual case: no lock taken

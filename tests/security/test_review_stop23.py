@@ -260,3 +260,106 @@ def test_a_key_made_for_a_period_far_ahead_never_pushes_the_current_key_out_of_t
     names.text("3c:22:fb:00:00:22", names.period(now + 5 * 86400))
     again = Pseudonyms(24, path)
     assert current in again.alive() and again.text("3c:22:fb:00:00:22", current) == today
+
+
+# -- a store's dates, a batch racing an erasure -----------------------------------------------------
+
+def test_a_store_dating_visits_at_the_calendars_edges_makes_no_partition_and_no_purge_fail(central_app, central_settings,
+                                                                                         stores, monkeypatch):
+    """Year 1, 1969, year 9999 (a hostile store, a clock gone wrong): the batch is applied, no
+    partition is made for them (the months come from the central's clock), the purge deletes the
+    old ones, reports the one ahead, and chain_stat still equals the scan."""
+    import json
+
+    import central.models
+    from tests.central.test_retention import cli
+    client = central_app.test_client()
+    with database.connection_context():
+        made = sorted(visits.months(database.cursor()))
+    edges = [datetime.datetime(1, 1, 1, 0, 0), datetime.datetime(1969, 12, 31, 23, 0), datetime.datetime(9999, 12, 31, 22, 0)]
+    lan = person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(2), *edges])
+    assert visits_of(lan) == 4 and stat_equals_scan()
+    with database.connection_context():
+        assert sorted(visits.months(database.cursor())) == made
+    monkeypatch.setattr(central.models, "utcnow", lambda: NOW)
+    done = cli(central_settings, "purge")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)["visits"]
+    assert report["visits_dropped"] == 2 and report["visits_ahead"] == 1
+    with database.connection_context():
+        assert sorted(visits.months(database.cursor())) == made
+    assert sorted(r[0] for r in rows("SELECT start FROM visit")) == [ago(2), edges[2]]
+    assert orphans() == 0 and stat_equals_scan()
+
+
+RACE = ("central/ingest.py _apply_links reads the person unlocked: an erasure that changes no unique column "
+        "(a person kept apart holds no index) takes no lock conflicting with the batch's FOR KEY SHARE, so its "
+        "DELETE of the devices cannot see the one the batch links (lead: SELECT ... FOR SHARE on person there)")
+
+
+@pytest.mark.parametrize("sharing", [True, pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=RACE))],
+                         ids=["shared", "kept_apart"])
+def test_an_erasure_racing_a_batch_that_links_a_device_to_the_person_leaves_no_device_or_visit(central_app, stores,
+                                                                                               pg_dsn, sharing):
+    """A store links a new device to Lan and sends its visits while the chain erases Lan (the API).
+    Held when Lan shares with the chain: the erasure clears her unique email index, which locks her
+    row against the batch's foreign key check, so it waits for the batch and then sees the device.
+    Kept apart (no index to clear), nothing orders them: the batch read Lan as not erased, the
+    erasure's DELETE could not see the device not committed yet, and the MAC and its visits stay,
+    linked to an erased person."""
+    from central.people import erase_person
+    client = central_app.test_client()
+    from tests.central.fixtures import event, post_batch
+    from tests.central.test_ingest import lead
+    from tests.central.test_visit_partitions import visit
+    assert post_batch(client, "hcm-01", stores["hcm-01"], [
+        lead("L1", chain_sharing=sharing), event("device.linked", device="3c:22:fb:00:00:01", lead="L1"),
+        event("consent.recorded", lead="L1", purpose="visit_analytics", granted=True),
+        visit("3c:22:fb:00:00:01", ago(3))]).status_code == 200
+    lan = rows("SELECT person_id FROM store_lead WHERE lead_uid = 'L1'")[0][0]
+    assert rows("SELECT email_index IS NOT NULL FROM person WHERE id = %s", lan) == [(sharing,)]
+    holder = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
+    holder.autocommit = True
+    cur = holder.cursor()
+    from central import chainstat
+    cur.execute("SELECT pg_advisory_lock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+    statuses, errors = [], []
+
+    def push():
+        statuses.append(post_batch(central_app.test_client(), "hcm-01", stores["hcm-01"],
+                                   [event("device.linked", device="3c:22:fb:00:00:07", lead="L1"),
+                                    visit("3c:22:fb:00:00:07", ago(1))]).status_code)
+
+    def erase():
+        try:
+            with database.connection_context(), database.atomic():
+                erase_person(database.cursor(), lan, origin=None)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    batch, erasure = threading.Thread(target=push), threading.Thread(target=erase)
+    try:
+        batch.start()
+        assert _waiting(cur, 1), "the batch never reached its chain_stat refresh"
+        erasure.start()
+        _waiting(cur, 2)
+    finally:
+        cur.execute("SELECT pg_advisory_unlock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+        batch.join(30)
+        erasure.join(30)
+        holder.close()
+    assert statuses == [200] and errors == []
+    assert rows("SELECT erased_at IS NOT NULL FROM person WHERE id = %s", lan) == [(True,)]
+    assert rows("SELECT mac FROM device") == [] and rows("SELECT count(*) FROM visit") == [(0,)]
+    assert orphans() == 0 and stat_equals_scan()
+
+
+def test_a_central_clock_at_the_end_of_the_calendar_still_starts(central_app, central_settings):
+    """A central whose clock reads December 9999 (a broken RTC, a hand-set date): the months ahead
+    would be in year 10000; the central must still start (and make what the calendar holds)."""
+    with database.connection_context(), database.atomic():
+        cur = database.cursor()
+        created = visits.ensure(cur, datetime.datetime(9999, 12, 15), central_settings.central_retention_days)
+        assert "visit_999911" in created and "visit_999912" not in created
+        assert not any(name.startswith("visit_1000") for name in created)
+        assert visits.expired(cur, datetime.datetime(9999, 12, 15), central_settings.central_retention_days)[0]
