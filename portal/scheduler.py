@@ -14,7 +14,9 @@ missed runs coalesce into one, and a run more than an hour late (a machine that 
 set forward) is skipped. Children run one at a time (an executor of one thread), so the peak is
 this process plus one child, never the whole table at once; the liveness tick has an executor of
 its own, so a long backup does not look like a hung scheduler. A child still running after its job's `limit_seconds` is stopped (SIGTERM, then
-SIGKILL); a child that fails is logged and the next run tries again. SIGTERM here starts no new
+SIGKILL); what a child started and left behind when it exits is stopped with its process group;
+its output is read as it comes, its last OUTPUT_CHARS kept for the log; a child that fails is
+logged and the next run tries again. SIGTERM here starts no new
 child and stops the running one within `GRACE_SECONDS`: every job is idempotent and
 transactional, so a stopped run loses only time.
 """
@@ -74,7 +76,7 @@ class Children:
             # Its own session: a stop reaches what the job itself started (`ip neigh`), and a
             # Ctrl+C at a terminal reaches this process only, which stops the child in order.
             child = subprocess.Popen(self.command(name), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     text=True, errors="replace", start_new_session=True)
+                                     start_new_session=True)
             self.running[child.pid] = child
             self.counts["runs"] += 1
         try:
@@ -90,7 +92,12 @@ class Children:
                 self._end(child)
                 reader.finish(self.grace)
                 return None
+            # What the job started and left behind (its group) goes with it: it would hold the
+            # output open, and outlive the run that the log says is over.
+            self._end(child, group_only=True)
             out = reader.finish(self.grace)
+            if reader.is_alive():  # a leftover that ignores SIGTERM and still holds the output
+                self._kill_group(child)
             if child.returncode == 0:
                 logger.info("job %s: %s", name, out.strip())
             elif self._stopping:
@@ -116,17 +123,28 @@ class Children:
         return {**counts, "child_peak_rss_kb": usage.ru_maxrss,
                 "children_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
-    def _end(self, child: subprocess.Popen) -> None:
+    def _end(self, child: subprocess.Popen, group_only: bool = False) -> None:
+        """SIGTERM to the child's group, SIGKILL after the grace. `group_only`: the child has exited
+        (and was reaped); what is left of its group is signalled, waited for only through `_Tail`."""
         for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, None)):
             try:
                 os.killpg(child.pid, sig)
             except ProcessLookupError:
+                return
+            if group_only:
                 return
             try:
                 child.wait(timeout=wait)
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+    @staticmethod
+    def _kill_group(child: subprocess.Popen) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> None:
         """No new child from now on; SIGTERM to the running ones (returns at once: a signal handler)."""
@@ -155,14 +173,18 @@ class _Tail(threading.Thread):
     """Reads a child's standard output as it comes, keeping only its last OUTPUT_CHARS."""
 
     def __init__(self, stream) -> None:
+        import codecs
+
         super().__init__(name="child-output", daemon=True)
         self.stream, self.kept, self.dropped = stream, "", 0
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
         self.start()
 
     def run(self) -> None:
+        fd = self.stream.fileno()
         try:
-            for chunk in iter(lambda: self.stream.read(65536), ""):
-                self.kept += chunk
+            for chunk in iter(lambda: os.read(fd, 65536), b""):  # what is there, not a full 64 kB
+                self.kept += self._decode(chunk)
                 if len(self.kept) > 2 * OUTPUT_CHARS:
                     self.dropped += len(self.kept) - OUTPUT_CHARS
                     self.kept = self.kept[-OUTPUT_CHARS:]

@@ -3,6 +3,7 @@ children and its status, the collector's replay. Each test is a finding or an at
 real PostgreSQL, real processes, real SQLite."""
 import datetime
 import threading
+import time
 
 import psycopg2
 import pytest
@@ -197,7 +198,6 @@ def test_a_replay_leaves_the_live_collectors_saved_runs_and_their_names_alone(tm
     whose clock was wrong) must leave those rows as they were, and the restarted live collector
     must take both runs up again (the anonymous one adopted by its MAC under a live key)."""
     import sqlite3
-    import time
 
     from collector import service
     from collector.sessions import LAN
@@ -363,3 +363,77 @@ def test_a_central_clock_at_the_end_of_the_calendar_still_starts(central_app, ce
         assert "visit_999911" in created and "visit_999912" not in created
         assert not any(name.startswith("visit_1000") for name in created)
         assert visits.expired(cur, datetime.datetime(9999, 12, 15), central_settings.central_retention_days)[0]
+
+
+def test_sigterm_during_prepare_stops_it_and_the_scheduler_at_once(tmp_path):
+    """`footfall jobs prepare` may take minutes (a damaged database restored): a stop meanwhile
+    (systemctl stop, a reboot) ends it and the scheduler cleanly, and starts no job."""
+    import signal
+
+    from tests.portal.test_scheduler_children import Driver, gone
+    pid, runs = tmp_path / "prepare.pid", tmp_path / "runs"
+    d = Driver(tmp_path, {"any": {"every": 1, "limit": 30, "code": f"open({str(runs)!r}, 'a').write('x')"}},
+               grace=2.0, prepare=f"import os, time\nopen({str(pid)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)")
+    try:
+        d.wait_for(lambda: pid.exists() and pid.read_text(), what="the preparation running")
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=30) == 0
+    finally:
+        d.stop()
+    assert gone(int(pid.read_text()))
+    assert not runs.exists() and "scheduler started" not in d.text()
+
+
+def test_a_child_killed_by_a_signal_is_a_failure_and_the_scheduler_goes_on(tmp_path):
+    from tests.portal.test_scheduler_children import Driver
+    runs = tmp_path / "runs"
+    d = Driver(tmp_path, {"crash": {"every": 1, "limit": 30, "code": (
+        f"import os, signal\nopen({str(runs)!r}, 'a').write('x')\nos.kill(os.getpid(), signal.SIGSEGV)")}})
+    try:
+        d.wait_for(lambda: runs.exists() and len(runs.read_text()) >= 2, what="two runs of the crashing job")
+        d.wait_for(lambda: d.jobs().get("failed", 0) >= 1, what="the failure counted")
+        assert d.proc.poll() is None
+    finally:
+        assert d.stop() == 0
+    assert f"job crash failed (exit status {-signal_number('SIGSEGV')})" in d.text()
+
+
+def signal_number(name: str) -> int:
+    import signal
+    return int(getattr(signal, name))
+
+
+def test_a_job_leaving_a_process_behind_on_its_output_neither_blocks_the_scheduler_nor_outlives_it(tmp_path):
+    """A job that starts something in the background (holding its standard output) and exits: the
+    scheduler goes on with its next runs, and what the job left is stopped with its group."""
+    from tests.portal.test_scheduler_children import Driver, gone
+    pids = tmp_path / "pids"
+    code = (f"import subprocess, sys\nkid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+            f"open({str(pids)!r}, 'a').write(f'{{kid.pid}}\\n')\nprint('left one behind')")
+    d = Driver(tmp_path, {"leaves": {"every": 1, "limit": 120, "code": code}}, grace=1.0)
+    try:
+        d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, timeout=60, what="a second run")
+        first = int(pids.read_text().split()[0])
+        d.wait_for(lambda: gone(first), timeout=10, what="the first run's leftover stopped")
+        assert "job leaves: left one behind" in d.text()
+    finally:
+        d.stop()
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in map(int, pids.read_text().split())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(pid) for pid in map(int, pids.read_text().split()))
+
+
+def test_a_leftover_ignoring_sigterm_on_the_jobs_output_is_killed(tmp_path):
+    from tests.portal.test_scheduler_children import Driver, gone
+    pids = tmp_path / "pids"
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    code = (f"import subprocess, sys, time\nkid = subprocess.Popen([sys.executable, '-c', {stubborn!r}])\n"
+            f"time.sleep(0.5)\nopen({str(pids)!r}, 'a').write(f'{{kid.pid}}\\n')")
+    d = Driver(tmp_path, {"stubborn": {"every": 1, "limit": 120, "code": code}}, grace=1.0)
+    try:
+        d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, timeout=60, what="a second run")
+        first = int(pids.read_text().split()[0])
+        d.wait_for(lambda: gone(first), timeout=10, what="the stubborn leftover killed")
+    finally:
+        d.stop()
