@@ -156,19 +156,24 @@ def test_a_child_flooding_its_output_does_not_grow_the_scheduler(tmp_path):
 
 # -- the collector's replay -------------------------------------------------------------------------
 
-def _pcap(records) -> bytes:
-    out = ((0xA1B2C3D4).to_bytes(4, "little") + (2).to_bytes(2, "little") + (4).to_bytes(2, "little")
-           + bytes(8) + (65535).to_bytes(4, "little") + (1).to_bytes(4, "little"))
+def _pcap(records, order="little", magic=0xA1B2C3D4, unit=1e6) -> bytes:
+    out = (magic.to_bytes(4, order) + (2).to_bytes(2, order) + (4).to_bytes(2, order)
+           + bytes(8) + (65535).to_bytes(4, order) + (1).to_bytes(4, order))
     for ts, frame, claimed in records:
         sec = int(ts)
-        out += (sec.to_bytes(4, "little") + int((ts - sec) * 1e6).to_bytes(4, "little")
-                + claimed.to_bytes(4, "little") * 2 + frame)
+        out += (sec.to_bytes(4, order) + int((ts - sec) * unit).to_bytes(4, order)
+                + claimed.to_bytes(4, order) * 2 + frame)
     return out
 
 
+FLAVOURS = {"le_usec": ("little", 0xA1B2C3D4, 1e6), "be_usec": ("big", 0xA1B2C3D4, 1e6),
+            "le_nsec": ("little", 0xA1B23C4D, 1e9), "be_nsec": ("big", 0xA1B23C4D, 1e9)}
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 @pytest.mark.parametrize("tail", [f"cut_{n}" for n in (0, 1, 11, 12, 13, 14, 15, 41)]
                          + [f"short_{n}" for n in range(0, 15)])
-def test_a_capture_ending_inside_the_ethertype_or_in_tiny_frames_reads_the_same_both_ways(tmp_path, tail):
+def test_a_capture_ending_inside_the_ethertype_or_in_tiny_frames_reads_the_same_both_ways(tmp_path, tail, flavour):
     """The fast path reads the ethertype with the record header when the file holds it: a last
     record cut inside (or just around) the ethertype, and whole frames of 0 to 14 bytes at the
     very end of the file, are read as the frame-by-frame reference reads them."""
@@ -183,7 +188,7 @@ def test_a_capture_ending_inside_the_ethertype_or_in_tiny_frames_reads_the_same_
     else:  # complete records of n bytes, the last one ending the file
         records += [(T0 + 800, whole[:n], n), (T0 + 801, whole[:n], n)]
     pcap = tmp_path / "tail.pcap"
-    pcap.write_bytes(_pcap(records))
+    pcap.write_bytes(_pcap(records, *FLAVOURS[flavour]))
     (fast_stats, fast_rows), (ref_stats, ref_rows) = both_ways(tmp_path, pcap)
     assert fast_stats == ref_stats and fast_rows == ref_rows
     assert fast_stats["truncated_records"] == (1 if kind == "cut" else 0)
@@ -437,3 +442,28 @@ def test_a_leftover_ignoring_sigterm_on_the_jobs_output_is_killed(tmp_path):
         d.wait_for(lambda: gone(first), timeout=10, what="the stubborn leftover killed")
     finally:
         d.stop()
+
+
+def test_a_purge_that_stopped_after_dropping_months_leaves_chain_stat_to_the_next_run(central_app, central_settings,
+                                                                                      stores, monkeypatch):
+    """The months dropped and committed, then a crash before chain_stat's refresh: the next purge
+    finds the rows that counted dropped visits (month partitions and the default partition's,
+    passers-by among them) and chain_stat equals the scan again."""
+    import json
+
+    import central.models
+    from tests.central.test_retention import cli
+    client = central_app.test_client()
+    old, older = ago(365 + 62), ago(365 * 12)  # a month partition to drop; before every partition (default)
+    lan = person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [older, old, ago(1)])
+    with database.connection_context(), database.atomic():
+        visits.ensure(database.cursor(), NOW, 500)
+    assert rows("SELECT tableoid::regclass::text FROM visit WHERE start = %s", older) == [(visits.DEFAULT,)]
+    with database.connection_context(), database.atomic():
+        dropped = visits.drop_expired(database.cursor(), NOW, central_settings.central_retention_days)
+    assert dropped["visits_dropped"] == 2 and not stat_equals_scan()  # the crash: chain_stat not refreshed
+    monkeypatch.setattr(central.models, "utcnow", lambda: NOW)
+    done = cli(central_settings, "purge")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["visits"]["chain_stat_refreshed"] == 1
+    assert visits_of(lan) == 1 and stat_equals_scan()
