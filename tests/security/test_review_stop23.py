@@ -467,3 +467,40 @@ def test_a_purge_that_stopped_after_dropping_months_leaves_chain_stat_to_the_nex
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["visits"]["chain_stat_refreshed"] == 1
     assert visits_of(lan) == 1 and stat_equals_scan()
+
+
+def test_a_batch_racing_a_month_made_from_the_default_partition_is_applied_into_that_month(central_app,
+                                                                                          central_settings, stores,
+                                                                                          pg_dsn):
+    """A store sends a visit of a month that has no partition yet while `ensure` makes it: the
+    batch's COPY routed the row to the default partition before the month was attached, and
+    waits there. It must be applied (not a 500 for a partition constraint), its visit in its month."""
+    from tests.central.fixtures import post_batch
+    from tests.central.test_visit_partitions import visit
+    client = central_app.test_client()
+    future = NOW + datetime.timedelta(days=200)
+    person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(2)])
+    mover = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn),
+                             options=f"-c search_path={central_settings.central_schema}")
+    watcher = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
+    watcher.autocommit = True
+    statuses = []
+
+    def push():
+        statuses.append(post_batch(central_app.test_client(), "hcm-01", stores["hcm-01"],
+                                   [visit("3c:22:fb:00:00:01", future)]).status_code)
+
+    batch = threading.Thread(target=push)
+    try:
+        visits.create_month(mover.cursor(), visits.month_of(future))
+        batch.start()
+        assert _waiting(watcher.cursor(), 1), "the batch never waited for the month being made"
+        mover.commit()
+    finally:
+        batch.join(30)
+        mover.close()
+        watcher.close()
+    assert statuses == [200]
+    assert rows("SELECT tableoid::regclass::text FROM visit WHERE start = %s", future) == \
+        [(visits.name_of(visits.month_of(future)),)]
+    assert stat_equals_scan()
