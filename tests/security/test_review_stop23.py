@@ -504,3 +504,38 @@ def test_a_batch_racing_a_month_made_from_the_default_partition_is_applied_into_
     assert rows("SELECT tableoid::regclass::text FROM visit WHERE start = %s", future) == \
         [(visits.name_of(visits.month_of(future)),)]
     assert stat_equals_scan()
+
+
+def test_visits_follow_merges_and_splits_and_go_with_every_erasure(central_app, stores):
+    """Lan at two stores (one person), a second record of hers merged into the first at hcm-01,
+    then hn-02 keeps her apart (a split), a device relinked from one record to the other: every
+    erasure afterwards takes exactly the visits of the devices it deletes, and none is left of
+    no device."""
+    from tests.central.fixtures import event, post_batch
+    from tests.central.test_ingest import lead
+    from tests.central.test_visit_partitions import visit
+    client = central_app.test_client()
+    grant = lambda uid: event("consent.recorded", lead=uid, purpose="visit_analytics", granted=True)  # noqa: E731
+    lan = person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(1), ago(40)])
+    assert post_batch(client, "hcm-01", stores["hcm-01"], [
+        lead("L2", email=None, phone="+84912345678"), grant("L2"), event("device.linked", device="3c:22:fb:00:00:02", lead="L2"),
+        visit("3c:22:fb:00:00:02", ago(5)), event("lead.merged", lead="L2", into="L1")]).status_code == 200
+    assert post_batch(client, "hn-02", stores["hn-02"], [
+        lead("B1"), grant("B1"), event("device.linked", device="00:1a:11:00:00:01", lead="B1"),
+        visit("00:1a:11:00:00:01", ago(3))]).status_code == 200
+    assert rows("SELECT DISTINCT person_id FROM store_lead") == [(lan,)]
+    assert visits_of(lan) == 4 and stat_equals_scan()
+    assert post_batch(client, "hn-02", stores["hn-02"], [lead("B1", chain_sharing=False)]).status_code == 200
+    apart = rows("SELECT person_id FROM store_lead WHERE lead_uid = 'B1'")[0][0]
+    assert apart != lan and (visits_of(lan), visits_of(apart)) == (3, 1) and stat_equals_scan()
+    # hcm-01 relinks Lan's first device to a new record of someone else, then erases Lan
+    assert post_batch(client, "hcm-01", stores["hcm-01"], [
+        lead("M1", email="minh@example.com"), grant("M1"), event("device.linked", device="3c:22:fb:00:00:01", lead="M1"),
+        event("lead.erased", lead="L1", verified=True)]).status_code == 200
+    minh = rows("SELECT person_id FROM store_lead WHERE lead_uid = 'M1'")[0][0]
+    assert visits_of(lan) == 0 and visits_of(minh) == 2 and visits_of(apart) == 1
+    assert orphans() == 0 and stat_equals_scan()
+    assert post_batch(client, "hn-02", stores["hn-02"], [event("lead.erased", lead="B1", verified=True)]).status_code == 200
+    assert post_batch(client, "hcm-01", stores["hcm-01"], [event("devices.erased", devices=["3c:22:fb:00:00:01"])]
+                      ).status_code == 200
+    assert rows("SELECT count(*) FROM visit") == [(0,)] and orphans() == 0 and stat_equals_scan()
