@@ -74,11 +74,15 @@ def _lock(cur) -> None:
 def create_month(cur, month: datetime.date) -> None:
     """One month's partition, with the default partition's rows of that month moved into it.
 
-    Built apart and attached (ATTACH takes a SHARE UPDATE EXCLUSIVE lock on `visit`, so batches
-    go on copying meanwhile; CREATE TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE one).
-    The default partition is locked first: no row of the month can arrive there before the attach."""
+    Built apart and attached (CREATE TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE lock on
+    `visit`, readers included). Writers wait meanwhile: `visit` itself is locked against them first
+    (SHARE ROW EXCLUSIVE on it alone; reads go on), so a batch or an erasure plans its statement
+    over the partitions once the month is attached. Locking only the default partition let a batch
+    route a row of the month there, wait, and fail on the default's new bound (a 500), and an
+    erasure's DELETE miss the rows moved. Usually a month made ahead moves no row: a short wait."""
     low, high = month, add_months(month, 1)
     name = name_of(month)
+    cur.execute("LOCK TABLE ONLY visit IN SHARE ROW EXCLUSIVE MODE")
     cur.execute(f"LOCK TABLE {DEFAULT} IN SHARE ROW EXCLUSIVE MODE")
     cur.execute(f"CREATE TABLE {name} (LIKE visit INCLUDING DEFAULTS)")
     cur.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_range CHECK (start >= %s AND start < %s)", (low, high))
@@ -93,7 +97,10 @@ def ensure(cur, now: datetime.datetime, retention_days: int, ahead: int = AHEAD)
     to `ahead` months after `now`'s; returns the tables created. Idempotent, safe in parallel."""
     current = month_of(now)
     first = max(cutoff_month(now, retention_days), add_months(current, -MAX_BACK))
-    wanted = [add_months(first, n) for n in range((current.year - first.year) * 12 + current.month - first.month + ahead + 1)]
+    # A clock near the end of the calendar: December 9999 would end in year 10000, which Python's
+    # dates do not hold; its visits wait in the default partition.
+    last = min(current.year * 12 + current.month - 1 + ahead, 9999 * 12 + 10)
+    wanted = [add_months(first, n) for n in range(last - (first.year * 12 + first.month - 1) + 1)]
     have = months(cur)
     if all(m in have for m in wanted):
         return []  # the usual case: no lock taken
@@ -152,6 +159,8 @@ def forget_devices(cur, where: str, params: tuple) -> list[int | None]:
     cur.execute(f"DELETE FROM device WHERE {where} RETURNING id, person_id", params)
     rows = cur.fetchall()
     if rows:
+        # (A month being made meanwhile holds `visit` against writers: this DELETE waits, then is
+        # planned over the partitions with the new month attached; see create_month.)
         cur.execute("DELETE FROM visit WHERE device_id = ANY(%s)", ([r[0] for r in rows],))
     return [r[1] for r in rows]
 

@@ -411,7 +411,10 @@ class Pipeline:
             self.writer.submit(Batch(devices, visits, runs, anonymous))
             self.stats.batches += 1
         if self._clock is not None:
-            period = names.due(self._clock)
+            # A replay's clock is its capture's: one dated ahead (a box whose clock was wrong) must
+            # not destroy the keys of the periods the live collector is still in (its saved runs
+            # would then never be adopted again); the wall clock bounds how far a replay rotates.
+            period = names.due(self._clock if self.save_runs else min(self._clock, names.wall()))
             if period is not None:
                 self._rotate(period)
         self._next_flush = time.monotonic() + self.flush_seconds

@@ -191,7 +191,9 @@ class Pseudonyms:
         if self.path is None:
             return
         current = self.period(self.wall())
-        keep = sorted((p, k) for p, k in self._keys.items() if p >= current)[-_SLOTS:]
+        # The nearest periods: a key made for a time far ahead (a replay of a capture dated ahead)
+        # never pushes the current period's key out of the file.
+        keep = sorted((p, k) for p, k in self._keys.items() if p >= current)[:_SLOTS]
         data = b"".join(p.to_bytes(8, "little", signed=True) + bytes(k) for p, k in keep)
         data = data.ljust(_SLOT * _SLOTS, b"\0")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)

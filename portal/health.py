@@ -161,10 +161,15 @@ def next_run(data_dir: str | os.PathLike, job: str, now: float | None = None) ->
     status = read_processes(data_dir, now).get("scheduler")
     if not status or status["stale"] or status.get("stopped") or not status.get("alive"):
         return None
-    try:
-        return datetime.datetime.fromisoformat(status.get("next_runs", {})[job])
-    except (KeyError, TypeError, ValueError):
+    planned = status.get("next_runs")
+    value = planned.get(job) if isinstance(planned, dict) else None
+    if not isinstance(value, str) or len(value) > 40:
         return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None  # the scheduler writes its offset: a naive time is not its
 
 
 def read_processes(data_dir: str | os.PathLike, now: float | None = None) -> dict[str, dict]:
@@ -175,6 +180,8 @@ def read_processes(data_dir: str | os.PathLike, now: float | None = None) -> dic
             status = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(status, dict) or not isinstance(status.get("process", path.stem), str):
+            continue  # damaged (a power cut, a hand edit): as if it were not there
         status["age_seconds"] = round(now - path.stat().st_mtime)
         status["stale"] = status["age_seconds"] > STALE_SECONDS
         out[status.get("process", path.stem)] = status

@@ -14,7 +14,9 @@ missed runs coalesce into one, and a run more than an hour late (a machine that 
 set forward) is skipped. Children run one at a time (an executor of one thread), so the peak is
 this process plus one child, never the whole table at once; the liveness tick has an executor of
 its own, so a long backup does not look like a hung scheduler. A child still running after its job's `limit_seconds` is stopped (SIGTERM, then
-SIGKILL); a child that fails is logged and the next run tries again. SIGTERM here starts no new
+SIGKILL); what a child started and left behind when it exits is stopped with its process group;
+its output is read as it comes, its last OUTPUT_CHARS kept for the log; a child that fails is
+logged and the next run tries again. SIGTERM here starts no new
 child and stops the running one within `GRACE_SECONDS`: every job is idempotent and
 transactional, so a stopped run loses only time.
 """
@@ -35,6 +37,7 @@ GRACE_SECONDS = 10.0  # between a child's SIGTERM and its SIGKILL (systemd's Tim
 MISFIRE_GRACE_SECONDS = 3600  # a run later than this is skipped; the next one comes as planned
 PREPARE = "prepare"  # the first child: `footfall jobs prepare` (portal/jobs.py: prepare)
 PREPARE_LIMIT_SECONDS = 280  # the unit's TimeoutStartSec is 300
+OUTPUT_CHARS = 16384  # of a child's standard output, the last ones kept (for the log)
 
 
 def no_tls() -> None:
@@ -73,19 +76,28 @@ class Children:
             # Its own session: a stop reaches what the job itself started (`ip neigh`), and a
             # Ctrl+C at a terminal reaches this process only, which stops the child in order.
             child = subprocess.Popen(self.command(name), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     text=True, errors="replace", start_new_session=True)
+                                     start_new_session=True)
             self.running[child.pid] = child
             self.counts["runs"] += 1
         try:
+            # Not communicate(): it keeps every byte a child prints until it exits (a job printing
+            # without end grew this slim process by gigabytes). The last OUTPUT_CHARS are kept.
+            reader = _Tail(child.stdout)
             try:
-                out, _ = child.communicate(timeout=limit)
+                child.wait(timeout=limit)
             except subprocess.TimeoutExpired:
                 with self._lock:
                     self.counts["stopped_over_limit"] += 1
                 logger.error("job %s still running after %d s: stopped", name, limit)
                 self._end(child)
-                child.communicate()
+                reader.finish(self.grace)
                 return None
+            # What the job started and left behind (its group) goes with it: it would hold the
+            # output open, and outlive the run that the log says is over.
+            self._end(child, group_only=True)
+            out = reader.finish(self.grace)
+            if reader.is_alive():  # a leftover that ignores SIGTERM and still holds the output
+                self._kill_group(child)
             if child.returncode == 0:
                 logger.info("job %s: %s", name, out.strip())
             elif self._stopping:
@@ -111,17 +123,28 @@ class Children:
         return {**counts, "child_peak_rss_kb": usage.ru_maxrss,
                 "children_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
-    def _end(self, child: subprocess.Popen) -> None:
+    def _end(self, child: subprocess.Popen, group_only: bool = False) -> None:
+        """SIGTERM to the child's group, SIGKILL after the grace. `group_only`: the child has exited
+        (and was reaped); what is left of its group is signalled, waited for only through `_Tail`."""
         for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, None)):
             try:
                 os.killpg(child.pid, sig)
             except ProcessLookupError:
+                return
+            if group_only:
                 return
             try:
                 child.wait(timeout=wait)
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+    @staticmethod
+    def _kill_group(child: subprocess.Popen) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> None:
         """No new child from now on; SIGTERM to the running ones (returns at once: a signal handler)."""
@@ -144,6 +167,38 @@ class Children:
                 child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self._end(child)
+
+
+class _Tail(threading.Thread):
+    """Reads a child's standard output as it comes, keeping only its last OUTPUT_CHARS."""
+
+    def __init__(self, stream) -> None:
+        import codecs
+
+        super().__init__(name="child-output", daemon=True)
+        self.stream, self.kept, self.dropped = stream, "", 0
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+        self.start()
+
+    def run(self) -> None:
+        fd = self.stream.fileno()
+        try:
+            for chunk in iter(lambda: os.read(fd, 65536), b""):  # what is there, not a full 64 kB
+                self.kept += self._decode(chunk)
+                if len(self.kept) > 2 * OUTPUT_CHARS:
+                    self.dropped += len(self.kept) - OUTPUT_CHARS
+                    self.kept = self.kept[-OUTPUT_CHARS:]
+        except (OSError, ValueError):  # closed under it: what was read is kept
+            pass
+
+    def finish(self, timeout: float) -> str:
+        """What was kept, once the output ends (a grandchild holding it open: after `timeout`)."""
+        self.join(timeout)
+        kept = self.kept[-OUTPUT_CHARS:]
+        dropped = self.dropped + len(self.kept) - len(kept)
+        if not self.is_alive():
+            self.stream.close()
+        return f"[{dropped} characters before] {kept}" if dropped else kept
 
 
 def _next_runs(planned: list) -> dict[str, str]:
