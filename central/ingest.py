@@ -212,7 +212,10 @@ def _apply_links(cur, store: Store, events: list[Event], people: Touched) -> Non
             links.append((e.data["device"], person))
     if not links:
         return
-    cur.execute("SELECT id FROM person WHERE id = ANY(%s) AND erased_at IS NULL", (sorted({p for _, p in links}),))
+    # FOR SHARE: an erasure of one of them (its UPDATE of the row) waits for this batch and then deletes
+    # the device linked here, or went first and the person is read as erased (review stop 23).
+    cur.execute("SELECT id FROM person WHERE id = ANY(%s) AND erased_at IS NULL ORDER BY id FOR SHARE",
+                (sorted({p for _, p in links}),))
     live = {row[0] for row in cur.fetchall()}
     links = [(mac, person) for mac, person in links if person in live]
     ids = _device_ids(cur, store.id, {mac for mac, _ in links})
