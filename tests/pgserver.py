@@ -119,6 +119,19 @@ class Throwaway:
             conn.close()
 
 
+def lock_waiters(cur, n: int, tries: int = 400) -> bool:
+    """True once n sessions of this database wait for a lock (polled every 50 ms, `tries` times):
+    how a race test knows the other side is blocked where it means it to be."""
+    import threading
+
+    for _ in range(tries):
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        if cur.fetchone()[0] >= n:
+            return True
+        threading.Event().wait(0.05)
+    return False
+
+
 def start_throwaway() -> Throwaway:
     """initdb, then start on a free port (another process may take the port between our probe
     and the server's bind: try a few). The caller stops it with `stop_throwaway`."""

@@ -262,13 +262,6 @@ def test_an_erasure_waits_for_a_batch_still_adding_visits_to_the_device(central_
     cur.execute("SELECT pg_advisory_lock(%s, %s)", (chainstat.LOCK_SPACE, lan))
     statuses, errors = [], []
 
-    def waiting(n):
-        for _ in range(400):
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-            if cur.fetchone()[0] >= n:
-                return True
-            threading.Event().wait(0.05)
-        return False
 
     def push():
         statuses.append(post_batch(central_app.test_client(), "hcm-01", stores["hcm-01"],
@@ -284,9 +277,9 @@ def test_an_erasure_waits_for_a_batch_still_adding_visits_to_the_device(central_
     batch, erasure = threading.Thread(target=push), threading.Thread(target=erase)
     try:
         batch.start()
-        assert waiting(1), "the batch never reached its chain_stat refresh"
+        assert pgserver.lock_waiters(cur, 1), "the batch never reached its chain_stat refresh"
         erasure.start()
-        assert waiting(2), "the erasure never waited"
+        assert pgserver.lock_waiters(cur, 2), "the erasure never waited"
     finally:
         cur.execute("SELECT pg_advisory_unlock(%s, %s)", (chainstat.LOCK_SPACE, lan))
         batch.join(30)

@@ -14,14 +14,12 @@ from tests import pgserver
 from tests.central.test_visit_partitions import NOW, ago, orphans, person_with_visits, rows, stat_equals_scan, visits_of
 
 
-def _waiting(cur, n):
-    """True once n sessions of this database wait for a lock."""
-    for _ in range(400):
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-        if cur.fetchone()[0] >= n:
-            return True
-        threading.Event().wait(0.05)
-    return False
+def _mover_and_watcher(pg_dsn, central_settings):
+    """A session on the central's schema (it makes a month) and one that watches the locks."""
+    mover = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn), options=f"-c search_path={central_settings.central_schema}")
+    watcher = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
+    watcher.autocommit = True
+    return mover, watcher
 
 
 def test_an_erasure_racing_a_month_made_from_the_default_partition_leaves_no_visit(central_app, central_settings, stores,
@@ -35,10 +33,7 @@ def test_an_erasure_racing_a_month_made_from_the_default_partition_leaves_no_vis
     future = NOW + datetime.timedelta(days=200)
     lan = person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(2), future])
     assert rows(f"SELECT count(*) FROM {visits.DEFAULT}") == [(1,)]
-    mover = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn),
-                             options=f"-c search_path={central_settings.central_schema}")
-    watcher = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
-    watcher.autocommit = True
+    mover, watcher = _mover_and_watcher(pg_dsn, central_settings)
     errors = []
 
     def erase():
@@ -52,7 +47,7 @@ def test_an_erasure_racing_a_month_made_from_the_default_partition_leaves_no_vis
     try:
         visits.create_month(mover.cursor(), visits.month_of(future))  # moved, attached, not committed yet
         erasure.start()
-        assert _waiting(watcher.cursor(), 1), "the erasure never waited for the month being made"
+        assert pgserver.lock_waiters(watcher.cursor(), 1), "the erasure never waited for the month being made"
         mover.commit()
     finally:
         erasure.join(30)
@@ -344,9 +339,9 @@ def test_an_erasure_racing_a_batch_that_links_a_device_to_the_person_leaves_no_d
     batch, erasure = threading.Thread(target=push), threading.Thread(target=erase)
     try:
         batch.start()
-        assert _waiting(cur, 1), "the batch never reached its chain_stat refresh"
+        assert pgserver.lock_waiters(cur, 1), "the batch never reached its chain_stat refresh"
         erasure.start()
-        _waiting(cur, 2)
+        pgserver.lock_waiters(cur, 2)
     finally:
         cur.execute("SELECT pg_advisory_unlock(%s, %s)", (chainstat.LOCK_SPACE, lan))
         batch.join(30)
@@ -479,10 +474,7 @@ def test_a_batch_racing_a_month_made_from_the_default_partition_is_applied_into_
     client = central_app.test_client()
     future = NOW + datetime.timedelta(days=200)
     person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(2)])
-    mover = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn),
-                             options=f"-c search_path={central_settings.central_schema}")
-    watcher = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
-    watcher.autocommit = True
+    mover, watcher = _mover_and_watcher(pg_dsn, central_settings)
     statuses = []
 
     def push():
@@ -493,7 +485,7 @@ def test_a_batch_racing_a_month_made_from_the_default_partition_is_applied_into_
     try:
         visits.create_month(mover.cursor(), visits.month_of(future))
         batch.start()
-        assert _waiting(watcher.cursor(), 1), "the batch never waited for the month being made"
+        assert pgserver.lock_waiters(watcher.cursor(), 1), "the batch never waited for the month being made"
         mover.commit()
     finally:
         batch.join(30)
