@@ -132,6 +132,20 @@ def lock_waiters(cur, n: int, tries: int = 400) -> bool:
     return False
 
 
+def hold_chain_row(dsn: str, person: int):
+    """A session of its own holding `person`'s chain_stat lock (what a batch's or an erasure's
+    refresh takes): returns the connection (close it to let go) and its cursor, for lock_waiters."""
+    import psycopg2
+
+    from central import chainstat
+
+    holder = psycopg2.connect(**connect_kwargs(dsn))
+    holder.autocommit = True
+    cur = holder.cursor()
+    cur.execute("SELECT pg_advisory_lock(%s, %s)", (chainstat.LOCK_SPACE, person))
+    return holder, cur
+
+
 def start_throwaway() -> Throwaway:
     """initdb, then start on a free port (another process may take the port between our probe
     and the server's bind: try a few). The caller stops it with `stop_throwaway`."""

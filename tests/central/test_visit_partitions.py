@@ -250,16 +250,11 @@ def test_an_erasure_waits_for_a_batch_still_adding_visits_to_the_device(central_
     between its COPY and its commit by taking the lock its chain_stat refresh needs."""
     import threading
 
-    import psycopg2
-
     from central.people import erase_person
     from tests import pgserver
     client = central_app.test_client()
     lan = person_with_visits(client, stores["hcm-01"], "hcm-01", "L1", "3c:22:fb:00:00:01", [ago(3)])
-    holder = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
-    holder.autocommit = True
-    cur = holder.cursor()
-    cur.execute("SELECT pg_advisory_lock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+    holder, cur = pgserver.hold_chain_row(pg_dsn, lan)
     statuses, errors = [], []
 
 
@@ -281,10 +276,9 @@ def test_an_erasure_waits_for_a_batch_still_adding_visits_to_the_device(central_
         erasure.start()
         assert pgserver.lock_waiters(cur, 2), "the erasure never waited"
     finally:
-        cur.execute("SELECT pg_advisory_unlock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+        holder.close()  # the lock goes with its session
         batch.join(30)
         erasure.join(30)
-        holder.close()
     assert statuses == [200] and errors == []
     assert rows("SELECT count(*) FROM device") == [(0,)]
     assert orphans() == 0 and rows("SELECT count(*) FROM visit") == [(0,)]

@@ -317,11 +317,7 @@ def test_an_erasure_racing_a_batch_that_links_a_device_to_the_person_leaves_no_d
         visit("3c:22:fb:00:00:01", ago(3))]).status_code == 200
     lan = rows("SELECT person_id FROM store_lead WHERE lead_uid = 'L1'")[0][0]
     assert rows("SELECT email_index IS NOT NULL FROM person WHERE id = %s", lan) == [(sharing,)]
-    holder = psycopg2.connect(**pgserver.connect_kwargs(pg_dsn))
-    holder.autocommit = True
-    cur = holder.cursor()
-    from central import chainstat
-    cur.execute("SELECT pg_advisory_lock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+    holder, cur = pgserver.hold_chain_row(pg_dsn, lan)
     statuses, errors = [], []
 
     def push():
@@ -343,10 +339,9 @@ def test_an_erasure_racing_a_batch_that_links_a_device_to_the_person_leaves_no_d
         erasure.start()
         pgserver.lock_waiters(cur, 2)
     finally:
-        cur.execute("SELECT pg_advisory_unlock(%s, %s)", (chainstat.LOCK_SPACE, lan))
+        holder.close()  # the lock goes with its session
         batch.join(30)
         erasure.join(30)
-        holder.close()
     assert statuses == [200] and errors == []
     assert rows("SELECT erased_at IS NOT NULL FROM person WHERE id = %s", lan) == [(True,)]
     assert rows("SELECT mac FROM device") == [] and rows("SELECT count(*) FROM visit") == [(0,)]
@@ -402,18 +397,30 @@ def signal_number(name: str) -> int:
     return int(getattr(signal, name))
 
 
-def test_a_job_leaving_a_process_behind_on_its_output_neither_blocks_the_scheduler_nor_outlives_it(tmp_path):
-    """A job that starts something in the background (holding its standard output) and exits: the
-    scheduler goes on with its next runs, and what the job left is stopped with its group."""
+def _leaving_driver(tmp_path, name: str, code: str, pids, what: str):
+    """A scheduler running job `name` (which writes each leftover's pid to `pids`) every second,
+    once a second run has come and the first run's leftover is gone; stopped if either never comes."""
     from tests.portal.test_scheduler_children import Driver, gone
-    pids = tmp_path / "pids"
-    code = (f"import subprocess, sys\nkid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
-            f"open({str(pids)!r}, 'a').write(f'{{kid.pid}}\\n')\nprint('left one behind')")
-    d = Driver(tmp_path, {"leaves": {"every": 1, "limit": 120, "code": code}}, grace=1.0)
+    d = Driver(tmp_path, {name: {"every": 1, "limit": 120, "code": code}}, grace=1.0)
     try:
         d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, timeout=60, what="a second run")
         first = int(pids.read_text().split()[0])
-        d.wait_for(lambda: gone(first), timeout=10, what="the first run's leftover stopped")
+        d.wait_for(lambda: gone(first), timeout=10, what=what)
+    except BaseException:
+        d.stop()
+        raise
+    return d
+
+
+def test_a_job_leaving_a_process_behind_on_its_output_neither_blocks_the_scheduler_nor_outlives_it(tmp_path):
+    """A job that starts something in the background (holding its standard output) and exits: the
+    scheduler goes on with its next runs, and what the job left is stopped with its group."""
+    from tests.portal.test_scheduler_children import gone
+    pids = tmp_path / "pids"
+    code = (f"import subprocess, sys\nkid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+            f"open({str(pids)!r}, 'a').write(f'{{kid.pid}}\\n')\nprint('left one behind')")
+    d = _leaving_driver(tmp_path, "leaves", code, pids, "the first run's leftover stopped")
+    try:
         assert "job leaves: left one behind" in d.text()
     finally:
         d.stop()
@@ -424,18 +431,11 @@ def test_a_job_leaving_a_process_behind_on_its_output_neither_blocks_the_schedul
 
 
 def test_a_leftover_ignoring_sigterm_on_the_jobs_output_is_killed(tmp_path):
-    from tests.portal.test_scheduler_children import Driver, gone
     pids = tmp_path / "pids"
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
     code = (f"import subprocess, sys, time\nkid = subprocess.Popen([sys.executable, '-c', {stubborn!r}])\n"
             f"time.sleep(0.5)\nopen({str(pids)!r}, 'a').write(f'{{kid.pid}}\\n')")
-    d = Driver(tmp_path, {"stubborn": {"every": 1, "limit": 120, "code": code}}, grace=1.0)
-    try:
-        d.wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, timeout=60, what="a second run")
-        first = int(pids.read_text().split()[0])
-        d.wait_for(lambda: gone(first), timeout=10, what="the stubborn leftover killed")
-    finally:
-        d.stop()
+    _leaving_driver(tmp_path, "stubborn", code, pids, "the stubborn leftover killed").stop()
 
 
 def test_a_purge_that_stopped_after_dropping_months_leaves_chain_stat_to_the_next_run(central_app, central_settings,
